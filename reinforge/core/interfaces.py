@@ -1,0 +1,178 @@
+"""The seams between the algorithm and everything that does heavy work.
+
+Each seam is a small `typing.Protocol`, so that an algorithm can generate, score and train
+without knowing which engine runs underneath or where it runs (one process, or a Ray worker
+group). Tokens in, tokens out: the driver applies the chat template and tokenizes once;
+backends never see text, except environments, which judge decoded responses.
+
+Shape conventions shared by every seam (see `reinforge.core.batch` for the batch type):
+
+- `B` is the number of rows, `T` the padded sequence length, `V` the vocabulary size.
+- Sequences are right-padded. `input_ids  # [B, T]` holds prompt + response;
+  `input_lengths  # [B]` the unpadded length of each row.
+- Per-token arrays are aligned with `input_ids`: `logprobs[:, t]` is log p(input_ids[:, t] | input_ids[:, :t]),
+  so column 0 (no prefix) is always 0, and so are the padded columns.
+- `token_mask  # [B, T]` is 1 on the tokens a loss counts (the generated ones), 0 elsewhere;
+  `sample_mask  # [B]` scales whole rows (0 drops a row from the loss).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
+
+if TYPE_CHECKING:
+    import torch
+
+    from reinforge.core.batch import Batch
+    from reinforge.core.sampling import SamplingParams
+
+NamedTensors = Iterable[tuple[str, "torch.Tensor"]]
+
+
+@runtime_checkable
+class GenerationBackend(Protocol):
+    """Produces responses for tokenized prompts; hides the engine (HF generate, vLLM, SGLang, ...).
+
+    The rollout does not need to know how or where generation runs, only that token ids go in
+    and token ids with their logprobs come out.
+    """
+
+    def generate(self, batch: Batch, sampling: SamplingParams) -> Batch:
+        """Sample responses for `batch["input_ids"]  # [B, P]` (right-padded prompts, `input_lengths  # [B]`).
+
+        Returns a batch of `B * sampling.n` rows (each prompt's samples adjacent) with
+        `output_ids  # [B*n, T]` (prompt + response, right-padded with the pad id),
+        `prompt_lengths`, `generation_lengths`, `sequence_lengths  # [B*n]`,
+        `generation_logprobs  # [B*n, T]` (aligned with `output_ids`, 0 outside the response,
+        computed under the sampling temperature exactly as the trainer computes them) and
+        `truncated  # [B*n] bool` (max_new_tokens reached without a stop). Per-sample lists of
+        the input batch are repeated alongside.
+        """
+        ...
+
+    def update_weights(self, named_tensors: NamedTensors) -> None:
+        """Load Hugging Face-named full tensors into the live engine, in place (refit)."""
+        ...
+
+    def sleep(self) -> None:
+        """Free the engine's device memory (weights and KV cache) while training runs on the same devices."""
+        ...
+
+    def wake(self) -> None:
+        """Undo `sleep`."""
+        ...
+
+    def shutdown(self) -> None:
+        """Release every resource; the backend is unusable afterwards."""
+        ...
+
+
+@runtime_checkable
+class LossFn(Protocol):
+    """Turns per-token logprobs of the trained policy into a scalar loss for one microbatch.
+
+    The training backend splits a global batch into microbatches and calls the loss once per
+    microbatch. The loss divides by the *global* counts (over every microbatch and every
+    data-parallel rank), so that the sum of microbatch losses is the loss of the whole batch
+    whatever the split. Metric values follow the same rule: they are summed over microbatches
+    and ranks, except keys ending in `_min` / `_max`, which are reduced by min / max.
+    """
+
+    def __call__(
+        self,
+        logprobs: torch.Tensor,  # [B, T], aligned with batch["input_ids"]
+        batch: Batch,
+        global_valid_tokens: torch.Tensor,  # scalar: sum of token_mask * sample_mask over the global batch
+        global_valid_seqs: torch.Tensor,  # scalar: sum of sample_mask over the global batch
+    ) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+
+@runtime_checkable
+class TrainingBackend(Protocol):
+    """Owns the policy's weights and optimizer; hides the parallelism (FSDP2/TP, Megatron) and the device."""
+
+    def train(self, batch: Batch, loss_fn: LossFn) -> dict[str, float]:
+        """One optimizer step over `batch` (microbatching and gradient accumulation inside).
+
+        Returns at least `loss`, `grad_norm`, `lr`, `tokens`, `microbatches`.
+        """
+        ...
+
+    def logprobs(self, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
+        """Per-token logprobs `# [B, T]` of `batch["input_ids"]` under the current policy, logits / temperature."""
+        ...
+
+    def reference_logprobs(self, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
+        """Like `logprobs`, under the frozen reference policy (loaded on first use)."""
+        ...
+
+    def named_weights(self, bucket_bytes: int) -> Iterator[list[tuple[str, torch.Tensor]]]:
+        """Full (unsharded) tensors with Hugging Face names, grouped in buckets of about `bucket_bytes`."""
+        ...
+
+    def save(self, directory: str) -> None:
+        """Write model, optimizer, scheduler and RNG state (torch.distributed.checkpoint)."""
+        ...
+
+    def load(self, directory: str) -> None:
+        """Restore what `save` wrote."""
+        ...
+
+    def export_hf(self, directory: str) -> None:
+        """Write a Hugging Face folder (safetensors, config, tokenizer) that `from_pretrained` loads."""
+        ...
+
+    def offload(self) -> None:
+        """Move weights and optimizer state off the accelerator (colocated generation)."""
+        ...
+
+    def onload(self) -> None:
+        """Undo `offload`."""
+        ...
+
+    def shutdown(self) -> None:
+        """Release every resource."""
+        ...
+
+
+@attrs.define(kw_only=True, frozen=True)
+class EnvironmentStep:
+    """What an environment answers for a batch of conversations (one entry per conversation)."""
+
+    rewards: list[float]
+    # A message to append to the conversation ({"role": ..., "content": ...}), or None when done.
+    observations: list[Mapping[str, Any] | None]
+    done: list[bool]
+    # Aggregated over the batch (means, counts); logged as env/<key>.
+    metrics: dict[str, float] = attrs.field(factory=dict)
+    # Per-conversation extras (e.g. the extracted answer), kept with the samples.
+    info: list[dict[str, Any]] = attrs.field(factory=list)
+
+
+@runtime_checkable
+class Environment(Protocol):
+    """Scores conversations; hides the verifier, the tool, or the game.
+
+    Single-turn environments finish in one step (`done` all True). Multi-turn ones return
+    observations that the driver appends to the conversation before generating again.
+    """
+
+    def step(self, conversations: list[list[dict[str, str]]], metadata: list[dict[str, Any]]) -> EnvironmentStep:
+        """Judge each conversation (a list of {"role", "content"} messages) given its metadata (e.g. the gold answer)."""
+        ...
+
+    def shutdown(self) -> None:
+        """Release workers and pools."""
+        ...
+
+
+@runtime_checkable
+class Logger(Protocol):
+    """Receives metrics; hides where they go (console, JSONL, TensorBoard, W&B, MLflow)."""
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+    def close(self) -> None: ...
