@@ -1,0 +1,1 @@
+"""An exact-match reward environment, shipped as a reinforge plugin package."""

@@ -1,0 +1,52 @@
+"""The exact-match environment: single turn, binary reward."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import attrs
+
+from reinforge.core.config import doc
+from reinforge.core.interfaces import EnvironmentStep
+
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+
+
+@attrs.define(kw_only=True, frozen=True)
+class ExactMatchConfig:
+    case_sensitive: bool = doc("compare answers with case", default=False)
+    answer_key: str = doc("metadata key holding the gold answer", default="answer")
+
+
+class ExactMatchEnvironment:
+    def __init__(self, config: ExactMatchConfig | None = None) -> None:
+        self.config = config or ExactMatchConfig()
+
+    def final_answer(self, text: str) -> str:
+        boxed = _BOXED.findall(text)
+        if boxed:
+            return boxed[-1].strip()
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+    def step(self, conversations: list[list[dict[str, str]]], metadata: list[dict[str, Any]]) -> EnvironmentStep:
+        rewards, info = [], []
+        for conversation, meta in zip(conversations, metadata, strict=True):
+            response = "".join(m["content"] for m in conversation if m["role"] == "assistant")
+            predicted, gold = self.final_answer(response), str(meta[self.config.answer_key]).strip()
+            if not self.config.case_sensitive:
+                predicted, gold = predicted.casefold(), gold.casefold()
+            rewards.append(1.0 if predicted == gold else 0.0)
+            info.append({"prediction": predicted})
+        accuracy = sum(rewards) / len(rewards) if rewards else 0.0
+        return EnvironmentStep(
+            rewards=rewards,
+            observations=[None] * len(rewards),
+            done=[True] * len(rewards),
+            metrics={"accuracy": accuracy},
+            info=info,
+        )
+
+    def shutdown(self) -> None:
+        pass

@@ -1,0 +1,21 @@
+"""Shared terminal output: one rich console for results, one for errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+console = Console(highlight=False, soft_wrap=False)
+error_console = Console(stderr=True, highlight=False)
+
+
+def print_error(message: str) -> None:
+    """A user error: one paragraph, no traceback."""
+    error_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

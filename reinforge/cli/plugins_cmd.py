@@ -1,0 +1,102 @@
+"""`reinforge plugins list|show`: what is installed, where it came from, what it takes."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from reinforge.cli.output import console, print_json
+from reinforge.core.config import describe_fields
+from reinforge.core.errors import PluginError
+from reinforge.core.registry import KINDS, PluginSpec, Registry, unknown_name_message
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("plugins", help="list and describe plugins")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="every plugin: kind, name, source, availability")
+    listing.add_argument("--kind", choices=list(KINDS), help="only this kind")
+    listing.add_argument("--all", action="store_true", help="also show plugin modules and blocked names")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(run=run_list)
+    show = actions.add_parser("show", help="a plugin's config schema: every field, type, default, doc")
+    show.add_argument("name")
+    show.add_argument("--kind", choices=list(KINDS), help="needed when several kinds share the name")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=run_show)
+
+
+def spec_record(spec: PluginSpec) -> dict[str, Any]:
+    missing = spec.missing_requirements()
+    return {
+        "kind": spec.kind,
+        "name": spec.name,
+        "source": str(spec.source),
+        "origin": spec.source.origin,
+        "module": spec.source.module,
+        "available": not missing,
+        "missing": missing,
+        "install": spec.install_hint() if missing else None,
+        "description": spec.description,
+        "implementation": spec.implementation if isinstance(spec.implementation, str) else repr(spec.implementation),
+    }
+
+
+def run_list(args: argparse.Namespace) -> int:
+    registry = Registry.create(project_file=args.plugins)
+    records = [spec_record(s) for s in registry.specs(args.kind)]
+    failures = [{"module": f.source.module, "source": str(f.source), "error": f.error} for f in registry.load_failures]
+    if args.json:
+        print_json({"plugins": records, "load_failures": failures})
+        return 0
+    table = Table(title="reinforge plugins", title_justify="left")
+    for column in ("kind", "name", "source", "status", "description"):
+        table.add_column(column, overflow="fold")
+    for r in records:
+        status = "[green]available[/]" if r["available"] else f"[yellow]needs: {escape(r['install'])}[/]"
+        table.add_row(r["kind"].replace("_", " "), r["name"], escape(r["source"]), status, escape(r["description"]))
+    console.print(table)
+    if args.all:
+        modules = sorted(name for name, plugin in registry.plugin_manager.list_name_plugin() if plugin is not None)
+        console.print("plugin modules: " + escape(", ".join(modules)))
+        console.print("blocked: " + escape(", ".join(sorted(registry.blocked_names)) or "(none)"))
+    for f in failures:
+        console.print(f"[red]failed to load plugin {escape(f['source'])}:[/] {escape(f['error'])}")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    registry = Registry.create(project_file=args.plugins)
+    if args.kind:
+        specs = [registry.get(args.kind, args.name)]
+    else:
+        specs = registry.find(args.name)
+        if not specs:
+            raise PluginError(unknown_name_message("plugin", args.name, sorted({s.name for s in registry.specs()})))
+        if len(specs) > 1:
+            kinds = ", ".join(s.kind for s in specs)
+            raise PluginError(f"several plugins are called '{args.name}' ({kinds}); add --kind KIND to pick one")
+    spec = specs[0]
+    config_cls = spec.load_config_class()
+    fields = describe_fields(config_cls) if config_cls is not None else []
+    if args.json:
+        print_json({**spec_record(spec), "config": getattr(config_cls, "__qualname__", None), "fields": fields})
+        return 0
+    console.print(f"[bold]{spec.kind.replace('_', ' ')} '{spec.name}'[/] from {escape(str(spec.source))}")
+    if spec.description:
+        console.print(escape(spec.description))
+    if not spec.available:
+        console.print(f"[yellow]not available here; install with: {escape(spec.install_hint())}[/]")
+    if config_cls is None:
+        console.print("takes no options")
+        return 0
+    table = Table(title=f"options ({config_cls.__qualname__})", title_justify="left")
+    for column in ("field", "type", "default", "doc"):
+        table.add_column(column, overflow="fold")
+    for f in fields:
+        table.add_row(f["name"], escape(f["type"]), escape(f["default"]), escape(f["doc"]))
+    console.print(table)
+    return 0

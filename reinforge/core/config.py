@@ -1,0 +1,436 @@
+"""Typed configuration: YAML with `defaults:` inheritance, dotted overrides, strict structuring.
+
+    raw = load_yaml("recipe.yaml")                      # merged over its `defaults:` chain
+    raw = apply_overrides(raw, ["policy.model_name=/ckpt", "+logger.tags=[a]"], schema=RunConfig)
+    cfg = structure(raw, RunConfig, lookup=registry.config_class)
+
+Every problem is collected and reported together, as `message @ path.to.key (from file)`,
+in one `ConfigError`; nothing here lets a Python traceback reach the user.
+
+A component chosen by name keeps its options in a field declared with `plugin_options(...)`:
+the options are structured by the config class that the named plugin registered, which is
+only known once plugins are loaded.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import cattrs
+import yaml
+
+from reinforge.core.errors import ConfigError, ReinforgeError
+
+ConfigLookup = Callable[[str, str], "type | None"]  # (kind, name) -> options class
+Origins = dict[tuple[str, ...], str]  # key path -> the file (or "command line") that set it
+
+_PLUGIN_KIND = "reinforge_plugin_kind"
+_PLUGIN_SELECTOR = "reinforge_plugin_selector"
+
+
+def plugin_options(kind: str, selector: str, doc: str = "") -> Any:
+    """Declare a field holding the options of the plugin named by the sibling field `selector`."""
+    return attrs.field(
+        default=None,
+        metadata={_PLUGIN_KIND: kind, _PLUGIN_SELECTOR: selector, "doc": doc},
+    )
+
+
+def doc(text: str, **kwargs: Any) -> Any:
+    """An attrs field with a documentation string (shown by `reinforge plugins show`)."""
+    metadata = dict(kwargs.pop("metadata", {}) or {})
+    metadata["doc"] = text
+    return attrs.field(metadata=metadata, **kwargs)
+
+
+# --------------------------------------------------------------------------- YAML files
+class _Loader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where `2e-6` is a string; accept YAML 1.2 floats like every recipe writes them."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text (files and override values alike)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def load_yaml(path: str | Path, origins: Origins | None = None) -> dict[str, Any]:
+    """Read a YAML mapping, merged over the files its `defaults:` key names (relative paths, in order)."""
+    return _load_yaml(Path(path), origins if origins is not None else {}, chain=())
+
+
+def _load_yaml(path: Path, origins: Origins, chain: tuple[Path, ...]) -> dict[str, Any]:
+    path = path.expanduser().resolve()
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path))
+        raise ConfigError([f"`defaults:` inheritance loops: {cycle}"], source=str(chain[0]))
+    if not path.is_file():
+        where = f" (named in `defaults:` of {chain[-1]})" if chain else ""
+        raise ConfigError([f"config file {path} does not exist{where}"], source=str(path))
+    try:
+        data = parse_yaml(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"invalid YAML: {exc}"], source=str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"the top level must be a mapping, got {type(data).__name__}"], source=str(path))
+
+    parents = data.pop("defaults", None)
+    if parents is None:
+        parents = []
+    elif isinstance(parents, str):
+        parents = [parents]
+    elif not (isinstance(parents, list) and all(isinstance(p, str) for p in parents)):
+        raise ConfigError(["`defaults:` must be a file name or a list of file names"], source=str(path))
+
+    merged: dict[str, Any] = {}
+    for parent in parents:
+        merge_into(merged, _load_yaml(path.parent / parent, origins, (*chain, path)), origins, None)
+    merge_into(merged, data, origins, str(path))
+    return merged
+
+
+def merge_into(
+    base: dict[str, Any], update: Mapping[str, Any], origins: Origins, source: str | None, prefix: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Merge `update` into `base` key by key (mappings recursively; anything else replaces)."""
+    for key, value in update.items():
+        path = (*prefix, str(key))
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            merge_into(base[key], value, origins, source, path)
+        else:
+            base[key] = _deepcopy(value)
+            if source is not None:
+                for sub in _key_paths(value, path):
+                    origins[sub] = source
+    return base
+
+
+def _key_paths(value: Any, path: tuple[str, ...]) -> list[tuple[str, ...]]:
+    paths = [path]
+    if isinstance(value, Mapping):
+        for key, sub in value.items():
+            paths += _key_paths(sub, (*path, str(key)))
+    return paths
+
+
+def _deepcopy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deepcopy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deepcopy(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- overrides
+def apply_overrides(
+    data: dict[str, Any], overrides: Sequence[str], *, schema: type | None = None, origins: Origins | None = None
+) -> dict[str, Any]:
+    """Apply `a.b.c=value` (value parsed as YAML) and `+a.b.c=value` (adds a key the file lacks).
+
+    Without `+`, the key must already be in the file or be a declared field of `schema`.
+    """
+    errors = []
+    for item in overrides:
+        add = item.startswith("+")
+        key, sep, text = item[1 if add else 0 :].partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            errors.append(f"override '{item}' is not of the form key.path=value (or +key.path=value to add a key)")
+            continue
+        try:
+            value = parse_yaml(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            errors.append(f"override '{item}': the value is not valid YAML ({exc.__class__.__name__})")
+            continue
+        parts = key.split(".")
+        node = data
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None and (add or _schema_has(schema, parts[: depth + 1])):
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                errors.append(f"override '{item}': '{'.'.join(parts[: depth + 1])}' is not a mapping in the config")
+                break
+            node = child
+        else:
+            last = parts[-1]
+            if not add and last not in node and not _schema_has(schema, parts):
+                errors.append(
+                    f"override '{item}': key '{key}' is not in the config; "
+                    f"check the spelling, or write '+{key}=...' to add a new key"
+                )
+                continue
+            node[last] = value
+            if origins is not None:
+                for sub in _key_paths(value, tuple(parts)):
+                    origins[sub] = "command line"
+    if errors:
+        raise ConfigError(errors, source="command-line overrides")
+    return data
+
+
+def _schema_has(schema: type | None, parts: Sequence[str]) -> bool:
+    cls: Any = schema
+    for part in parts:
+        cls = _attrs_class_of(cls)
+        if cls is None:
+            return False
+        field = _fields(cls).get(part)
+        if field is None:
+            return False
+        cls = field.type
+    return True
+
+
+# --------------------------------------------------------------------------- structuring
+@attrs.define
+class _Problem:
+    path: tuple[str, ...]
+    message: str
+
+
+class _Problems(Exception):
+    def __init__(self, problems: list[_Problem]) -> None:
+        super().__init__(problems)
+        self.problems = problems
+
+
+def make_converter() -> cattrs.Converter:
+    """The strict converter: no silent coercion between str / int / float / bool."""
+    converter = cattrs.Converter(forbid_extra_keys=True)
+
+    def strict(kind: type, accepts: tuple[type, ...], name: str) -> None:
+        def hook(value: Any, _: Any) -> Any:
+            if isinstance(value, bool) and kind is not bool:
+                raise ValueError(f"expected {name}, got a boolean ({value})")
+            if not isinstance(value, accepts):
+                raise ValueError(f"expected {name}, got {type(value).__name__} {value!r}")
+            return kind(value)
+
+        converter.register_structure_hook(kind, hook)
+
+    strict(int, (int,), "an integer")
+    strict(float, (int, float), "a number")
+    strict(str, (str,), "a string")
+    strict(bool, (bool,), "true or false")
+    return converter
+
+
+CONVERTER = make_converter()
+
+
+def structure(
+    data: Mapping[str, Any],
+    cls: type,
+    *,
+    lookup: ConfigLookup | None = None,
+    origins: Origins | None = None,
+    source: str | None = None,
+) -> Any:
+    """Build an instance of the attrs class `cls` from `data`, reporting every problem at once."""
+    try:
+        return _structure_attrs(data, cls, (), lookup)
+    except _Problems as exc:
+        raise ConfigError([_render(p, origins or {}) for p in exc.problems], source=source) from None
+
+
+def _render(problem: _Problem, origins: Origins) -> str:
+    where = ".".join(problem.path) or "(top level)"
+    origin = None
+    for depth in range(len(problem.path), 0, -1):
+        origin = origins.get(problem.path[:depth])
+        if origin:
+            break
+    return f"{problem.message} @ {where}" + (f" (from {origin})" if origin else "")
+
+
+def _structure_attrs(data: Any, cls: type, path: tuple[str, ...], lookup: ConfigLookup | None) -> Any:
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, Mapping):
+        raise _Problems([_Problem(path, f"expected a mapping of {cls.__name__} settings, got {_describe(data)}")])
+    fields = _fields(cls)
+    problems: list[_Problem] = []
+    values: dict[str, Any] = {}
+    for key in data:
+        if key not in fields:
+            close = _closest(str(key), list(fields))
+            problems.append(_Problem((*path, str(key)), f"unknown key '{key}'{close}"))
+    for name, field in fields.items():
+        if name not in data:
+            if field.default is attrs.NOTHING:
+                problems.append(_Problem((*path, name), "required setting is missing"))
+            continue
+        value, kind = data[name], field.metadata.get(_PLUGIN_KIND)
+        try:
+            if kind is not None:
+                continue  # plugin options are structured below, once the selector is known
+            values[name] = _structure_value(value, field.type, (*path, name), lookup)
+        except _Problems as exc:
+            problems += exc.problems
+    for name, field in fields.items():
+        kind = field.metadata.get(_PLUGIN_KIND)
+        if kind is None:
+            continue
+        selector = field.metadata[_PLUGIN_SELECTOR]
+        chosen = values.get(selector, _default_of(fields[selector]))
+        try:
+            values[name] = _structure_plugin_options(data.get(name), kind, chosen, (*path, name), (*path, selector), lookup)
+        except _Problems as exc:
+            problems += exc.problems
+    # Range checks of every field that structured, reported together with the other problems.
+    for name, value in values.items():
+        validator = fields[name].validator
+        if validator is not None:
+            try:
+                validator(None, fields[name], value)
+            except (ValueError, TypeError) as exc:
+                problems.append(_Problem((*path, name), str(exc)))
+    if problems:
+        raise _Problems(problems)
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as exc:  # cross-field checks in __attrs_post_init__
+        raise _Problems([_Problem(path, str(exc))]) from None
+
+
+def _structure_plugin_options(
+    raw: Any,
+    kind: str,
+    name: Any,
+    path: tuple[str, ...],
+    selector_path: tuple[str, ...],
+    lookup: ConfigLookup | None,
+) -> Any:
+    if lookup is None or not isinstance(name, str):
+        return raw
+    try:
+        options_cls = lookup(kind, name)
+    except ReinforgeError as exc:
+        raise _Problems([_Problem(selector_path, str(exc))]) from None
+    if options_cls is None:
+        if raw:
+            raise _Problems([_Problem(path, f"'{name}' takes no options")])
+        return None
+    return _structure_attrs(raw or {}, options_cls, path, lookup)
+
+
+def _structure_value(value: Any, tp: Any, path: tuple[str, ...], lookup: ConfigLookup | None) -> Any:
+    inner = _attrs_class_of(tp)
+    if inner is not None and not _is_optional(tp):
+        return _structure_attrs(value, inner, path, lookup)
+    if inner is not None and value is not None:
+        return _structure_attrs(value, inner, path, lookup)
+    if tp is Any:
+        return value
+    try:
+        return CONVERTER.structure(value, tp)
+    except Exception as exc:  # cattrs raises many types; each is a user's wrong value here
+        messages = cattrs.transform_error(exc, path="$") if isinstance(exc, cattrs.BaseValidationError) else [str(exc)]
+        problems = []
+        for message in messages:
+            text, _, where = message.partition(" @ ")
+            extra = tuple(p for p in where.removeprefix("$").replace("[", ".").replace("]", "").split(".") if p)
+            text = _friendly(text, tp, value)
+            problems.append(_Problem((*path, *extra), text))
+        raise _Problems(problems) from None
+
+
+def _friendly(text: str, tp: Any, value: Any) -> str:
+    if typing.get_origin(tp) is Literal or "Literal" in text:
+        choices = ", ".join(repr(c) for c in typing.get_args(tp))
+        return f"{value!r} is not one of {choices}" if choices else text
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return f"{value!r} is not one of {', '.join(repr(m.value) for m in tp)}"
+    return text
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def _closest(name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+
+
+def _default_of(field: attrs.Attribute) -> Any:
+    default = field.default
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        return default.factory()
+    return default
+
+
+def _is_optional(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
+def _fields(cls: type) -> dict[str, attrs.Attribute]:
+    """attrs fields with their annotations resolved (modules use `from __future__ import annotations`)."""
+    attrs.resolve_types(cls)
+    return attrs.fields_dict(cls)
+
+
+def _attrs_class_of(tp: Any) -> type | None:
+    """The attrs class `tp` denotes (also through `X | None`), or None."""
+    if isinstance(tp, type) and attrs.has(tp):
+        return tp
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        classes = [a for a in typing.get_args(tp) if isinstance(a, type) and attrs.has(a)]
+        if len(classes) == 1:
+            return classes[0]
+    return None
+
+
+# --------------------------------------------------------------------------- dumping
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain data (dicts, lists, scalars) for YAML; `structure(to_dict(c), type(c)) == c`."""
+    return CONVERTER.unstructure(config)
+
+
+def dump_yaml(config: Any) -> str:
+    """The resolved config as YAML (saved beside every checkpoint; `load_yaml` reads it back)."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=None)
+
+
+# --------------------------------------------------------------------------- schema description
+def describe_fields(cls: type, prefix: str = "") -> list[dict[str, str]]:
+    """Every field of an attrs config class, flattened: name, type, default, doc (for `plugins show`)."""
+    rows = []
+    for field in _fields(cls).values():
+        name = f"{prefix}{field.name}"
+        inner = _attrs_class_of(field.type)
+        if inner is not None:
+            rows += describe_fields(inner, prefix=f"{name}.")
+            continue
+        default = _default_of(field)
+        rows.append(
+            {
+                "name": name,
+                "type": _type_name(field.type),
+                "default": "(required)" if default is attrs.NOTHING else repr(to_dict(default) if attrs.has(type(default)) else default),
+                "doc": field.metadata.get("doc", ""),
+            }
+        )
+    return rows
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")

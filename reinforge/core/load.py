@@ -1,0 +1,45 @@
+"""`load_config`: a recipe file plus overrides -> the typed run config of its algorithm."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reinforge.core.config import Origins, apply_overrides, load_yaml, structure
+from reinforge.core.errors import ConfigError
+from reinforge.core.registry import Registry
+
+
+def algorithm_name(raw: dict[str, Any], overrides: Sequence[str], known: Sequence[str], source: str) -> str:
+    """The algorithm a config is for: `algorithm:` (file or override), else the one algorithm section present."""
+    for item in overrides:
+        key, _, value = item.lstrip("+").partition("=")
+        if key.strip() == "algorithm":
+            return str(yaml.safe_load(value))
+    if "algorithm" in raw:
+        return str(raw["algorithm"])
+    present = [name for name in known if name in raw]
+    if len(present) == 1:
+        return present[0]
+    raise ConfigError(
+        [
+            "cannot tell which algorithm this config is for: add `algorithm: NAME` "
+            f"(known: {', '.join(known)}) @ algorithm"
+        ],
+        source=source,
+    )
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> Any:
+    """Read a recipe, apply dotted overrides, and structure it with its algorithm's run-config class."""
+    registry = registry or Registry.create()
+    origins: Origins = {}
+    raw = load_yaml(path, origins)
+    name = algorithm_name(raw, overrides, registry.names("algorithm"), str(path))
+    raw["algorithm"] = name
+    run_config_cls = registry.config_class("algorithm", name)
+    raw = apply_overrides(raw, overrides, schema=run_config_cls, origins=origins)
+    return structure(raw, run_config_cls, lookup=registry.config_class, origins=origins, source=str(path))

@@ -1,0 +1,137 @@
+"""Config sections every algorithm's run shares: policy, generation, data, cluster, checkpoints, logging.
+
+Key names follow the NeMo-RL recipes where the concept is the same (`policy.model_name`,
+`policy.train_global_batch_size`, `checkpointing.checkpoint_dir`, ...), so a user of those
+recipes recognises every key. Each algorithm registers a run-config class that combines these
+sections with its own (`grpo:`, `loss_fn:`, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+from attrs import validators as v
+
+from reinforge.core.config import doc, plugin_options
+
+positive = v.gt(0)
+non_negative = v.ge(0)
+
+
+def _optional(validator: Any) -> Any:
+    return v.optional(validator)
+
+
+@attrs.define(kw_only=True, frozen=True)
+class OptimizerConfig:
+    name: Literal["adamw", "adam", "sgd"] = doc("optimizer (torch.optim)", default="adamw")
+    lr: float = doc("peak learning rate", default=1e-5, validator=positive)
+    weight_decay: float = doc("decoupled weight decay", default=0.01, validator=non_negative)
+    betas: tuple[float, float] = doc("Adam betas", default=(0.9, 0.999))
+    eps: float = doc("Adam epsilon", default=1e-8, validator=positive)
+
+
+@attrs.define(kw_only=True, frozen=True)
+class SchedulerConfig:
+    name: Literal["constant", "linear_warmup", "cosine"] = doc(
+        "constant; linear_warmup (from warmup_start_factor to 1 over warmup_steps, then constant); cosine (warmup, then decay to min_lr_ratio)",
+        default="constant",
+    )
+    warmup_steps: int = doc("optimizer steps of linear warmup", default=0, validator=non_negative)
+    warmup_start_factor: float = doc("lr multiplier at step 0 of the warmup", default=0.1, validator=[positive, v.le(1.0)])
+    total_steps: int | None = doc("optimizer steps over which cosine decays (required for cosine)", default=None, validator=_optional(positive))
+    min_lr_ratio: float = doc("final lr / peak lr for cosine", default=0.0, validator=[non_negative, v.le(1.0)])
+
+    def __attrs_post_init__(self) -> None:
+        if self.name == "cosine" and self.total_steps is None:
+            raise ValueError("scheduler 'cosine' needs total_steps")
+
+
+@attrs.define(kw_only=True, frozen=True)
+class GenerationConfig:
+    backend: str = doc("generation backend plugin: hf, vllm, sglang, trtllm, ...", default="hf")
+    backend_cfg: Any = plugin_options("generation_backend", "backend", "options of the chosen generation backend")
+    max_new_tokens: int = doc("response tokens per sample", default=256, validator=positive)
+    temperature: float = doc("sampling temperature (0 = greedy); the trainer divides logits by it too", default=1.0, validator=non_negative)
+    top_p: float = doc("nucleus sampling mass", default=1.0, validator=[positive, v.le(1.0)])
+    top_k: int | None = doc("top-k sampling (null = off)", default=None, validator=_optional(positive))
+    stop_strings: tuple[str, ...] = doc("strings that end a response", default=())
+    stop_token_ids: tuple[int, ...] = doc("token ids that end a response (besides eos)", default=())
+
+
+@attrs.define(kw_only=True, frozen=True)
+class PolicyConfig:
+    model_name: str = doc("Hugging Face model folder or hub name")
+    tokenizer_name: str | None = doc("tokenizer folder (default: model_name)", default=None)
+    precision: Literal["float32", "bfloat16"] = doc("parameter and compute dtype", default="float32")
+    train_global_batch_size: int = doc("samples per optimizer step", default=32, validator=positive)
+    train_micro_batch_size: int = doc("samples per forward/backward pass", default=4, validator=positive)
+    logprob_batch_size: int = doc("samples per forward pass when computing logprobs", default=8, validator=positive)
+    max_total_sequence_length: int = doc("prompt + response tokens", default=1024, validator=positive)
+    max_grad_norm: float | None = doc("gradient clipping (null = off)", default=1.0, validator=_optional(positive))
+    optimizer: OptimizerConfig = doc("optimizer", factory=OptimizerConfig)
+    scheduler: SchedulerConfig = doc("learning-rate schedule", factory=SchedulerConfig)
+    backend: str = doc("training backend plugin: dtensor, megatron, ...", default="dtensor")
+    backend_cfg: Any = plugin_options("training_backend", "backend", "options of the chosen training backend")
+    generation: GenerationConfig = doc("rollout generation", factory=GenerationConfig)
+
+    def __attrs_post_init__(self) -> None:
+        if self.train_global_batch_size % self.train_micro_batch_size:
+            raise ValueError(
+                f"train_global_batch_size ({self.train_global_batch_size}) must be a multiple of "
+                f"train_micro_batch_size ({self.train_micro_batch_size})"
+            )
+
+
+@attrs.define(kw_only=True, frozen=True)
+class ClusterConfig:
+    executor: Literal["local", "ray"] = doc("local: one process, no Ray; ray: Ray worker groups", default="local")
+    address: str | None = doc("Ray cluster address (null = start a local one)", default=None)
+    num_nodes: int = doc("nodes to use", default=1, validator=positive)
+    gpus_per_node: int = doc("GPUs per node (0 = CPU workers)", default=0, validator=non_negative)
+    training_workers: int = doc("training worker processes (data x tensor parallel)", default=1, validator=positive)
+    generation_workers: int = doc("generation engine replicas", default=1, validator=positive)
+    environment_workers: int = doc("environment actors", default=1, validator=positive)
+    cpus_per_worker: float = doc("CPUs reserved per worker", default=1.0, validator=positive)
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK"] = doc("Ray placement-group strategy", default="PACK")
+    colocated: bool = doc("training and generation share devices (sleep/wake around each phase)", default=True)
+
+
+@attrs.define(kw_only=True, frozen=True)
+class CheckpointingConfig:
+    enabled: bool = doc("write checkpoints", default=True)
+    checkpoint_dir: str = doc("where step_N/ folders go", default="results/checkpoints")
+    save_period: int = doc("save every N steps", default=10, validator=positive)
+    keep_top_k: int | None = doc("keep the best k checkpoints by metric_name (null = all)", default=None, validator=_optional(positive))
+    metric_name: str | None = doc("metric ranking checkpoints, e.g. val:accuracy (null = keep the latest)", default=None)
+    higher_is_better: bool = doc("whether a larger metric is better", default=True)
+    resume: bool = doc("resume from the latest complete step in checkpoint_dir", default=True)
+
+
+@attrs.define(kw_only=True, frozen=True)
+class LoggerConfig:
+    log_dir: str = doc("run directory for metrics, samples and plots", default="results/logs")
+    loggers: tuple[str, ...] = doc("logger plugins: console, jsonl, tensorboard, wandb, mlflow", default=("console", "jsonl"))
+    num_samples_to_log: int = doc("prompt/response samples written per step", default=4, validator=non_negative)
+    wandb_project: str | None = doc("W&B project (wandb logger)", default=None)
+    mlflow_tracking_uri: str | None = doc("MLflow tracking URI (mlflow logger; default: a local folder)", default=None)
+
+
+@attrs.define(kw_only=True, frozen=True)
+class DataConfig:
+    dataset: str = doc("dataset reader plugin: arithmetic, deepscaler, aime, openmathinstruct2, jsonl, ...", default="arithmetic")
+    dataset_cfg: Any = plugin_options("dataset", "dataset", "options of the training dataset reader")
+    val_dataset: str | None = doc("validation dataset reader (null = no validation)", default=None)
+    val_dataset_cfg: Any = plugin_options("dataset", "val_dataset", "options of the validation dataset reader")
+    prompt_file: str | None = doc("prompt template: cot, math, a file path, or null for the raw problem", default="cot")
+    system_prompt: str | None = doc("system message prepended to every prompt", default=None)
+    max_input_seq_length: int = doc("longest prompt in tokens", default=512, validator=positive)
+    on_overlong_prompt: Literal["drop", "truncate"] = doc("what to do with longer prompts (counted either way)", default="drop")
+    shuffle: bool = doc("shuffle prompts every epoch", default=True)
+
+
+@attrs.define(kw_only=True, frozen=True)
+class EnvConfig:
+    name: str = doc("environment plugin: math, ...", default="math")
+    env_cfg: Any = plugin_options("environment", "name", "options of the chosen environment")

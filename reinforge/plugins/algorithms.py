@@ -1,0 +1,16 @@
+"""Built-in algorithms: each registers its class and the run-config class of a whole run."""
+
+from __future__ import annotations
+
+from reinforge.core.hookspecs import hookimpl
+from reinforge.core.registry import Register
+
+
+@hookimpl
+def reinforge_register_algorithms(register: Register) -> None:
+    register(
+        "grpo",
+        "reinforge.algorithms.grpo:GRPO",
+        config="reinforge.algorithms.grpo_config:GRPORunConfig",
+        description="Group Relative Policy Optimization with the DAPO options (clip-higher, dynamic sampling, overlong shaping)",
+    )

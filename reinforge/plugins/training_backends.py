@@ -1,0 +1,17 @@
+"""Built-in training backends. Registering imports nothing heavy: only import paths."""
+
+from __future__ import annotations
+
+from reinforge.core.hookspecs import hookimpl
+from reinforge.core.registry import Register
+
+
+@hookimpl
+def reinforge_register_training_backends(register: Register) -> None:
+    register(
+        "dtensor",
+        "reinforge.backends.training.dtensor.backend:DTensorBackend",
+        config="reinforge.backends.training.dtensor.config:DTensorConfig",
+        requires=("torch", "transformers"),
+        description="Hugging Face causal LM on PyTorch FSDP2 + DTensor tensor parallel (CPU and GPU)",
+    )
