@@ -336,6 +336,9 @@ def _structure_value(value: Any, tp: Any, path: tuple[str, ...], lookup: ConfigL
         return _structure_attrs(value, inner, path, lookup)
     if tp is Any:
         return value
+    if typing.get_origin(tp) in (tuple, list, set, frozenset) and not isinstance(value, (list, tuple)):
+        # cattrs would iterate a string into characters: `stop_strings: "</s>"` must not become ('<', '/', ...).
+        raise _Problems([_Problem(path, f"expected a list, got {_describe(value)}")])
     try:
         return CONVERTER.structure(value, tp)
     except Exception as exc:  # cattrs raises many types; each is a user's wrong value here
@@ -349,10 +352,19 @@ def _structure_value(value: Any, tp: Any, path: tuple[str, ...], lookup: ConfigL
         raise _Problems(problems) from None
 
 
+def _literal_choices(tp: Any) -> list[Any]:
+    """The allowed values of `Literal[...]`, also inside `Literal[...] | None`."""
+    if typing.get_origin(tp) is Literal:
+        return list(typing.get_args(tp))
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return [c for arg in typing.get_args(tp) for c in (_literal_choices(arg) if arg is not type(None) else [None])]
+    return []
+
+
 def _friendly(text: str, tp: Any, value: Any) -> str:
-    if typing.get_origin(tp) is Literal or "Literal" in text:
-        choices = ", ".join(repr(c) for c in typing.get_args(tp))
-        return f"{value!r} is not one of {choices}" if choices else text
+    choices = _literal_choices(tp)
+    if choices and any(typing.get_origin(a) is Literal for a in (tp, *typing.get_args(tp))):
+        return f"{value!r} is not one of {', '.join(repr(c) for c in choices)}"
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return f"{value!r} is not one of {', '.join(repr(m.value) for m in tp)}"
     return text

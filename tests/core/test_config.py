@@ -187,3 +187,19 @@ def test_round_trip_dump_then_load_is_equal(tmp_path):
     run = load(path)
     again = write(tmp_path, "dumped.yaml", dump_yaml(run))
     assert load(again) == run
+
+
+def test_a_string_where_a_list_is_expected_is_an_error_not_characters(tmp_path):
+    path = write(tmp_path, "r.yaml", "policy: {model_name: m, stop: '</s>'}\n")
+    with pytest.raises(ConfigError, match=r"expected a list, got str '</s>' @ policy.stop"):
+        load(path)
+
+
+def test_optional_literal_error_lists_the_choices():
+    @attrs.define(kw_only=True, frozen=True)
+    class WithOptionalLiteral:
+        mode: Literal["a", "b"] | None = None
+
+    with pytest.raises(ConfigError) as err:
+        structure({"mode": "c"}, WithOptionalLiteral)
+    assert "'c' is not one of 'a', 'b', None @ mode" in str(err.value)
