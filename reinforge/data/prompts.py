@@ -1,0 +1,152 @@
+"""Turn `{"problem", "answer"}` records into chat prompts, tokenized once, here.
+
+Backends only see token ids (see `reinforge.core.interfaces`), so the chat template is applied
+a single time, when prompts are built, and the ids travel with the messages they came from.
+The problem goes through a prompt template: a `str.format` string with one `{}` (literal braces
+written `{{` `}}`), either built in (`cot`, `math`, the ones of the DeepScaleR recipe) or a file.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from reinforge.core.config import doc
+from reinforge.core.errors import ReinforgeError
+
+BUILTIN_PROMPTS = ("cot", "math")
+
+# ChatML, the format of Qwen and many others, offered to tokenizers that ship no template.
+DEFAULT_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+@attrs.define(kw_only=True, frozen=True)
+class PromptConfig:
+    """How a problem becomes a prompt."""
+
+    prompt_file: str | None = doc(
+        "prompt template: cot, math, a path to a text file with one {} for the problem, or null for the raw problem",
+        default="cot",
+    )
+    system_prompt: str | None = doc("system message placed before the user message (null: none)", default=None)
+    max_prompt_length: int = doc("longest prompt in tokens, chat template included", default=512, validator=attrs.validators.ge(1))
+    on_overlong: Literal["drop", "truncate"] = doc(
+        "longer prompts are dropped, or truncated in the middle (keeping the start and the generation prompt) "
+        "and flagged with metadata['prompt_truncated']; counted either way",
+        default="drop",
+        validator=attrs.validators.in_(("drop", "truncate")),
+    )
+
+
+def load_prompt_template(prompt_file: str | None) -> str | None:
+    """The template text for `cot`, `math` or a file path; None stays None (the raw problem is the prompt)."""
+    if prompt_file is None:
+        return None
+    if prompt_file in BUILTIN_PROMPTS:
+        text = resources.files("reinforge.data").joinpath("prompts", f"{prompt_file}.txt").read_text(encoding="utf-8")
+    else:
+        path = Path(prompt_file).expanduser()
+        if not path.is_file():
+            raise ReinforgeError(
+                f"prompt file {prompt_file!r} does not exist (resolved to {path.resolve()}); use one of the "
+                f"built-in templates {', '.join(BUILTIN_PROMPTS)}, a path to a text file holding one {{}} where "
+                "the problem goes, or null to use the problem as it is."
+            )
+        text = path.read_text(encoding="utf-8")
+    _check_template(text, prompt_file)
+    return text
+
+
+def _check_template(text: str, name: str) -> None:
+    """A template must hold exactly one `{}`; any other braces must be doubled, or `format` would fail later."""
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(text) if field is not None]
+    except ValueError as exc:
+        fields = [f"<{exc}>"]
+    if fields != [""]:
+        raise ReinforgeError(
+            f"prompt template {name!r} must contain exactly one {{}} (where the problem goes) and no other "
+            f"replacement fields, but it has {fields or 'none'}; write literal braces as {{{{ and }}}}, "
+            "e.g. \\boxed{{}}."
+        )
+
+
+def ensure_chat_template(tokenizer: Any, use_default: bool = False) -> None:
+    """Raise a ReinforgeError if `tokenizer` has no chat template, or give it `DEFAULT_CHAT_TEMPLATE` when asked to."""
+    if getattr(tokenizer, "chat_template", None):
+        return
+    if use_default:
+        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+        return
+    name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+    raise ReinforgeError(
+        f"tokenizer {name!r} has no chat template, so prompts cannot be rendered as a conversation. Use an "
+        "instruct/chat model's tokenizer, set `tokenizer.chat_template` yourself, or call "
+        "reinforge.data.prompts.ensure_chat_template(tokenizer, use_default=True) to use the ChatML template "
+        "(<|im_start|>role ... <|im_end|>) in DEFAULT_CHAT_TEMPLATE; base models were not trained on it, "
+        "but RL from a base model can learn it."
+    )
+
+
+def build_prompts(
+    records: Iterable[Mapping[str, Any]], tokenizer: Any, config: PromptConfig
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Build `{"messages", "input_ids", "metadata"}` prompts; returns them and counts of what happened.
+
+    `metadata` holds every field of the record (`problem`, `answer`, `index`, ...) plus
+    `prompt_truncated`. Stats: `records`, `prompts`, `dropped_overlong`, `truncated_overlong`,
+    `max_prompt_tokens` (after truncation).
+    """
+    ensure_chat_template(tokenizer)
+    template = load_prompt_template(config.prompt_file)
+    records = list(records)
+    conversations = []
+    for row, record in enumerate(records):
+        if "problem" not in record:
+            raise ReinforgeError(f"record {row} has no 'problem' (keys: {sorted(record)}); dataset readers must return one.")
+        user = str(record["problem"]) if template is None else template.format(record["problem"])
+        system = [{"role": "system", "content": config.system_prompt}] if config.system_prompt is not None else []
+        conversations.append([*system, {"role": "user", "content": user}])
+
+    token_ids = _tokenize(tokenizer, conversations)
+    limit = config.max_prompt_length
+    prompts: list[dict[str, Any]] = []
+    dropped = truncated = 0
+    for record, messages, ids in zip(records, conversations, token_ids):
+        too_long = len(ids) > limit
+        if too_long and config.on_overlong == "drop":
+            dropped += 1
+            continue
+        if too_long:
+            truncated += 1
+            head = (limit + 1) // 2
+            ids = ids[:head] + ids[len(ids) - (limit - head) :]
+        prompts.append({"messages": messages, "input_ids": ids, "metadata": {**record, "prompt_truncated": too_long}})
+    stats = {
+        "records": len(records),
+        "prompts": len(prompts),
+        "dropped_overlong": dropped,
+        "truncated_overlong": truncated,
+        "max_prompt_tokens": max((len(p["input_ids"]) for p in prompts), default=0),
+    }
+    return prompts, stats
+
+
+def _tokenize(tokenizer: Any, conversations: list[list[dict[str, str]]], chunk: int = 1024) -> list[list[int]]:
+    """Chat template + tokenization in one call per chunk (`return_dict=False` gives plain id lists in transformers 4 and 5)."""
+    ids: list[list[int]] = []
+    for start in range(0, len(conversations), chunk):
+        part = conversations[start : start + chunk]
+        out = tokenizer.apply_chat_template(part, add_generation_prompt=True, tokenize=True, return_dict=False)
+        ids.extend(list(map(int, row)) for row in out)
+    return ids
