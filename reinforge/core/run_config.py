@@ -114,8 +114,11 @@ class LoggerConfig:
     log_dir: str = doc("run directory for metrics, samples and plots", default="results/logs")
     loggers: tuple[str, ...] = doc("logger plugins: console, jsonl, tensorboard, wandb, mlflow", default=("console", "jsonl"))
     num_samples_to_log: int = doc("prompt/response samples written per step", default=4, validator=non_negative)
-    wandb_project: str | None = doc("W&B project (wandb logger)", default=None)
-    mlflow_tracking_uri: str | None = doc("MLflow tracking URI (mlflow logger; default: a local folder)", default=None)
+    wandb_project: str | None = doc("W&B project (wandb logger; null = \"reinforge\"; offline unless WANDB_MODE or an API key is set)", default=None)
+    mlflow_tracking_uri: str | None = doc(
+        "MLflow tracking URI (mlflow logger; default: $MLFLOW_TRACKING_URI, else a file store at <log_dir>/mlruns)", default=None
+    )
+    mlflow_experiment: str = doc("MLflow experiment the run is logged under (mlflow logger)", default="reinforge")
 
 
 @attrs.define(kw_only=True, frozen=True)
