@@ -94,10 +94,12 @@ class LossFn(Protocol):
 class TrainingBackend(Protocol):
     """Owns the policy's weights and optimizer; hides the parallelism (FSDP2/TP, Megatron) and the device."""
 
-    def train(self, batch: Batch, loss_fn: LossFn) -> dict[str, float]:
+    def train(self, batch: Batch, loss_fn: LossFn, temperature: float = 1.0) -> dict[str, float]:
         """One optimizer step over `batch` (microbatching and gradient accumulation inside).
 
-        Returns at least `loss`, `grad_norm`, `lr`, `tokens`, `microbatches`.
+        Logits are divided by `temperature` (the sampling temperature) before the log-softmax, so
+        that trainer and generator logprobs agree. Returns at least `loss`, `grad_norm`, `lr`,
+        `tokens`, `microbatches`, plus the loss function's metrics.
         """
         ...
 
@@ -176,3 +178,30 @@ class Logger(Protocol):
     def log(self, metrics: Mapping[str, float], step: int) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Algorithm(Protocol):
+    """Drives the backends for one training step; the `Trainer` owns the loop around it.
+
+    The trainer builds what the algorithm declares it needs (`needs_generation`,
+    `needs_environment` class attributes), calls `setup` once, then `train_step` per step and
+    `validate` on the validation schedule, and saves `state_dict()` with every checkpoint.
+    """
+
+    def setup(self, run: Any) -> None:
+        """Receive the run's parts (`reinforge.core.run_parts.RunParts`)."""
+        ...
+
+    def train_step(self, step: int, prompts: list[dict[str, Any]]) -> dict[str, float]:
+        """One step on a batch of prompts; returns metrics (`train/...`)."""
+        ...
+
+    def validate(self, step: int) -> dict[str, float]:
+        """Evaluate on the validation prompts; returns metrics (`val/...`)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+

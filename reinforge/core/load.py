@@ -33,13 +33,19 @@ def algorithm_name(raw: dict[str, Any], overrides: Sequence[str], known: Sequenc
     )
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> Any:
-    """Read a recipe, apply dotted overrides, and structure it with its algorithm's run-config class."""
+def load_config(
+    path: str | Path, overrides: Sequence[str] = (), registry: Registry | None = None, *, schema: type | None = None
+) -> Any:
+    """Read a recipe, apply dotted overrides, and structure it with its algorithm's run-config class
+    (or with `schema`, for configs that are not training runs, such as evaluation)."""
     registry = registry or Registry.create()
     origins: Origins = {}
     raw = load_yaml(path, origins)
-    name = algorithm_name(raw, overrides, registry.names("algorithm"), str(path))
-    raw["algorithm"] = name
-    run_config_cls = registry.config_class("algorithm", name)
+    if schema is None:
+        name = algorithm_name(raw, overrides, registry.names("algorithm"), str(path))
+        raw["algorithm"] = name
+        run_config_cls = registry.config_class("algorithm", name)
+    else:
+        run_config_cls = schema
     raw = apply_overrides(raw, overrides, schema=run_config_cls, origins=origins)
     return structure(raw, run_config_cls, lookup=registry.config_class, origins=origins, source=str(path))

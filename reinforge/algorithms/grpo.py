@@ -1,0 +1,319 @@
+"""GRPO: group-relative advantages over G sampled responses per prompt, clipped policy gradient.
+
+One step, as data flows: prompts -> repeated G times -> [refit the generator if the policy
+changed] -> rollouts (generation + environment) -> reward scaling / overlong shaping ->
+[dynamic sampling] -> advantages -> previous and reference logprobs -> one optimizer step per
+`train_global_batch_size` rows -> metrics. The algorithm talks only to the seams, so the same
+code runs with any backend pair, in one process or on Ray worker groups.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import attrs
+import torch
+
+from reinforge.algorithms.advantages import grpo_advantages, group_has_variance
+from reinforge.algorithms.grpo_config import GRPORunConfig
+from reinforge.algorithms.losses_pg import ClippedPGLoss
+from reinforge.algorithms.rollout import RolloutResult, run_rollouts
+from reinforge.core.batch import Batch
+from reinforge.core.sampling import SamplingParams
+from reinforge.eval.metrics import pass_at_k
+
+
+class GRPO:
+    needs_generation = True
+    needs_environment = True
+
+    def __init__(self, config: GRPORunConfig) -> None:
+        self.config = config
+        self.loss_fn = ClippedPGLoss(config.loss_fn)
+        self.run: Any = None
+        self.policy_version = 0  # bumped by every optimizer step
+        self.generator_version = 0  # the policy version the generator holds
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.config.loss_fn.reference_policy_kl_penalty > 0
+
+    # What the Trainer's loop needs to know.
+    @property
+    def seed(self) -> int:
+        return self.config.grpo.seed
+
+    @property
+    def max_steps(self) -> int:
+        return self.config.grpo.max_num_steps
+
+    @property
+    def prompts_per_step(self) -> int:
+        return self.config.grpo.num_prompts_per_step
+
+    @property
+    def val_period(self) -> int:
+        return self.config.grpo.val_period
+
+    @property
+    def val_at_start(self) -> bool:
+        return self.config.grpo.val_at_start
+
+    @property
+    def val_at_end(self) -> bool:
+        return self.config.grpo.val_at_end
+
+    def setup(self, run: Any) -> None:
+        self.run = run
+
+    # ------------------------------------------------------------------ the step
+    def train_step(self, step: int, prompts: list[dict[str, Any]]) -> dict[str, float]:
+        cfg, run = self.config.grpo, self.run
+        metrics: dict[str, float] = {}
+        metrics.update(self.refit_if_stale())
+        rollouts, rewards, extra = self._collect(step, prompts)
+        metrics.update(extra)
+        if len(rollouts.rewards) == 0:
+            metrics["train/skipped"] = 1.0
+            return metrics
+
+        batch = rollouts.batch
+        group = cfg.num_generations_per_prompt
+        advantages = grpo_advantages(
+            rewards,
+            group,
+            leave_one_out=cfg.use_leave_one_out_baseline,
+            normalize=cfg.normalize_rewards,
+            clip_low=cfg.advantage_clip_low,
+            clip_high=cfg.advantage_clip_high,
+        ).to(torch.float32)  # [N]
+        batch["advantages"] = advantages[:, None] * batch["token_mask"]  # [N, T]
+        if cfg.overlong_filtering:
+            batch["sample_mask"] = (~batch["truncated"]).to(torch.float32)
+
+        temperature = self._train_temperature()
+        with run.timer.phase("logprobs"):
+            batch["prev_logprobs"] = run.policy.logprobs(batch, temperature=temperature)
+            if self.needs_reference:
+                batch["reference_logprobs"] = run.policy.reference_logprobs(batch, temperature=temperature)
+
+        with run.timer.phase("training"):
+            chunks = batch.split(len(batch) // self.config.policy.train_global_batch_size)
+            train_metrics = [run.policy.train(chunk, self.loss_fn, temperature=temperature) for chunk in chunks]
+        self.policy_version += 1
+
+        metrics.update(_mean_metrics(train_metrics, prefix="train/"))
+        metrics.update(self._rollout_metrics(rollouts, rewards, batch, advantages, prefix="train/"))
+        run.logger.log_samples(self._samples(rollouts, rewards, advantages), step)
+        return metrics
+
+    def _collect(self, step: int, prompts: list[dict[str, Any]]) -> tuple[RolloutResult, torch.Tensor, dict[str, float]]:
+        """Rollouts for the step; with dynamic sampling, only groups whose rewards differ, topped up."""
+        cfg, run = self.config.grpo, self.run
+        group = cfg.num_generations_per_prompt
+        wanted = cfg.num_prompts_per_step * group
+        kept: list[RolloutResult] = []
+        kept_rewards: list[torch.Tensor] = []
+        rounds = 0
+        while True:
+            repeated = [p for p in prompts for _ in range(group)]
+            rollouts = self.rollout(repeated, self._sampling(step, rounds))
+            raw = rollouts.rewards
+            rewards = self._shape_rewards(rollouts)
+            if not cfg.use_dynamic_sampling:
+                return rollouts, rewards, {}
+            keep = group_has_variance(raw, group).nonzero().squeeze(1).tolist()
+            kept.append(_select(rollouts, keep))
+            kept_rewards.append(rewards[keep])
+            rounds += 1
+            have = sum(len(r.rewards) for r in kept)
+            if have >= wanted or rounds >= cfg.dynamic_sampling_max_gen_batches:
+                break
+            prompts = next(run.loader)
+        merged = _concat(kept)
+        rewards = torch.cat(kept_rewards)
+        usable = min(len(rewards), wanted)
+        usable -= usable % self.config.policy.train_global_batch_size  # whole optimizer steps, whole groups
+        usable -= usable % group
+        merged = _select(merged, list(range(usable)))
+        extra = {"train/dynamic_sampling_rounds": float(rounds), "train/dynamic_sampling_kept": float(usable)}
+        return merged, rewards[:usable], extra
+
+    def _shape_rewards(self, rollouts: RolloutResult) -> torch.Tensor:
+        cfg = self.config.grpo
+        rewards = cfg.reward_scaling.apply(rollouts.rewards)
+        lengths = rollouts.batch["token_mask"].sum(dim=1)
+        return cfg.reward_shaping.apply(rewards, lengths).to(torch.float32)
+
+    # ------------------------------------------------------------------ generation plumbing
+    def rollout(self, prompts: list[dict[str, Any]], sampling: SamplingParams) -> RolloutResult:
+        run = self.run
+        run.generation.wake()
+        try:
+            return run_rollouts(
+                prompts,
+                generation=run.generation,
+                environment=run.environment,
+                tokenizer=run.tokenizer,
+                sampling=sampling,
+                max_total_length=self.config.policy.max_total_sequence_length,
+                max_turns=self.config.grpo.max_rollout_turns,
+                timer=run.timer,
+            )
+        finally:
+            run.generation.sleep()
+
+    def refit_if_stale(self) -> dict[str, float]:
+        """Push the policy's weights into the generator when it holds an older version."""
+        if self.generator_version == self.policy_version:
+            return {}
+        run = self.run
+        bucket_bytes = int(self.config.grpo.refit_buffer_size_mb * 2**20)
+        moved = 0
+        start = time.perf_counter()
+        with run.timer.phase("refit"):
+            run.generation.wake()
+            for bucket in run.policy.named_weights(bucket_bytes):
+                moved += sum(t.numel() * t.element_size() for _, t in bucket)
+                run.generation.update_weights(bucket)
+        self.generator_version = self.policy_version
+        seconds = time.perf_counter() - start
+        return {"refit/bytes": float(moved), "refit/seconds": seconds, "refit/gb_per_s": moved / 1e9 / max(seconds, 1e-9)}
+
+    def _sampling(self, step: int, round_: int, *, validation: bool = False) -> SamplingParams:
+        gen = self.config.policy.generation
+        temperature = gen.temperature
+        if validation and self.config.grpo.val_temperature is not None:
+            temperature = self.config.grpo.val_temperature
+        # A seed per (step, round) makes a resumed run sample exactly what the uninterrupted one did.
+        seed = (self.config.grpo.seed * 1_000_003 + step * 101 + round_ + (7919 if validation else 0)) % 2**31
+        return SamplingParams(
+            temperature=temperature,
+            top_p=gen.top_p,
+            top_k=gen.top_k,
+            max_new_tokens=gen.max_new_tokens,
+            stop_strings=gen.stop_strings,
+            stop_token_ids=gen.stop_token_ids,
+            seed=seed,
+        )
+
+    def _train_temperature(self) -> float:
+        temperature = self.config.policy.generation.temperature
+        return temperature if temperature > 0 else 1.0
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, step: int) -> dict[str, float]:
+        cfg, run = self.config.grpo, self.run
+        prompts = run.val_prompts[: cfg.max_val_samples] if cfg.max_val_samples else run.val_prompts
+        if not prompts:
+            return {}
+        refit = self.refit_if_stale()
+        k = cfg.val_num_generations_per_prompt
+        chunk = max(cfg.num_prompts_per_step, 1)
+        rewards, lengths, truncated = [], [], []
+        with run.timer.phase("validation"):
+            for start in range(0, len(prompts), chunk):
+                part = [p for p in prompts[start : start + chunk] for _ in range(k)]
+                result = self.rollout(part, self._sampling(step, start, validation=True))
+                rewards.append(result.rewards)
+                lengths.append(result.batch["token_mask"].sum(dim=1))
+                truncated.append(result.batch["truncated"].float())
+        reward = torch.cat(rewards)
+        correct = (reward >= 1.0).tolist()
+        groups = [correct[i : i + k] for i in range(0, len(correct), k)]
+        metrics = {
+            "val/accuracy": float(sum(correct) / len(correct)),
+            "val/reward_mean": float(reward.mean()),
+            f"val/pass@{k}": float(sum(pass_at_k(g, k) for g in groups) / len(groups)),
+            "val/response_length_mean": float(torch.cat(lengths).mean()),
+            "val/truncation_rate": float(torch.cat(truncated).mean()),
+        }
+        return {**refit, **metrics}
+
+    # ------------------------------------------------------------------ metrics and state
+    def _rollout_metrics(
+        self, rollouts: RolloutResult, rewards: torch.Tensor, batch: Batch, advantages: torch.Tensor, prefix: str
+    ) -> dict[str, float]:
+        lengths = batch["token_mask"].sum(dim=1)
+        valid = batch["token_mask"] > 0
+        mismatch = torch.exp((batch["prev_logprobs"] - batch["generation_logprobs"]).abs())[valid]
+        metrics = {
+            "reward_mean": float(rewards.mean()),
+            "reward_std": float(rewards.std(unbiased=False)),
+            "accuracy": float((rollouts.rewards >= 1.0).float().mean()),
+            "response_length_mean": float(lengths.mean()),
+            "response_length_max": float(lengths.max()),
+            "truncation_rate": float(batch["truncated"].float().mean()),
+            "advantages_mean": float(advantages.mean()),
+            "advantages_std": float(advantages.std(unbiased=False)),
+            "advantages_min": float(advantages.min()),
+            "advantages_max": float(advantages.max()),
+            "token_mult_prob_error": float(mismatch.mean()) if mismatch.numel() else 1.0,
+            "mean_prompt_length": float(batch["prompt_lengths"].float().mean()),
+            "num_rollouts": float(len(rewards)),
+        }
+        out = {f"{prefix}{k}": v for k, v in metrics.items()}
+        out.update({f"env/{k}": v for k, v in rollouts.env_metrics.items()})
+        return out
+
+    def _samples(self, rollouts: RolloutResult, rewards: torch.Tensor, advantages: torch.Tensor) -> list[dict[str, Any]]:
+        count = min(self.config.logger.num_samples_to_log, len(rollouts.responses))
+        return [
+            {
+                "prompt": rollouts.batch["messages"][i][-2]["content"] if len(rollouts.batch["messages"][i]) > 1 else "",
+                "response": rollouts.responses[i],
+                "answer": rollouts.batch["metadata"][i].get("answer"),
+                "reward": float(rewards[i]),
+                "advantage": float(advantages[i]),
+                "truncated": bool(rollouts.batch["truncated"][i]),
+            }
+            for i in range(count)
+        ]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"policy_version": self.policy_version}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # The generator was rebuilt from the base model: mark it stale so the next step refits it.
+        self.policy_version = int(state["policy_version"])
+        self.generator_version = -1
+
+
+def _mean_metrics(per_step: list[dict[str, float]], prefix: str) -> dict[str, float]:
+    keys = {k for m in per_step for k in m}
+    out = {}
+    for key in keys:
+        values = [m[key] for m in per_step if key in m]
+        if key.endswith("_max"):
+            out[prefix + key] = max(values)
+        elif key.endswith("_min"):
+            out[prefix + key] = min(values)
+        elif key == "tokens":
+            out[prefix + key] = sum(values)
+        else:
+            out[prefix + key] = sum(values) / len(values)
+    out[prefix + "optimizer_steps"] = float(len(per_step))
+    return out
+
+
+def _select(result: RolloutResult, rows: list[int]) -> RolloutResult:
+    return attrs.evolve(
+        result,
+        batch=result.batch.select(rows),
+        rewards=result.rewards[rows],
+        responses=[result.responses[i] for i in rows],
+        turns=[result.turns[i] for i in rows],
+        info=[result.info[i] for i in rows],
+    )
+
+
+def _concat(results: list[RolloutResult]) -> RolloutResult:
+    return RolloutResult(
+        batch=Batch.concat([r.batch for r in results]),
+        rewards=torch.cat([r.rewards for r in results]),
+        responses=[s for r in results for s in r.responses],
+        env_metrics=results[0].env_metrics,
+        turns=[t for r in results for t in r.turns],
+        info=[x for r in results for x in r.info],
+    )

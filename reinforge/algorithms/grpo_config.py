@@ -1,0 +1,71 @@
+"""The GRPO run config: the `grpo:` and `loss_fn:` sections plus the shared ones."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+from attrs import validators as v
+
+from reinforge.algorithms.losses_pg import ClippedPGLossConfig
+from reinforge.algorithms.rewards import RewardScalingConfig, RewardShapingConfig
+from reinforge.core.config import doc
+from reinforge.core.run_config import (
+    CheckpointingConfig,
+    ClusterConfig,
+    DataConfig,
+    EnvConfig,
+    LoggerConfig,
+    PolicyConfig,
+)
+
+_positive = v.gt(0)
+_optional_positive = v.optional(v.gt(0))
+
+
+@attrs.define(kw_only=True, frozen=True)
+class GRPOConfig:
+    num_prompts_per_step: int = doc("prompts per step", default=8, validator=_positive)
+    num_generations_per_prompt: int = doc("responses per prompt (G)", default=4, validator=_positive)
+    max_num_steps: int = doc("training steps", default=100, validator=_positive)
+    max_rollout_turns: int = doc("environment turns per rollout (1 = single turn)", default=1, validator=_positive)
+    normalize_rewards: bool = doc("divide advantages by the group's reward std", default=True)
+    use_leave_one_out_baseline: bool = doc("baseline = mean of the other G-1 rewards (else the group mean)", default=True)
+    advantage_clip_low: float | None = doc("clamp advantages below (null = off)", default=None)
+    advantage_clip_high: float | None = doc("clamp advantages above (null = off)", default=None)
+    overlong_filtering: bool = doc("truncated responses get no loss (they still count in baselines)", default=False)
+    use_dynamic_sampling: bool = doc("DAPO: drop zero-variance groups and generate more until the batch is full", default=False)
+    dynamic_sampling_max_gen_batches: int = doc("generation rounds allowed per step with dynamic sampling", default=10, validator=_positive)
+    reward_shaping: RewardShapingConfig = doc("DAPO overlong reward shaping", factory=RewardShapingConfig)
+    reward_scaling: RewardScalingConfig = doc("clamp-and-map reward scaling", factory=RewardScalingConfig)
+    val_period: int = doc("validate every N steps (0 = never)", default=10, validator=v.ge(0))
+    val_at_start: bool = doc("validate before the first step", default=False)
+    val_at_end: bool = doc("validate after the last step", default=True)
+    max_val_samples: int | None = doc("validation problems used (null = all)", default=None, validator=_optional_positive)
+    val_num_generations_per_prompt: int = doc("samples per validation problem (k of pass@k / avg@k)", default=1, validator=_positive)
+    val_temperature: float | None = doc("validation sampling temperature (null = the training one; 0 = greedy)", default=None)
+    refit_buffer_size_mb: float = doc("bucket size of trainer -> generator weight transfers", default=256.0, validator=_positive)
+    seed: int = doc("seed for data order, sampling and initialisation", default=42)
+
+
+@attrs.define(kw_only=True, frozen=True)
+class GRPORunConfig:
+    algorithm: Literal["grpo"] = doc("the algorithm this config is for", default="grpo")
+    grpo: GRPOConfig = doc("GRPO settings", factory=GRPOConfig)
+    loss_fn: ClippedPGLossConfig = doc("clipped policy-gradient loss", factory=ClippedPGLossConfig)
+    policy: PolicyConfig = doc("the trained policy and its generator")
+    data: DataConfig = doc("training and validation data", factory=DataConfig)
+    env: EnvConfig = doc("the reward environment", factory=EnvConfig)
+    logger: LoggerConfig = doc("metrics and samples", factory=LoggerConfig)
+    checkpointing: CheckpointingConfig = doc("checkpoints", factory=CheckpointingConfig)
+    cluster: ClusterConfig = doc("where workers run", factory=ClusterConfig)
+
+    def __attrs_post_init__(self) -> None:
+        rollouts = self.grpo.num_prompts_per_step * self.grpo.num_generations_per_prompt
+        if rollouts % self.policy.train_global_batch_size:
+            raise ValueError(
+                f"grpo.num_prompts_per_step x grpo.num_generations_per_prompt ({rollouts}) must be a multiple of "
+                f"policy.train_global_batch_size ({self.policy.train_global_batch_size})"
+            )
+        if self.grpo.use_dynamic_sampling and self.grpo.num_generations_per_prompt < 2:
+            raise ValueError("dynamic sampling needs grpo.num_generations_per_prompt >= 2")

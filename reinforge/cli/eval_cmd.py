@@ -1,0 +1,42 @@
+"""`reinforge eval --config EVAL.yaml [overrides...]`: pass@k, avg@k and cons@k of a model folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from reinforge.cli.output import console
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "configs" / "evals" / "eval.yaml"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("eval", help="evaluate a model folder on a dataset (pass@k, avg@k, cons@k)")
+    parser.add_argument("--config", help="evaluation YAML (default: examples/configs/evals/eval.yaml)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. generation.model_name=/path/hf")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from reinforge.core.load import load_config
+    from reinforge.core.registry import Registry
+    from reinforge.eval.config import EvalConfig
+    from reinforge.eval.runner import evaluate
+
+    registry = Registry.create(project_file=args.plugins)
+    config = load_config(args.config or DEFAULT_CONFIG, args.overrides, registry, schema=EvalConfig)
+    metrics = evaluate(config, registry)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return 0
+    table = Table(title=f"evaluation of {config.generation.model_name}", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}" if not key.startswith("num_") else f"{int(value)}")
+    console.print(table)
+    return 0

@@ -1,0 +1,57 @@
+"""Where the workers run: in this process (`local`) or on Ray worker groups (`ray`).
+
+An executor builds the three parts an algorithm drives — the training backend, the generation
+backend and the environment — and hands back objects that implement the seams of
+`reinforge.core.interfaces`. On `local` they are the plugin objects themselves; on `ray` they are
+worker-group proxies with the same methods, so algorithm code never changes with the executor.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBackend
+from reinforge.core.registry import Registry
+from reinforge.core.run_config import ClusterConfig, EnvConfig, PolicyConfig
+
+
+class Executor(Protocol):
+    def training(self, policy: PolicyConfig, *, need_reference: bool, seed: int) -> TrainingBackend: ...
+
+    def generation(self, policy: PolicyConfig, *, seed: int) -> GenerationBackend: ...
+
+    def environment(self, env: EnvConfig) -> Environment: ...
+
+    def shutdown(self) -> None: ...
+
+
+class LocalExecutor:
+    """Everything in this process; nothing imports Ray."""
+
+    def __init__(self, cluster: ClusterConfig, registry: Registry) -> None:
+        self.cluster = cluster
+        self.registry = registry
+
+    def training(self, policy: PolicyConfig, *, need_reference: bool, seed: int) -> TrainingBackend:
+        backend_cls = self.registry.resolve("training_backend", policy.backend)
+        return backend_cls(policy, policy.backend_cfg, need_reference=need_reference, seed=seed)
+
+    def generation(self, policy: PolicyConfig, *, seed: int) -> GenerationBackend:
+        backend_cls = self.registry.resolve("generation_backend", policy.generation.backend)
+        return backend_cls(policy, policy.generation.backend_cfg, seed=seed)
+
+    def environment(self, env: EnvConfig) -> Environment:
+        env_cls = self.registry.resolve("environment", env.name)
+        return env_cls(env.env_cfg) if env.env_cfg is not None else env_cls()
+
+    def shutdown(self) -> None:
+        pass
+
+
+def make_executor(cluster: ClusterConfig, registry: Registry) -> Any:
+    """The executor `cluster.executor` names (the Ray one is imported only when asked for)."""
+    if cluster.executor == "local":
+        return LocalExecutor(cluster, registry)
+    ray_executor = importlib.import_module("reinforge.core.ray_executor")
+    return ray_executor.RayExecutor(cluster, registry)

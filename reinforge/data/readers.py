@@ -1,0 +1,53 @@
+"""Dataset readers as registered by the built-in `dataset` plugins: each takes its options and
+returns records `{"problem": str, "answer": str, ...}`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+from attrs import validators as v
+
+from reinforge.core.config import doc
+from reinforge.data.arithmetic import make_arithmetic_records
+from reinforge.data.datasets import DatasetConfig, load_records
+
+
+@attrs.define(kw_only=True, frozen=True)
+class ArithmeticDatasetConfig:
+    split: Literal["train", "validation"] = doc("which split; the two never share a problem", default="train")
+    num_samples: int = doc("problems in this split", default=1000, validator=v.gt(0))
+    num_validation_samples: int = doc("size of the validation split (kept out of the training split)", default=64, validator=v.gt(0))
+    seed: int = doc("seed of the training split", default=0)
+    validation_seed: int = doc("seed of the validation split", default=12345)
+    ops: tuple[str, ...] = doc("operators: + - * /", default=("+", "-"))
+    kinds: tuple[str, ...] = doc("problem kinds: arith ('What is 7 + 12?'), linear ('Solve for x: 3x + 4 = 19')", default=("arith",))
+    max_operand: int = doc("largest operand", default=20, validator=v.gt(0))
+
+
+def arithmetic(options: ArithmeticDatasetConfig | None = None) -> list[dict[str, str]]:
+    """Generated arithmetic problems with exact answers; nothing is downloaded."""
+    o = options or ArithmeticDatasetConfig()
+    common = {"ops": o.ops, "kinds": o.kinds, "max_operand": o.max_operand}
+    validation = make_arithmetic_records(o.num_validation_samples, seed=o.validation_seed, **common)
+    if o.split == "validation":
+        return validation if o.num_samples >= len(validation) else validation[: o.num_samples]
+    return make_arithmetic_records(o.num_samples, seed=o.seed, exclude={r["problem"] for r in validation}, **common)
+
+
+def _preset(kind: str):  # noqa: ANN202 - returns a reader
+    def read(options: DatasetConfig | None = None) -> list[dict[str, object]]:
+        config = options or DatasetConfig(kind=kind)
+        if options is not None and options.kind == "generic" and kind != "generic":
+            config = attrs.evolve(options, kind=kind)  # the plugin name chooses the preset
+        return load_records(config)
+
+    read.__name__ = kind
+    read.__doc__ = f"Records of a {kind} dataset (local file or hub name) through Hugging Face datasets."
+    return read
+
+
+deepscaler = _preset("deepscaler")
+aime = _preset("aime")
+openmathinstruct2 = _preset("openmathinstruct2")
+jsonl = _preset("generic")

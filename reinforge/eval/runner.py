@@ -1,0 +1,84 @@
+"""Evaluate a model folder: generate n samples per problem, verify, report pass@k / avg@k / cons@k."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reinforge.algorithms.rollout import run_rollouts
+from reinforge.core.cluster import make_executor
+from reinforge.core.errors import ReinforgeError
+from reinforge.core.registry import Registry
+from reinforge.core.run_parts import build_prompt_set, load_dataset_records, load_tokenizer
+from reinforge.core.sampling import SamplingParams
+from reinforge.eval.config import EvalConfig
+from reinforge.eval.metrics import batch_avg_at_k, batch_cons_at_k, batch_pass_at_k
+
+
+def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, float]:
+    registry = registry or Registry.create()
+    settings, gen = config.eval, config.generation
+    policy = gen.as_policy()
+    tokenizer = load_tokenizer(policy)
+    records = load_dataset_records(registry, config.data.dataset, config.data.dataset_cfg)
+    prompts, _ = build_prompt_set(config, tokenizer, records)
+    if not prompts:
+        raise ReinforgeError(f"the evaluation set '{config.data.dataset}' is empty (or every prompt was too long)")
+    executor = make_executor(config.cluster, registry)
+    generation = executor.generation(policy, seed=settings.seed)
+    environment = executor.environment(config.env)
+    n = settings.num_tests_per_prompt
+    sampling = SamplingParams(
+        temperature=gen.temperature,
+        top_p=gen.top_p,
+        top_k=gen.top_k,
+        max_new_tokens=gen.max_new_tokens,
+        stop_strings=gen.stop_strings,
+        seed=settings.seed,
+    )
+    correct: list[bool] = []
+    answers: list[str] = []
+    rows: list[dict[str, Any]] = []
+    try:
+        for start in range(0, len(prompts), settings.batch_size):
+            part = [p for p in prompts[start : start + settings.batch_size] for _ in range(n)]
+            result = run_rollouts(
+                part,
+                generation=generation,
+                environment=environment,
+                tokenizer=tokenizer,
+                sampling=SamplingParams(**{**_fields(sampling), "seed": settings.seed + start}),
+                max_total_length=gen.max_total_sequence_length,
+            )
+            for i, reward in enumerate(result.rewards.tolist()):
+                answer = str(result.info[i].get("extracted_answer") or result.responses[i].strip()[-64:])
+                correct.append(reward >= 1.0)
+                answers.append(answer)
+                rows.append({"problem": part[i]["metadata"].get("problem"), "answer": part[i]["metadata"].get("answer"),
+                             "response": result.responses[i], "prediction": answer, "reward": reward})
+    finally:
+        generation.shutdown()
+        environment.shutdown()
+        executor.shutdown()
+    k = settings.k_value
+    metrics = {
+        "num_problems": float(len(prompts)),
+        "num_samples": float(len(correct)),
+        f"avg@{n}": batch_avg_at_k(correct, n),
+        f"pass@{k}": batch_pass_at_k(correct, n, k),
+        f"cons@{k}": batch_cons_at_k(answers, correct, n, k),
+    }
+    score_key = {"pass@k": f"pass@{k}", "avg@k": f"avg@{n}", "cons@k": f"cons@{k}"}[settings.metric]
+    metrics["score"] = metrics[score_key]
+    if settings.save_path:
+        path = Path(settings.save_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return metrics
+
+
+def _fields(sampling: SamplingParams) -> dict[str, Any]:
+    import attrs
+
+    return attrs.asdict(sampling, recurse=False)

@@ -1,0 +1,32 @@
+"""Built-in dataset readers (local files or hub names through Hugging Face `datasets`)."""
+
+from __future__ import annotations
+
+from reinforge.core.hookspecs import hookimpl
+from reinforge.core.registry import Register
+
+_READERS = "reinforge.data.readers"
+
+
+@hookimpl
+def reinforge_register_datasets(register: Register) -> None:
+    register(
+        "arithmetic",
+        f"{_READERS}:arithmetic",
+        config=f"{_READERS}:ArithmeticDatasetConfig",
+        description="generated arithmetic / linear-equation problems with exact answers (offline)",
+    )
+    for name, what in [
+        ("deepscaler", "DeepScaleR-style problem/answer records (agentica-org/DeepScaleR-Preview-Dataset)"),
+        ("aime", "AIME-style evaluation sets (HuggingFaceH4/aime_2024 by default)"),
+        ("openmathinstruct2", "OpenMathInstruct-2 problem/expected_answer records"),
+        ("jsonl", "any JSON/JSONL/Parquet file or hub dataset, with configurable input/output keys"),
+    ]:
+        register(
+            name,
+            f"{_READERS}:{name}",
+            config="reinforge.data.datasets:DatasetConfig",
+            requires=("datasets",),
+            extra="math",
+            description=what,
+        )

@@ -1,0 +1,44 @@
+"""Shared overrides that shrink a GRPO recipe to the tiny model and a tiny batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CPU_RECIPE = REPO / "examples" / "configs" / "grpo-arith-cpu.yaml"
+
+
+def tiny_overrides(model_dir: Path, out: Path, *, steps: int = 2, extra: tuple[str, ...] = ()) -> list[str]:
+    return [
+        f"policy.model_name={model_dir}",
+        "policy.precision=float32",
+        "policy.generation.backend=hf",
+        "policy.generation.backend_cfg=null",
+        "policy.backend_cfg=null",
+        "policy.train_global_batch_size=8",
+        "policy.train_micro_batch_size=4",
+        "policy.logprob_batch_size=8",
+        "policy.max_total_sequence_length=96",
+        "policy.generation.max_new_tokens=12",
+        "policy.optimizer.lr=1.0e-4",
+        "policy.scheduler.name=constant",
+        "grpo.num_prompts_per_step=2",
+        "grpo.num_generations_per_prompt=4",
+        f"grpo.max_num_steps={steps}",
+        "grpo.val_period=0",
+        "grpo.val_at_start=false",
+        "grpo.max_val_samples=4",
+        "grpo.val_num_generations_per_prompt=1",
+        "data.dataset=arithmetic",
+        "data.dataset_cfg={split: train, num_samples: 40, num_validation_samples: 8}",
+        "data.val_dataset=arithmetic",
+        "data.val_dataset_cfg={split: validation, num_samples: 4, num_validation_samples: 8}",
+        "data.max_input_seq_length=64",
+        "env.name=math",
+        "env.env_cfg={num_workers: 1}",
+        "cluster.executor=local",
+        f"checkpointing.checkpoint_dir={out / 'ckpt'}",
+        f"logger.log_dir={out / 'logs'}",
+        "logger.loggers=[jsonl]",
+        *extra,
+    ]
