@@ -8,7 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
-console = Console(highlight=False, soft_wrap=False)
+# Piped output (CI logs, `| less`) gets a wide fixed width instead of rich's 80 columns.
+console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
 error_console = Console(stderr=True, highlight=False)
 
 

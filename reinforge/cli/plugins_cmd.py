@@ -53,8 +53,9 @@ def run_list(args: argparse.Namespace) -> int:
         print_json({"plugins": records, "load_failures": failures})
         return 0
     table = Table(title="reinforge plugins", title_justify="left")
-    for column in ("kind", "name", "source", "status", "description"):
-        table.add_column(column, overflow="fold")
+    for column in ("kind", "name", "source", "status"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("description", overflow="fold")
     for r in records:
         status = "[green]available[/]" if r["available"] else f"[yellow]needs: {escape(r['install'])}[/]"
         table.add_row(r["kind"].replace("_", " "), r["name"], escape(r["source"]), status, escape(r["description"]))

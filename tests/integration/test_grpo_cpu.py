@@ -127,6 +127,7 @@ def test_seed_commands_train_convert_eval(tiny_model_dir, tmp_path):
         "data.dataset=arithmetic",
         "data.dataset_cfg={split: validation, num_samples: 4, num_validation_samples: 8}",
         "data.max_input_seq_length=64",
+        "data.prompt_file=null",
         "env.env_cfg={num_workers: 1}",
         "--json",
         cwd=tmp_path,

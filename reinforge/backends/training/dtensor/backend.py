@@ -1,0 +1,295 @@
+"""`DTensorBackend`: the policy as a Hugging Face causal LM on FSDP2 + DTensor tensor parallel.
+
+Why this backend: it needs nothing beyond torch and transformers, trains for real in one CPU
+process (tests, laptops, the CPU demo), and the same code scales to many GPUs under torchrun or
+a Ray worker group, where each process calls the same methods on its own rows (SPMD): every
+method below is collective when a process group exists, so all ranks must call it together.
+
+Shapes: rows are right-padded `input_ids  # [B, T]` with `input_lengths  # [B]`; logprobs
+`# [B, T]` are aligned with `input_ids` (column 0 and padding are 0). See `reinforge.core.interfaces`.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from reinforge.backends.training.dtensor.checkpointing import (
+    dcp_to_hf,
+    full_state_dict,
+    load_checkpoint,
+    save_checkpoint,
+    write_hf_folder,
+)
+from reinforge.backends.training.dtensor.config import DTensorConfig
+from reinforge.backends.training.dtensor.distributed import ParallelContext
+from reinforge.backends.training.dtensor.logprobs import PolicyModule
+from reinforge.backends.training.dtensor.optim import build_optimizer, build_scheduler
+from reinforge.backends.training.dtensor.parallelize import check_tensor_parallel, is_dtensor, parallelize
+from reinforge.backends.training.dtensor.training import compute_logprobs, train_step
+from reinforge.core.batch import Batch
+from reinforge.core.errors import ReinforgeError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from reinforge.core.interfaces import LossFn
+    from reinforge.core.run_config import PolicyConfig
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+class DTensorBackend:
+    """Implements `TrainingBackend` (see the module docstring).
+
+    `train(batch, loss_fn, temperature=1.0)` takes `temperature` as a keyword (the sampling
+    temperature of the rollouts, so trainer and generator logprobs agree) rather than batch
+    metadata, so that the same batch can be scored at several temperatures. `named_weights`
+    yields each tied tensor once, under its first name (`model.embed_tokens.weight`, not
+    `lm_head.weight`): receivers that tie weights (HF models, vLLM) update both.
+    """
+
+    # `reinforge convert` looks for this on the backend class: (dcp_dir, base_model_dir, out_dir, *, tokenizer_dir).
+    checkpoint_to_hf = staticmethod(dcp_to_hf)
+
+    def __init__(
+        self, policy: PolicyConfig, options: DTensorConfig | None = None, *, need_reference: bool = False, seed: int = 0
+    ) -> None:
+        self.policy = policy
+        self.options = options or DTensorConfig()
+        self.seed = seed
+        torch.manual_seed(seed)
+        check_tensor_parallel(_model_config(policy.model_name), self.options.tensor_parallel_size)
+        self.ctx = ParallelContext.create(self.options)
+        self.step = 0  # optimizer steps taken (restored by load)
+        self.offloaded = False
+        self._reference: PolicyModule | None = None
+        try:
+            self.module: PolicyModule | None = self._build(train=True)
+            params = [p for p in self.module.parameters() if p.requires_grad]
+            # torch's foreach kernels cannot mix plain tensors with DTensors on other meshes (TP keeps embeddings plain).
+            foreach = False if self.ctx.tp_size > 1 else None
+            self.optimizer = build_optimizer(params, policy.optimizer, foreach=foreach)
+            self.scheduler = build_scheduler(self.optimizer, policy.scheduler)
+            if need_reference:
+                self._reference_module()
+        except BaseException:
+            self.ctx.close()  # a group this backend created must not outlive it
+            raise
+
+    # ------------------------------------------------------------------ building
+    def _build(self, *, train: bool) -> PolicyModule:
+        """Load `policy.model_name` in `policy.precision` and parallelise it for this rank."""
+        from transformers import AutoModelForCausalLM
+
+        name = self.policy.model_name
+        try:
+            causal_lm = AutoModelForCausalLM.from_pretrained(name, dtype=_DTYPES[self.policy.precision])
+        except (OSError, ValueError) as exc:
+            raise ReinforgeError(
+                f"cannot load the model '{name}' ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
+                "check policy.model_name (a Hugging Face folder or hub name)"
+            ) from None
+        module = PolicyModule(causal_lm, self.options.logprob_chunk_size)
+        if not train:
+            module.requires_grad_(False)
+        parallelize(module, causal_lm, self.ctx, self.options, train=train)
+        return module
+
+    def _reference_module(self) -> PolicyModule:
+        """The frozen reference policy: `policy.model_name` as loaded, never trained (built on first use)."""
+        if self._reference is None:
+            self._reference = self._build(train=False)
+            self._reference.eval()
+        return self._reference
+
+    @property
+    def model(self) -> PreTrainedModel:
+        """The live Hugging Face model (its parameters are DTensors under FSDP or tensor parallel)."""
+        return self._live().causal_lm
+
+    def _live(self) -> PolicyModule:
+        if self.module is None:
+            raise ReinforgeError("the dtensor backend was shut down; build a new one")
+        if self.offloaded:
+            self.onload()
+        return self.module
+
+    # ------------------------------------------------------------------ the TrainingBackend seam
+    def train(self, batch: Batch, loss_fn: LossFn, temperature: float = 1.0) -> dict[str, float]:
+        """One optimizer step over this rank's rows; the LR scheduler steps once per call."""
+        _check_temperature(temperature)
+        metrics = train_step(
+            self._live(),
+            self.optimizer,
+            self.ctx,
+            _as_batch(batch),
+            loss_fn,
+            micro_batch_size=self.policy.train_micro_batch_size,
+            max_length=self.policy.max_total_sequence_length,
+            max_grad_norm=self.policy.max_grad_norm,
+            temperature=temperature,
+            step=self.step,
+        )
+        self.scheduler.step()
+        self.step += 1
+        return metrics
+
+    def logprobs(self, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
+        """Per-token logprobs `# [B, T]` (CPU, float32) under the current weights."""
+        _check_temperature(temperature)
+        return self._score(self._live(), batch, temperature, "logprobs")
+
+    def reference_logprobs(self, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
+        """Per-token logprobs `# [B, T]` under the frozen reference (loaded on first call)."""
+        _check_temperature(temperature)
+        self._live()
+        return self._score(self._reference_module(), batch, temperature, "reference_logprobs")
+
+    def _score(self, module: PolicyModule, batch: Batch, temperature: float, what: str) -> torch.Tensor:
+        return compute_logprobs(
+            module,
+            self.ctx,
+            _as_batch(batch),
+            batch_size=self.policy.logprob_batch_size,
+            max_length=self.policy.max_total_sequence_length,
+            temperature=temperature,
+            what=what,
+        )
+
+    def named_weights(self, bucket_bytes: int | None = None) -> Iterator[list[tuple[str, torch.Tensor]]]:
+        """Buckets of (Hugging Face name, full tensor), each about `bucket_bytes` (a larger tensor goes alone).
+
+        Tensors are gathered one at a time (`DTensor.full_tensor()`, collective), on the compute
+        device, in the parameters' dtype. A tensor may share memory with the live parameter:
+        copy it if you keep it past the next `train`.
+        """
+        limit = self.options.refit_bucket_bytes if bucket_bytes is None else bucket_bytes
+        if limit <= 0:
+            raise ReinforgeError(f"named_weights needs bucket_bytes > 0, got {limit}")
+        bucket: list[tuple[str, torch.Tensor]] = []
+        used = 0
+        for name, tensor in _hf_tensors(self.model):
+            if is_dtensor(tensor):
+                tensor = tensor.to(self.ctx.device).full_tensor()
+            tensor = tensor.detach()
+            size = tensor.numel() * tensor.element_size()
+            if bucket and used + size > limit:
+                yield bucket
+                bucket, used = [], 0
+            bucket.append((name, tensor))
+            used += size
+        if bucket:
+            yield bucket
+
+    def save(self, directory: str) -> None:
+        """Model + optimizer (DCP), scheduler, step and RNG state; see `checkpointing` for the layout."""
+        info = {
+            "model_name": self.policy.model_name,
+            "precision": self.policy.precision,
+            "world_size": self.ctx.world_size,
+            "tensor_parallel_size": self.ctx.tp_size,
+        }
+        save_checkpoint(
+            directory,
+            causal_lm=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            step=self.step,
+            ctx=self.ctx,
+            info=info,
+        )
+
+    def load(self, directory: str) -> None:
+        """Restore `save`'s state into this backend (any world size; DCP reshards)."""
+        self.step = load_checkpoint(
+            directory, causal_lm=self.model, optimizer=self.optimizer, scheduler=self.scheduler, ctx=self.ctx
+        )
+
+    def export_hf(self, directory: str) -> None:
+        """Write the current weights as a Hugging Face folder (rank 0 writes; every rank must call)."""
+        state_dict = full_state_dict(self.model, self.ctx)
+        if self.ctx.is_writer:
+            write_hf_folder(
+                state_dict,
+                self.model.config,
+                directory,
+                generation_config=self.model.generation_config,
+                tokenizer_dir=self.policy.tokenizer_name or self.policy.model_name,
+            )
+        self.ctx.barrier()
+
+    def offload(self) -> None:
+        """Move parameters and optimizer state to the CPU (no-op on CPU, or when FSDP already offloads)."""
+        if not self.offloaded:
+            self._move(torch.device("cpu"))
+        self.offloaded = True
+
+    def onload(self) -> None:
+        """Move them back to the compute device."""
+        if self.offloaded:
+            self.offloaded = False
+            self._move(self.ctx.device)
+
+    def _move(self, device: torch.device) -> None:
+        if self.ctx.device.type == "cpu" or self.options.cpu_offload or self.module is None:
+            return
+        for module in (self.module, self._reference):
+            if module is not None:
+                module.to(device)
+        for state in self.optimizer.state.values():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and key != "step":
+                    state[key] = value.to(device)
+        if device.type == "cpu":
+            gc.collect()
+            torch.cuda.empty_cache()
+
+    def shutdown(self) -> None:
+        """Drop the models and optimizer, and the process group if this backend created it."""
+        self.module = None
+        self._reference = None
+        self.optimizer = None  # type: ignore[assignment]
+        self.scheduler = None  # type: ignore[assignment]
+        gc.collect()
+        if self.ctx.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self.ctx.close()
+
+
+def _model_config(name: str) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise ReinforgeError(
+            f"cannot read the model config of '{name}' ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
+            "check policy.model_name (a Hugging Face folder or hub name)"
+        ) from None
+
+
+def _hf_tensors(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """Parameters (each tied tensor once) and persistent buffers, under Hugging Face names."""
+    yield from model.named_parameters()
+    for name, buffer in model.named_buffers():
+        owner, _, leaf = name.rpartition(".")
+        if leaf not in model.get_submodule(owner)._non_persistent_buffers_set:
+            yield name, buffer
+
+
+def _as_batch(batch: Batch | Mapping[str, Any]) -> Batch:
+    return batch if isinstance(batch, Batch) else Batch(batch)
+
+
+def _check_temperature(temperature: float) -> None:
+    if not temperature > 0:
+        raise ReinforgeError(
+            f"temperature must be > 0 to compute logprobs, got {temperature}; for greedy sampling pass 1.0"
+        )
+
+
+__all__ = ["DTensorBackend", "dcp_to_hf"]

@@ -1,0 +1,206 @@
+"""Checkpoints with torch.distributed.checkpoint (DCP), and Hugging Face folders from live or saved weights.
+
+Layout of `save(directory)`:
+
+    directory/
+      dcp/                  model + optimizer state (DCP: .metadata, __<rank>_0.distcp); keys
+                            "model.<hf name>" and "optimizer.state.<hf name>.<exp_avg|...>"
+      trainer_state.pt      step count and LR-scheduler state (written by rank 0)
+      rng_rank<r>.pt        torch CPU (and CUDA) RNG state of rank r
+      reinforge_backend.json  what wrote it (backend, model, precision, world and TP size, step)
+
+DCP writes every rank's shards in parallel and reshards on load, so a checkpoint saved with N
+ranks loads with M. In one process it runs with `no_dist=True`: no process group is needed.
+`dcp_to_hf` reads only the "model." keys, offline, in one process (`reinforge convert`).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_state_dict,
+)
+
+from reinforge.backends.training.dtensor.distributed import ParallelContext
+from reinforge.core.errors import ReinforgeError
+
+DCP_DIR = "dcp"
+STATE_FILE = "trainer_state.pt"
+META_FILE = "reinforge_backend.json"
+FORMAT_VERSION = 1
+
+
+@contextmanager
+def _single_process_quiet(ctx: ParallelContext | None) -> Iterator[None]:
+    """DCP warns that it 'assumes a single process' when there is no group; that is the intent here."""
+    with warnings.catch_warnings():
+        if ctx is None or not ctx.distributed:
+            warnings.filterwarnings("ignore", message=".*single process.*", category=UserWarning)
+        yield
+
+
+def save_checkpoint(
+    directory: str | Path,
+    *,
+    causal_lm: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    step: int,
+    ctx: ParallelContext,
+    info: dict[str, Any],
+) -> None:
+    """Write model, optimizer, scheduler, step and RNG state (every rank calls this)."""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    model_sd, optim_sd = get_state_dict(causal_lm, optimizer)
+    with _single_process_quiet(ctx):
+        dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=path / DCP_DIR, no_dist=not ctx.distributed)
+    torch.save(_rng_state(), path / f"rng_rank{ctx.rank}.pt")
+    if ctx.is_writer:
+        torch.save({"format": FORMAT_VERSION, "step": step, "scheduler": scheduler.state_dict()}, path / STATE_FILE)
+        meta = {"format": FORMAT_VERSION, "backend": "dtensor", "step": step, **info}
+        (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    ctx.barrier()
+
+
+def load_checkpoint(
+    directory: str | Path,
+    *,
+    causal_lm: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    ctx: ParallelContext,
+) -> int:
+    """Restore what `save_checkpoint` wrote (resharding if the world size changed); return the step count."""
+    path = Path(directory)
+    if not (path / DCP_DIR / ".metadata").is_file() or not (path / STATE_FILE).is_file():
+        raise ReinforgeError(
+            f"'{path}' is not a dtensor checkpoint (expected {DCP_DIR}/.metadata and {STATE_FILE}); "
+            "pass the policy/ folder that DTensorBackend.save wrote"
+        )
+    # get_state_dict gives a fresh optimizer zero-filled state, which DCP then fills in place.
+    model_sd, optim_sd = get_state_dict(causal_lm, optimizer)
+    with _single_process_quiet(ctx):
+        dcp.load({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=path / DCP_DIR, no_dist=not ctx.distributed)
+    set_state_dict(causal_lm, optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd)
+    state = torch.load(path / STATE_FILE, weights_only=True)
+    scheduler.load_state_dict(state["scheduler"])
+    rng_file = path / f"rng_rank{ctx.rank}.pt"
+    if rng_file.is_file():  # absent when loading with more ranks than saved: keep this rank's seed
+        _set_rng_state(torch.load(rng_file, weights_only=True))
+    ctx.barrier()
+    return int(state["step"])
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def full_state_dict(causal_lm: torch.nn.Module, ctx: ParallelContext) -> dict[str, torch.Tensor]:
+    """Unsharded CPU tensors under Hugging Face names on rank 0 (every rank must call; others get {})."""
+    if not ctx.distributed:
+        return {name: tensor.detach().cpu() for name, tensor in causal_lm.state_dict().items()}
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(causal_lm, options=options)
+
+
+def write_hf_folder(
+    state_dict: dict[str, torch.Tensor],
+    config: Any,
+    out_dir: str | Path,
+    *,
+    generation_config: Any = None,
+    tokenizer_dir: str | Path | None = None,
+) -> Path:
+    """Save `state_dict` as a Hugging Face folder (safetensors, config, generation config, tokenizer).
+
+    The model is built on the meta device and takes the given tensors as its parameters
+    (`assign=True`), so no second copy of the weights is allocated; tied weights are re-tied
+    and saved once, as `save_pretrained` always does.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = Path(out_dir)
+    dtype = next(iter(state_dict.values())).dtype
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.load_state_dict(state_dict, assign=True)
+    model.tie_weights()
+    if generation_config is not None:
+        model.generation_config = generation_config
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    if tokenizer_dir is not None:
+        try:
+            AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out)
+        except (OSError, ValueError) as exc:
+            warnings.warn(f"no tokenizer copied into {out}: cannot load one from {tokenizer_dir} ({exc})", stacklevel=2)
+    return out
+
+
+def dcp_to_hf(
+    dcp_dir: str | Path,
+    base_model_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    tokenizer_dir: str | Path | None = None,
+) -> Path:
+    """Convert a saved checkpoint's weights to a Hugging Face folder, offline, in one process.
+
+    `dcp_dir` is the folder `save` wrote (or its `dcp/` subfolder); `base_model_dir` supplies the
+    architecture config and, unless `tokenizer_dir` is given, the tokenizer and generation config.
+    """
+    from transformers import AutoConfig, GenerationConfig
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    source = Path(dcp_dir)
+    if (source / DCP_DIR / ".metadata").is_file():
+        source = source / DCP_DIR
+    if not (source / ".metadata").is_file():
+        raise ReinforgeError(
+            f"no torch.distributed.checkpoint in '{dcp_dir}' (no .metadata); pass a step_N/policy folder"
+        )
+    try:
+        config = AutoConfig.from_pretrained(base_model_dir)
+    except (OSError, ValueError) as exc:
+        raise ReinforgeError(
+            f"cannot read the model config from '{base_model_dir}' ({exc}); pass the base model folder"
+        ) from None
+    metadata = FileSystemReader(str(source)).read_metadata()
+    state_dict = {
+        key.removeprefix("model."): torch.empty(tuple(entry.size), dtype=entry.properties.dtype)
+        for key, entry in metadata.state_dict_metadata.items()
+        if key.startswith("model.") and isinstance(entry, TensorStorageMetadata)
+    }
+    if not state_dict:
+        raise ReinforgeError(f"the checkpoint in '{source}' holds no model weights (no 'model.' keys)")
+    with _single_process_quiet(None):
+        dcp.load({"model": state_dict}, checkpoint_id=source, no_dist=True)
+    try:
+        generation_config = GenerationConfig.from_pretrained(base_model_dir)
+    except OSError:
+        generation_config = None
+    return write_hf_folder(
+        state_dict, config, out_dir, generation_config=generation_config, tokenizer_dir=tokenizer_dir or base_model_dir
+    )

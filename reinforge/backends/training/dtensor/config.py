@@ -1,0 +1,62 @@
+"""Options of the `dtensor` training backend (light: imports only attrs and reinforge.core.config).
+
+`reinforge plugins show dtensor` imports this module without torch, so it must stay light.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+from attrs import validators as v
+
+from reinforge.core.config import doc
+
+# 256 MiB: big enough that refit sends few messages, small enough to be a modest extra allocation.
+DEFAULT_REFIT_BUCKET_BYTES = 256 * 2**20
+
+
+@attrs.define(kw_only=True, frozen=True)
+class DTensorConfig:
+    """How the policy is parallelised and computed; what is trained comes from `PolicyConfig`.
+
+    The world size is not an option: it is the size of the torch.distributed group the process
+    runs in (1 without one). It is split into `tensor_parallel_size` ranks per model replica
+    and `world_size / tensor_parallel_size` data-parallel replicas.
+    """
+
+    tensor_parallel_size: int = doc(
+        "ranks that split each layer's matmuls (DTensor Colwise/Rowwise); must divide the world size, "
+        "the attention heads and the key/value heads",
+        default=1,
+        validator=v.gt(0),
+    )
+    fsdp: bool | None = doc(
+        "shard parameters, gradients and optimizer state over the data-parallel ranks with FSDP2 "
+        "(null = on when there is more than one data-parallel rank, or with cpu_offload on a GPU); "
+        "off with several data-parallel ranks means replicated weights and all-reduced gradients",
+        default=None,
+    )
+    activation_checkpointing: bool = doc(
+        "recompute each decoder layer's activations in the backward pass (less memory, ~30% more compute)",
+        default=False,
+    )
+    cpu_offload: bool = doc(
+        "keep parameters, gradients and optimizer state in CPU memory between uses (FSDP2 CPUOffloadPolicy); "
+        "only meaningful on a GPU, a no-op on CPU",
+        default=False,
+    )
+    logprob_chunk_size: int = doc(
+        "sequence positions per lm_head chunk when computing logprobs, so the [B, T, V] logits are never "
+        "materialised at once (peak memory ~ B x chunk x V floats)",
+        default=512,
+        validator=v.gt(0),
+    )
+    refit_bucket_bytes: int = doc(
+        "default size of the buckets `named_weights` yields when the caller does not give one",
+        default=DEFAULT_REFIT_BUCKET_BYTES,
+        validator=v.gt(0),
+    )
+    device: Literal["auto", "cpu", "cuda"] = doc(
+        "where the model computes (auto: the local rank's GPU when CUDA is available, else cpu)", default="auto"
+    )

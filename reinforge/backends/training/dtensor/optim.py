@@ -1,0 +1,101 @@
+"""Optimizer, learning-rate schedule and gradient norm for parameters that may be DTensors.
+
+The gradient norm is computed here rather than with `torch.nn.utils.clip_grad_norm_` because a
+tensor-parallel model mixes plain tensors (replicated embeddings, norms) with DTensors on
+different meshes (1-D "tp", 2-D "dp" x "tp" under FSDP), which that function cannot stack. Each
+gradient contributes the squared sum of its local shard; the sums are all-reduced over exactly
+the mesh dimensions the gradient is sharded on, once per group of gradients sharing them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+import torch.distributed as dist
+
+from reinforge.core.run_config import OptimizerConfig, SchedulerConfig
+
+
+def build_optimizer(
+    params: list[torch.nn.Parameter], config: OptimizerConfig, *, foreach: bool | None
+) -> torch.optim.Optimizer:
+    """torch.optim AdamW / Adam / SGD from the policy's optimizer section (weight decay on every parameter)."""
+    if config.name == "adamw":
+        return torch.optim.AdamW(
+            params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay, foreach=foreach
+        )
+    if config.name == "adam":
+        return torch.optim.Adam(
+            params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay, foreach=foreach
+        )
+    return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay, foreach=foreach)
+
+
+def lr_multiplier(config: SchedulerConfig, step: int) -> float:
+    """Factor on the peak lr for optimizer step `step` (0-based: the first step uses `step=0`).
+
+    constant: 1. linear_warmup: warmup_start_factor at step 0 rising linearly to 1 at
+    warmup_steps, then 1. cosine: the same warmup, then half a cosine from 1 down to
+    min_lr_ratio at total_steps, then min_lr_ratio.
+    """
+    if config.name == "constant":
+        return 1.0
+    if step < config.warmup_steps:
+        start = config.warmup_start_factor
+        return start + (1.0 - start) * step / config.warmup_steps
+    if config.name == "linear_warmup":
+        return 1.0
+    assert config.total_steps is not None  # SchedulerConfig enforces it for cosine
+    span = max(config.total_steps - config.warmup_steps, 1)
+    progress = min((step - config.warmup_steps) / span, 1.0)
+    floor = config.min_lr_ratio
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: SchedulerConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """A LambdaLR over `lr_multiplier`; its state (the step count) is what checkpoints save."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(config, step))
+
+
+def grad_norm(params: Iterable[torch.nn.Parameter], device: torch.device) -> torch.Tensor:
+    """The global L2 norm of all gradients (a float32 scalar on `device`, equal on every rank)."""
+    from torch.distributed.tensor import DTensor, Replicate
+
+    groups: dict[tuple[int, tuple[int, ...]], tuple[object, list[torch.Tensor]]] = {}
+    plain: list[torch.Tensor] = []
+    for param in params:
+        grad = param.grad
+        if grad is None:
+            continue
+        if isinstance(grad, DTensor):
+            if any(p.is_partial() for p in grad.placements):  # pending sums: a local square would be wrong
+                grad = grad.redistribute(grad.device_mesh, [Replicate() if p.is_partial() else p for p in grad.placements])
+            sharded_dims = tuple(i for i, p in enumerate(grad.placements) if p.is_shard())
+            key = (id(grad.device_mesh), sharded_dims)
+            groups.setdefault(key, (grad.device_mesh, []))[1].append(grad.to_local().float().pow(2).sum())
+        else:
+            plain.append(grad.float().pow(2).sum())
+    total = torch.zeros((), dtype=torch.float32, device=device)
+    if plain:
+        total = total + torch.stack(plain).sum().to(device)
+    # Parameters come in the same order on every rank, so the groups (and their collectives) do too.
+    for (_, dims), (mesh, squares) in groups.items():
+        part = torch.stack(squares).sum().to(device)
+        for dim in dims:
+            group = mesh.get_group(dim)  # type: ignore[attr-defined]
+            if dist.get_world_size(group) > 1:
+                dist.all_reduce(part, group=group)
+        total = total + part
+    return total.sqrt()
+
+
+def clip_gradients(params: Iterable[torch.nn.Parameter], max_norm: float, total_norm: float) -> None:
+    """Scale every gradient by max_norm / total_norm when the norm exceeds max_norm (as torch does, +1e-6)."""
+    coefficient = max_norm / (total_norm + 1e-6)
+    if coefficient >= 1.0:
+        return
+    for param in params:
+        if param.grad is not None:
+            param.grad.mul_(coefficient)
