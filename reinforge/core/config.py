@@ -136,11 +136,17 @@ def _deepcopy(value: Any) -> Any:
 
 # --------------------------------------------------------------------------- overrides
 def apply_overrides(
-    data: dict[str, Any], overrides: Sequence[str], *, schema: type | None = None, origins: Origins | None = None
+    data: dict[str, Any],
+    overrides: Sequence[str],
+    *,
+    schema: type | None = None,
+    origins: Origins | None = None,
+    lookup: ConfigLookup | None = None,
 ) -> dict[str, Any]:
     """Apply `a.b.c=value` (value parsed as YAML) and `+a.b.c=value` (adds a key the file lacks).
 
-    Without `+`, the key must already be in the file or be a declared field of `schema`.
+    Without `+`, the key must already be in the file or be a declared field of `schema` (with
+    `lookup`, the options classes of plugins chosen by name count as declared too).
     """
     errors = []
     for item in overrides:
@@ -159,7 +165,7 @@ def apply_overrides(
         node = data
         for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
-            if child is None and (add or _schema_has(schema, parts[: depth + 1])):
+            if child is None and (add or _schema_has(schema, parts[: depth + 1], data, lookup)):
                 child = node[part] = {}
             if not isinstance(child, dict):
                 errors.append(f"override '{item}': '{'.'.join(parts[: depth + 1])}' is not a mapping in the config")
@@ -167,7 +173,7 @@ def apply_overrides(
             node = child
         else:
             last = parts[-1]
-            if not add and last not in node and not _schema_has(schema, parts):
+            if not add and last not in node and not _schema_has(schema, parts, data, lookup):
                 errors.append(
                     f"override '{item}': key '{key}' is not in the config; "
                     f"check the spelling, or write '+{key}=...' to add a new key"
@@ -182,16 +188,28 @@ def apply_overrides(
     return data
 
 
-def _schema_has(schema: type | None, parts: Sequence[str]) -> bool:
+def _schema_has(schema: type | None, parts: Sequence[str], data: Mapping[str, Any], lookup: ConfigLookup | None) -> bool:
     cls: Any = schema
+    node: Any = data
     for part in parts:
         cls = _attrs_class_of(cls)
         if cls is None:
             return False
-        field = _fields(cls).get(part)
+        fields = _fields(cls)
+        field = fields.get(part)
         if field is None:
             return False
-        cls = field.type
+        kind = field.metadata.get(_PLUGIN_KIND)
+        if kind is not None:  # the options class of the plugin the sibling selector names
+            selector = field.metadata[_PLUGIN_SELECTOR]
+            name = node.get(selector) if isinstance(node, Mapping) and selector in node else _default_of(fields[selector])
+            try:
+                cls = lookup(kind, name) if lookup is not None and isinstance(name, str) else None
+            except ReinforgeError:
+                return False
+        else:
+            cls = field.type
+        node = node.get(part) if isinstance(node, Mapping) else None
     return True
 
 

@@ -47,5 +47,5 @@ def load_config(
         run_config_cls = registry.config_class("algorithm", name)
     else:
         run_config_cls = schema
-    raw = apply_overrides(raw, overrides, schema=run_config_cls, origins=origins)
+    raw = apply_overrides(raw, overrides, schema=run_config_cls, origins=origins, lookup=registry.config_class)
     return structure(raw, run_config_cls, lookup=registry.config_class, origins=origins, source=str(path))

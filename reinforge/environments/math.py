@@ -79,6 +79,13 @@ class MathEnvironmentConfig:
         default=100_000,
         validator=attrs.validators.ge(1),
     )
+    # math-verify also reads plain expressions, so on tasks whose question is itself an expression
+    # ("What is 7 - 5?") a policy can earn the reward by restating the question; the CPU demo's
+    # policy found exactly that. Requiring the final answer in \boxed{} closes the loophole.
+    require_boxed: bool = doc(
+        "score only the content of the last \\boxed{} (no box: 0), instead of any expression in the response",
+        default=False,
+    )
 
 
 @attrs.define(frozen=True)
@@ -117,6 +124,12 @@ class MathEnvironment:
             if len(response) > self.config.max_answer_chars:
                 outcomes[i] = _Outcome(0.0, TOO_LONG)
                 continue
+            if self.config.require_boxed:
+                boxed = extract_boxed_answer(response)
+                if boxed is None:
+                    outcomes[i] = _Outcome(0.0, NO_ANSWER)
+                    continue
+                response = f"\\boxed{{{boxed}}}"
             jobs.append((response, gold))
             job_rows.append(i)
 

@@ -203,3 +203,11 @@ def test_optional_literal_error_lists_the_choices():
     with pytest.raises(ConfigError) as err:
         structure({"mode": "c"}, WithOptionalLiteral)
     assert "'c' is not one of 'a', 'b', None @ mode" in str(err.value)
+
+
+def test_plain_override_of_a_plugin_option_not_in_the_file(tmp_path):
+    path = write(tmp_path, "r.yaml", "policy: {model_name: m, backend: fast}\n")
+    raw = apply_overrides(load_yaml(path), ["policy.backend_cfg.block_size=64"], schema=Run, lookup=lookup)
+    assert structure(raw, Run, lookup=lookup).policy.backend_cfg == EngineOptions(block_size=64)
+    with pytest.raises(ConfigError, match=r"\+policy.backend_cfg.blocksize"):
+        apply_overrides(load_yaml(path), ["policy.backend_cfg.blocksize=64"], schema=Run, lookup=lookup)

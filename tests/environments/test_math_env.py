@@ -158,3 +158,25 @@ def test_config_rejects_out_of_range_values(field: str, value: float) -> None:
 )
 def test_extract_boxed_answer(text: str, expected: str | None) -> None:
     assert extract_boxed_answer(text) == expected
+
+
+def test_require_boxed_scores_only_the_boxed_answer():
+    from reinforge.environments.math import MathEnvironment, MathEnvironmentConfig
+
+    env = MathEnvironment(MathEnvironmentConfig(num_workers=1, require_boxed=True))
+    try:
+        conversations = [
+            [{"role": "user", "content": "What is 7 - 5?"}, {"role": "assistant", "content": "7 - 5 = . The}."}],
+            [{"role": "user", "content": "What is 7 - 5?"}, {"role": "assistant", "content": "7 - 5 = 2. The answer is \\boxed{2}."}],
+            [{"role": "user", "content": "What is 7 - 5?"}, {"role": "assistant", "content": "7 - 5 = 3. \\boxed{3}"}],
+        ]
+        result = env.step(conversations, [{"answer": "2"}] * 3)
+        assert result.rewards == [0.0, 1.0, 0.0]
+    finally:
+        env.shutdown()
+    # Without the option, restating the question is (wrongly, for arithmetic) enough: why the option exists.
+    lenient = MathEnvironment(MathEnvironmentConfig(num_workers=1))
+    try:
+        assert lenient.step(conversations[:1], [{"answer": "2"}]).rewards == [1.0]
+    finally:
+        lenient.shutdown()
