@@ -16,16 +16,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     build = actions.add_parser("build", help="write a Hugging Face model folder (cached; nothing is downloaded)")
     build.add_argument("--size", default="small", help="preset: tiny (~0.5 M parameters) or small (~10-30 M)")
     build.add_argument("--warmup-steps", type=int, default=0, help="pre-train on arithmetic conversations for N steps")
+    build.add_argument("--warmup-max-operand", type=int, help="largest operand of the warm-up problems (default: the kit's)")
+    build.add_argument("--warmup-batch-size", type=int, help="conversations per warm-up step (default: the kit's)")
+    build.add_argument("--warmup-lr", type=float, help="peak warm-up learning rate (default: the kit's)")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--out", required=True, help="destination folder (reused when it already holds this model)")
     build.set_defaults(run=run_build)
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from reinforge.testing.tiny_model import METADATA_FILE, build_model
+    import attrs
 
+    from reinforge.testing.tiny_model import METADATA_FILE, build_model
+    from reinforge.testing.warmup import WarmupConfig
+
+    changes = {
+        "max_operand": args.warmup_max_operand,
+        "batch_size": args.warmup_batch_size,
+        "learning_rate": args.warmup_lr,
+    }
+    if args.warmup_max_operand is not None:  # every distinct problem of the smaller space
+        changes["num_problems"] = _distinct_problems(args.warmup_max_operand)
+    warmup = attrs.evolve(WarmupConfig(), **{k: v for k, v in changes.items() if v is not None})
     out = Path(args.out)
-    cached = build_model(size=args.size, seed=args.seed, warmup_steps=args.warmup_steps)
+    cached = build_model(size=args.size, seed=args.seed, warmup_steps=args.warmup_steps, warmup=warmup)
     if (out / METADATA_FILE).is_file() and (out / METADATA_FILE).read_text() == (cached / METADATA_FILE).read_text():
         console.print(f"{out} already holds this model", markup=False)
         return 0
@@ -35,3 +49,9 @@ def run_build(args: argparse.Namespace) -> int:
     shutil.copytree(cached, out, dirs_exist_ok=True)
     console.print(f"wrote the {args.size} model to {out}", markup=False)
     return 0
+
+
+def _distinct_problems(max_operand: int) -> int:
+    """How many distinct "a + b" and non-negative "a - b" problems operands 0..max_operand give."""
+    n = max_operand + 1
+    return n * n + n * (n + 1) // 2
