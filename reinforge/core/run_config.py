@@ -85,17 +85,95 @@ class PolicyConfig:
 
 
 @attrs.define(kw_only=True, frozen=True)
+class WorkerRuntimeConfig:
+    """The Python environment one Ray worker group runs in (its Ray `runtime_env`).
+
+    Why: engines pin clashing dependencies (vLLM, Megatron, SGLang each want their own torch or
+    transformers), so each group may run its own interpreter while the driver stays small.
+    Every interpreter needs reinforge and the group's plugin installed, and Ray at the driver's version.
+    """
+
+    py_executable: str | None = doc(
+        "interpreter (or launcher command) that starts this group's workers, e.g. /envs/vllm/bin/python, "
+        "or `uv run --isolated --project envs/vllm` for a uv-managed project venv; null = the driver's interpreter",
+        default=None,
+    )
+    uv: tuple[str, ...] = doc(
+        "packages Ray installs with uv into a fresh virtual environment for this group (runtime_env `uv`; "
+        "needs uv on every node); empty = none",
+        default=(),
+    )
+    env_vars: dict[str, str] = doc("environment variables set in this group's workers", factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if self.py_executable is not None and self.uv:
+            raise ValueError("set py_executable or uv, not both: uv builds the group's interpreter itself")
+
+
+@attrs.define(kw_only=True, frozen=True)
 class ClusterConfig:
     executor: Literal["local", "ray"] = doc("local: one process, no Ray; ray: Ray worker groups", default="local")
-    address: str | None = doc("Ray cluster address (null = start a local one)", default=None)
+    address: str | None = doc("Ray cluster address, e.g. auto or ray://head:10001 (null = start a local one)", default=None)
     num_nodes: int = doc("nodes to use", default=1, validator=positive)
     gpus_per_node: int = doc("GPUs per node (0 = CPU workers)", default=0, validator=non_negative)
     training_workers: int = doc("training worker processes (data x tensor parallel)", default=1, validator=positive)
     generation_workers: int = doc("generation engine replicas", default=1, validator=positive)
     environment_workers: int = doc("environment actors", default=1, validator=positive)
-    cpus_per_worker: float = doc("CPUs reserved per worker", default=1.0, validator=positive)
+    cpus_per_worker: float = doc(
+        "CPUs reserved per training worker and environment actor (fractions allowed); a worker's torch threads = max(1, floor)",
+        default=1.0,
+        validator=positive,
+    )
+    generation_cpus_per_worker: float | None = doc(
+        "CPUs reserved per generation replica (null = cpus_per_worker)", default=None, validator=_optional(positive)
+    )
+    gpus_per_worker: float | None = doc(
+        "GPUs per training worker (null = 1 when gpus_per_node > 0, else 0)", default=None, validator=_optional(non_negative)
+    )
+    generation_gpus_per_worker: float | None = doc(
+        "GPUs per generation replica, i.e. its engine's tensor-parallel size on GPUs (null = gpus_per_worker); "
+        "colocated mode needs it equal to gpus_per_worker",
+        default=None,
+        validator=_optional(non_negative),
+    )
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK"] = doc("Ray placement-group strategy", default="PACK")
     colocated: bool = doc("training and generation share devices (sleep/wake around each phase)", default=True)
+    local_num_cpus: float | None = doc(
+        "CPUs a locally started Ray advertises (null = this machine's count; more oversubscribes the cores)",
+        default=None,
+        validator=_optional(positive),
+    )
+    placement_timeout_s: float = doc(
+        "seconds to wait for the placement groups before failing with what was missing", default=120.0, validator=positive
+    )
+    worker_start_timeout_s: float = doc(
+        "seconds a worker may take to start (building its runtime environment included) before the run fails",
+        default=600.0,
+        validator=positive,
+    )
+    environment_max_restarts: int = doc(
+        "times Ray restarts a crashed environment actor (its chunk of the batch is retried once)", default=1, validator=non_negative
+    )
+    training_runtime: WorkerRuntimeConfig = doc("Python environment of the training workers", factory=WorkerRuntimeConfig)
+    generation_runtime: WorkerRuntimeConfig = doc("Python environment of the generation workers", factory=WorkerRuntimeConfig)
+    environment_runtime: WorkerRuntimeConfig = doc("Python environment of the environment actors", factory=WorkerRuntimeConfig)
+
+    @property
+    def training_gpus(self) -> float:
+        """GPUs one training worker reserves."""
+        if self.gpus_per_worker is not None:
+            return self.gpus_per_worker
+        return 1.0 if self.gpus_per_node > 0 else 0.0
+
+    @property
+    def generation_cpus(self) -> float:
+        """CPUs one generation replica reserves."""
+        return self.cpus_per_worker if self.generation_cpus_per_worker is None else self.generation_cpus_per_worker
+
+    @property
+    def generation_gpus(self) -> float:
+        """GPUs one generation replica reserves."""
+        return self.training_gpus if self.generation_gpus_per_worker is None else self.generation_gpus_per_worker
 
 
 @attrs.define(kw_only=True, frozen=True)

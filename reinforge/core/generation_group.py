@@ -1,0 +1,90 @@
+"""`RayGenerationBackend`: the `GenerationBackend` seam over data-parallel engine replicas on Ray.
+
+`generate` splits the prompts into contiguous chunks, one per replica, and concatenates the
+outputs in the original order (each prompt's `n` samples stay adjacent). Replica `r` samples
+with the seed `seed + r * SEED_STRIDE`, so replicas never draw the same random numbers and a
+single replica samples exactly what the local executor would. `update_weights` sends each
+bucket to every replica by object ref: the bucket is in the object store once (rank 0 of the
+trainer wrote it, or this proxy puts it), whatever the number of replicas.
+"""
+
+from __future__ import annotations
+
+import time
+import attrs
+
+from reinforge.core.batch import Batch
+from reinforge.core.colocation import Colocation
+from reinforge.core.interfaces import NamedTensors
+from reinforge.core.sampling import SamplingParams
+from reinforge.core.weight_sync import RefitStats, pack_bucket
+from reinforge.core.worker_group import WorkerGroup
+
+SEED_STRIDE = 1_000_003  # a prime: replica seeds never collide with the per-step seeds GRPO derives
+
+
+def replica_sampling(sampling: SamplingParams, replica: int) -> SamplingParams:
+    """The sampling parameters replica `replica` uses (replica 0: unchanged)."""
+    if replica == 0 or sampling.seed is None:
+        return sampling
+    return attrs.evolve(sampling, seed=(sampling.seed + replica * SEED_STRIDE) % 2**31)
+
+
+class RayGenerationBackend:
+    """Implements `GenerationBackend` by dispatching to a `WorkerGroup` of `GenerationWorker` actors."""
+
+    def __init__(self, group: WorkerGroup, *, colocation: Colocation, refit_stats: RefitStats) -> None:
+        self.group = group
+        self.pad_token_id = 0  # the engines' pad id once they are set up (pads reassembled outputs)
+        self.colocation = colocation
+        self.refit_stats = refit_stats
+
+    def set_pad_token_ids(self, pad_ids: list[int | None]) -> None:
+        self.pad_token_id = pad_ids[0] if pad_ids and pad_ids[0] is not None else 0
+
+    def generate(self, batch: Batch, sampling: SamplingParams) -> Batch:
+        self.group.check_usable()
+        self.colocation.before_generation()
+        chunks = batch.split(max(1, min(len(self.group), len(batch))))
+        refs = [
+            self.group.actors[r].call.remote("generate", chunk, replica_sampling(sampling, r))
+            for r, chunk in enumerate(chunks)
+        ]
+        outputs = self.group.gather(refs, list(range(len(refs))), what="generate")
+        return Batch.concat(outputs, pad_values={"output_ids": self.pad_token_id})
+
+    def update_weights(self, named_tensors: NamedTensors) -> None:
+        """Load one bucket on every replica (stored once; the trainer's buckets are already in the store)."""
+        import ray
+
+        self.group.check_usable()
+        start = time.perf_counter()
+        ref = getattr(named_tensors, "object_ref", None)
+        if ref is None:
+            packed = pack_bucket(named_tensors)
+            ref = ray.put(packed)
+            self.refit_stats.buckets += 1
+            self.refit_stats.bytes += packed.nbytes
+        refs = [actor.update_weights_packed.remote(ref) for actor in self.group.actors]
+        self.group.gather(refs, list(range(len(refs))), what="update_weights")
+        self.refit_stats.load_seconds += time.perf_counter() - start
+
+    def sleep(self) -> None:
+        """Colocated: free the engines' memory for training. Disaggregated: nothing to free for."""
+        if self.colocation.enabled:
+            self.sleep_workers()
+            self.colocation.forget()
+
+    def wake(self) -> None:
+        """Colocated: offload the trainer, then wake the engines. Disaggregated: nothing to do."""
+        self.colocation.before_generation()
+
+    def shutdown(self) -> None:
+        self.group.shutdown()
+
+    # ------------------------------------------------------------------ for Colocation
+    def sleep_workers(self) -> None:
+        self.group.call_all("call", "sleep")
+
+    def wake_workers(self) -> None:
+        self.group.call_all("call", "wake")
