@@ -92,7 +92,13 @@ def test_deepscaler_recipes_validate_and_run_one_tiny_step(stage, tiny_model_dir
     published = load_config(recipe)
     assert published.grpo.num_prompts_per_step == 128 and published.grpo.num_generations_per_prompt == 8
     assert published.policy.train_global_batch_size == 64 and published.policy.generation.backend == "vllm"
-    overrides = [*tiny_overrides(tiny_model_dir, tmp_path, steps=1), "data.prompt_file=cot"]
+    # The recipes' chain-of-thought prompt template, with room for it.
+    overrides = [
+        *tiny_overrides(tiny_model_dir, tmp_path, steps=1),
+        "data.prompt_file=cot",
+        "data.max_input_seq_length=200",
+        "policy.max_total_sequence_length=224",
+    ]
     metrics = Trainer.from_config(load_config(recipe, overrides)).fit()
     assert "train/loss" in metrics
 
