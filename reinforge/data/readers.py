@@ -35,6 +35,13 @@ def arithmetic(options: ArithmeticDatasetConfig | None = None) -> list[dict[str,
     return make_arithmetic_records(o.num_samples, seed=o.seed, exclude={r["problem"] for r in validation}, **common)
 
 
+def arithmetic_sft(options: ArithmeticDatasetConfig | None = None) -> list[dict[str, str]]:
+    """The arithmetic problems with worked solutions ending in \\boxed{answer}: conversations for SFT."""
+    from reinforge.data.arithmetic import worked_solution
+
+    return [{"problem": r["problem"], "solution": worked_solution(r)} for r in arithmetic(options)]
+
+
 def _preset(kind: str):  # noqa: ANN202 - returns a reader
     def read(options: DatasetConfig | None = None) -> list[dict[str, object]]:
         config = options or DatasetConfig(kind=kind)

@@ -14,3 +14,9 @@ def reinforge_register_algorithms(register: Register) -> None:
         config="reinforge.algorithms.grpo_config:GRPORunConfig",
         description="Group Relative Policy Optimization with the DAPO options (clip-higher, dynamic sampling, overlong shaping)",
     )
+    register(
+        "sft",
+        "reinforge.algorithms.sft:SFT",
+        config="reinforge.algorithms.sft_config:SFTRunConfig",
+        description="supervised fine-tuning: NLL over assistant tokens, normalised by the global token count",
+    )

@@ -16,6 +16,12 @@ def reinforge_register_datasets(register: Register) -> None:
         config=f"{_READERS}:ArithmeticDatasetConfig",
         description="generated arithmetic / linear-equation problems with exact answers (offline)",
     )
+    register(
+        "arithmetic_sft",
+        f"{_READERS}:arithmetic_sft",
+        config=f"{_READERS}:ArithmeticDatasetConfig",
+        description="the arithmetic problems with worked solutions, as SFT conversations (offline)",
+    )
     for name, what in [
         ("deepscaler", "DeepScaleR-style problem/answer records (agentica-org/DeepScaleR-Preview-Dataset)"),
         ("aime", "AIME-style evaluation sets (HuggingFaceH4/aime_2024 by default)"),

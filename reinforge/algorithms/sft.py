@@ -1,0 +1,118 @@
+"""SFT: token-level negative log-likelihood over assistant tokens, normalised by the global token count.
+
+The chat template's own `{% generation %}` markers say which tokens the assistant wrote
+(`return_assistant_tokens_mask`), so system and user tokens never count, whatever the template.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from reinforge.algorithms.losses import NLLLoss
+from reinforge.algorithms.sft_config import SFTRunConfig
+from reinforge.core.batch import Batch
+from reinforge.core.errors import ReinforgeError
+from reinforge.core.run_parts import load_dataset_records
+
+
+def to_messages(record: dict[str, Any]) -> list[dict[str, str]]:
+    """A record as chat messages: `messages` as given, else `problem`/`answer` style input and output."""
+    if "messages" in record:
+        return list(record["messages"])
+    for prompt_key, response_key in (("problem", "solution"), ("input", "output"), ("problem", "generated_solution"), ("problem", "answer")):
+        if prompt_key in record and response_key in record:
+            return [{"role": "user", "content": str(record[prompt_key])}, {"role": "assistant", "content": str(record[response_key])}]
+    raise ReinforgeError(
+        f"an SFT record needs `messages`, or a prompt and a response (problem/solution, input/output, "
+        f"problem/generated_solution); this one has {sorted(record)}"
+    )
+
+
+def encode_conversation(tokenizer: Any, messages: list[dict[str, str]], *, only_final: bool) -> tuple[list[int], list[float]]:
+    """(input_ids, loss mask): 1 on the assistant's tokens (only the last turn's with `only_final`)."""
+    encoded = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    ids, mask = list(encoded["input_ids"]), [float(m) for m in encoded["assistant_masks"]]
+    if not any(mask):
+        raise ReinforgeError(
+            "the chat template marks no assistant tokens ({% generation %} blocks are needed for SFT masking), "
+            "or the conversation has no assistant message"
+        )
+    if only_final:
+        last_start = max(i for i in range(len(mask)) if mask[i] and (i == 0 or not mask[i - 1]))
+        mask = [m if i >= last_start else 0.0 for i, m in enumerate(mask)]
+    return ids, mask
+
+
+class SFT:
+    needs_generation = False
+    needs_environment = False
+    needs_reference = False
+
+    def __init__(self, config: SFTRunConfig) -> None:
+        self.config = config
+        self.loss_fn = NLLLoss()
+        self.run: Any = None
+
+    seed = property(lambda self: self.config.sft.seed)
+    max_steps = property(lambda self: self.config.sft.max_num_steps)
+    prompts_per_step = property(lambda self: self.config.policy.train_global_batch_size)
+    val_period = property(lambda self: self.config.sft.val_period)
+    val_at_start = property(lambda self: self.config.sft.val_at_start)
+    val_at_end = property(lambda self: self.config.sft.val_at_end)
+
+    def prepare_data(self, config: SFTRunConfig, tokenizer: Any, registry: Any) -> tuple[list, list, dict]:
+        limit = config.policy.max_total_sequence_length
+
+        def encode(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+            items, dropped = [], 0
+            for record in records:
+                ids, mask = encode_conversation(tokenizer, to_messages(record), only_final=config.sft.only_unmask_final)
+                if len(ids) > limit:
+                    dropped += 1
+                    continue
+                items.append({"input_ids": ids, "mask": mask})
+            return items, {"records": len(records), "dropped_overlong": dropped}
+
+        train, train_stats = encode(load_dataset_records(registry, config.data.dataset, config.data.dataset_cfg))
+        val, val_stats = encode(load_dataset_records(registry, config.data.val_dataset, config.data.val_dataset_cfg))
+        return train, val, {"train": train_stats, "validation": val_stats}
+
+    def setup(self, run: Any) -> None:
+        self.run = run
+
+    def _batch(self, items: list[dict[str, Any]]) -> Batch:
+        pad = self.run.tokenizer.pad_token_id
+        batch = Batch.from_sequences([item["input_ids"] for item in items], pad_id=pad)
+        mask = torch.zeros_like(batch["input_ids"], dtype=torch.float32)
+        for i, item in enumerate(items):
+            mask[i, : len(item["mask"])] = torch.tensor(item["mask"])
+        batch["token_mask"] = mask
+        batch["sample_mask"] = torch.ones(len(items))
+        return batch
+
+    def train_step(self, step: int, items: list[dict[str, Any]]) -> dict[str, float]:
+        with self.run.timer.phase("training"):
+            metrics = self.run.policy.train(self._batch(items), self.loss_fn)
+        return {f"train/{k}": v for k, v in metrics.items()}
+
+    def validate(self, step: int) -> dict[str, float]:
+        items = self.run.val_prompts
+        if not items:
+            return {}
+        total, tokens = 0.0, 0.0
+        size = self.config.policy.logprob_batch_size
+        with self.run.timer.phase("validation"):
+            for start in range(0, len(items), size):
+                batch = self._batch(items[start : start + size])
+                logprobs = self.run.policy.logprobs(batch)  # [B, T]
+                total += float(-(logprobs * batch["token_mask"]).sum())
+                tokens += float(batch["token_mask"].sum())
+        return {"val/loss": total / max(tokens, 1.0)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
