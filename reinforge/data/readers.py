@@ -42,6 +42,25 @@ def arithmetic_sft(options: ArithmeticDatasetConfig | None = None) -> list[dict[
     return [{"problem": r["problem"], "solution": worked_solution(r)} for r in arithmetic(options)]
 
 
+def arithmetic_preferences(options: ArithmeticDatasetConfig | None = None) -> list[dict[str, str]]:
+    """Synthetic preference pairs: the worked solution with the right answer vs the same with a wrong one."""
+    import random
+
+    from reinforge.data.arithmetic import worked_solution
+
+    o = options or ArithmeticDatasetConfig()
+    rng = random.Random(o.seed + (1 if o.split == "validation" else 0))
+    pairs = []
+    for record in arithmetic(o):
+        wrong = str(int(record["answer"]) + rng.choice([-3, -2, -1, 1, 2, 3]))
+        pairs.append({
+            "prompt": record["problem"],
+            "chosen": worked_solution(record),
+            "rejected": worked_solution({**record, "answer": wrong}),
+        })
+    return pairs
+
+
 def _preset(kind: str):  # noqa: ANN202 - returns a reader
     def read(options: DatasetConfig | None = None) -> list[dict[str, object]]:
         config = options or DatasetConfig(kind=kind)

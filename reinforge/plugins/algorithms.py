@@ -20,3 +20,9 @@ def reinforge_register_algorithms(register: Register) -> None:
         config="reinforge.algorithms.sft_config:SFTRunConfig",
         description="supervised fine-tuning: NLL over assistant tokens, normalised by the global token count",
     )
+    register(
+        "dpo",
+        "reinforge.algorithms.dpo:DPO",
+        config="reinforge.algorithms.dpo:DPORunConfig",
+        description="direct preference optimisation against a frozen reference, optional SFT term",
+    )

@@ -22,6 +22,12 @@ def reinforge_register_datasets(register: Register) -> None:
         config=f"{_READERS}:ArithmeticDatasetConfig",
         description="the arithmetic problems with worked solutions, as SFT conversations (offline)",
     )
+    register(
+        "arithmetic_preferences",
+        f"{_READERS}:arithmetic_preferences",
+        config=f"{_READERS}:ArithmeticDatasetConfig",
+        description="synthetic preference pairs: a correct worked answer (chosen) vs a wrong one (rejected)",
+    )
     for name, what in [
         ("deepscaler", "DeepScaleR-style problem/answer records (agentica-org/DeepScaleR-Preview-Dataset)"),
         ("aime", "AIME-style evaluation sets (HuggingFaceH4/aime_2024 by default)"),

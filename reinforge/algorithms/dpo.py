@@ -1,0 +1,144 @@
+"""DPO: -log σ(β (r_chosen − r_rejected)) against a frozen reference, on the same training backends.
+
+Rows travel in pairs — chosen at even rows, rejected at the next odd row — and a pair never
+splits across microbatches (policy.train_micro_batch_size counts rows, so it must be even).
+`policy.train_global_batch_size` counts pairs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+from attrs import validators as v
+
+from reinforge.algorithms.losses import DPOLoss, DPOLossConfig
+from reinforge.algorithms.sft import encode_conversation, to_messages
+from reinforge.core.batch import Batch
+from reinforge.core.config import doc
+from reinforge.core.errors import ReinforgeError
+from reinforge.core.run_config import CheckpointingConfig, ClusterConfig, DataConfig, LoggerConfig, PolicyConfig
+from reinforge.core.run_parts import load_dataset_records
+
+
+@attrs.define(kw_only=True, frozen=True)
+class DPOConfig:
+    max_num_steps: int = doc("optimizer steps (each over policy.train_global_batch_size pairs)", default=150, validator=v.gt(0))
+    val_period: int = doc("validation every N steps (0 = never)", default=10, validator=v.ge(0))
+    val_at_start: bool = doc("validate before the first step", default=True)
+    val_at_end: bool = doc("validate after the last step", default=True)
+    seed: int = doc("seed for data order", default=42)
+
+
+@attrs.define(kw_only=True, frozen=True)
+class DPORunConfig:
+    algorithm: str = doc("the algorithm this config is for", default="dpo", validator=v.in_(("dpo",)))
+    dpo: DPOConfig = doc("DPO settings", factory=DPOConfig)
+    loss_fn: DPOLossConfig = doc("the preference loss (β = reference_policy_kl_penalty)", factory=DPOLossConfig)
+    policy: PolicyConfig = doc("the trained policy (train_global_batch_size counts pairs)")
+    data: DataConfig = doc("preference pairs: data.dataset names a reader of prompt/chosen/rejected records", factory=DataConfig)
+    logger: LoggerConfig = doc("metrics", factory=LoggerConfig)
+    checkpointing: CheckpointingConfig = doc("checkpoints", factory=CheckpointingConfig)
+    cluster: ClusterConfig = doc("where workers run", factory=ClusterConfig)
+
+    def __attrs_post_init__(self) -> None:
+        if self.policy.train_micro_batch_size % 2:
+            raise ValueError(
+                f"policy.train_micro_batch_size ({self.policy.train_micro_batch_size}) counts rows and must be even "
+                "for DPO, so that a chosen/rejected pair never splits across microbatches"
+            )
+
+
+def to_pair(record: dict[str, Any]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(chosen, rejected) conversations from prompt/chosen/rejected, or from ranked `completions` (best vs worst)."""
+    if "completions" in record:
+        ranked = sorted(record["completions"], key=lambda c: c["rank"])
+        if len(ranked) < 2:
+            raise ReinforgeError("a ranked preference record needs at least two completions")
+        record = {"prompt": record.get("context", record.get("prompt")), "chosen": ranked[0]["completion"], "rejected": ranked[-1]["completion"]}
+    if not all(k in record for k in ("prompt", "chosen", "rejected")):
+        raise ReinforgeError(f"a preference record needs prompt/chosen/rejected or context/completions; this one has {sorted(record)}")
+    prompt = record["prompt"] if isinstance(record["prompt"], list) else [{"role": "user", "content": str(record["prompt"])}]
+    return (
+        [*prompt, {"role": "assistant", "content": str(record["chosen"])}],
+        [*prompt, {"role": "assistant", "content": str(record["rejected"])}],
+    )
+
+
+class DPO:
+    needs_generation = False
+    needs_environment = False
+    needs_reference = True
+
+    def __init__(self, config: DPORunConfig) -> None:
+        self.config = config
+        self.loss_fn = DPOLoss(config.loss_fn)
+        self.run: Any = None
+
+    seed = property(lambda self: self.config.dpo.seed)
+    max_steps = property(lambda self: self.config.dpo.max_num_steps)
+    prompts_per_step = property(lambda self: self.config.policy.train_global_batch_size)
+    val_period = property(lambda self: self.config.dpo.val_period)
+    val_at_start = property(lambda self: self.config.dpo.val_at_start)
+    val_at_end = property(lambda self: self.config.dpo.val_at_end)
+
+    def prepare_data(self, config: DPORunConfig, tokenizer: Any, registry: Any) -> tuple[list, list, dict]:
+        limit = config.policy.max_total_sequence_length
+
+        def encode(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+            pairs, dropped = [], 0
+            for record in records:
+                encoded = [encode_conversation(tokenizer, side, only_final=True) for side in to_pair(record)]
+                if max(len(ids) for ids, _ in encoded) > limit:
+                    dropped += 1
+                    continue
+                pairs.append({"chosen": encoded[0], "rejected": encoded[1]})
+            return pairs, {"records": len(records), "dropped_overlong": dropped}
+
+        train, train_stats = encode(load_dataset_records(registry, config.data.dataset, config.data.dataset_cfg))
+        val, val_stats = encode(load_dataset_records(registry, config.data.val_dataset, config.data.val_dataset_cfg))
+        return train, val, {"train": train_stats, "validation": val_stats}
+
+    def setup(self, run: Any) -> None:
+        self.run = run
+
+    def _batch(self, pairs: list[dict[str, Any]]) -> Batch:
+        rows = [side for pair in pairs for side in (pair["chosen"], pair["rejected"])]  # chosen even, rejected odd
+        batch = Batch.from_sequences([ids for ids, _ in rows], pad_id=self.run.tokenizer.pad_token_id)
+        mask = torch.zeros_like(batch["input_ids"], dtype=torch.float32)
+        for i, (_, row_mask) in enumerate(rows):
+            mask[i, : len(row_mask)] = torch.tensor(row_mask)
+        batch["token_mask"] = mask
+        batch["sample_mask"] = torch.ones(len(rows))
+        batch["reference_logprobs"] = self.run.policy.reference_logprobs(batch)
+        return batch
+
+    def train_step(self, step: int, pairs: list[dict[str, Any]]) -> dict[str, float]:
+        with self.run.timer.phase("logprobs"):
+            batch = self._batch(pairs)
+        with self.run.timer.phase("training"):
+            metrics = self.run.policy.train(batch, self.loss_fn)
+        return {f"train/{k}": v for k, v in metrics.items()}
+
+    def validate(self, step: int) -> dict[str, float]:
+        pairs = self.run.val_prompts
+        if not pairs:
+            return {}
+        sums: dict[str, float] = {}
+        size = max(1, self.config.policy.logprob_batch_size // 2)
+        with self.run.timer.phase("validation"):
+            for start in range(0, len(pairs), size):
+                batch = self._batch(pairs[start : start + size])
+                logprobs = self.run.policy.logprobs(batch)
+                n_pairs = torch.tensor(float(len(pairs)) * 2)  # global: every validation pair
+                _, metrics = self.loss_fn(logprobs, batch, batch.valid_token_count(), n_pairs)
+                for key, value in metrics.items():
+                    sums[key] = sums.get(key, 0.0) + float(value)
+        return {f"val/{k}": v for k, v in sums.items() if not k.endswith(("_min", "_max"))}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
