@@ -65,6 +65,16 @@ def test_logprobs_agree_with_the_dtensor_trainer(engine, tiny_model_dir):
     assert delta.mean() < 1e-3
 
 
+def test_more_prompt_tokens_than_one_step_holds_with_seeds(engine, tiny_model_dir):
+    # 48 prompts x 8 samples x ~25 tokens > vLLM's 4096 batched tokens per step on CPU: with chunked prefill,
+    # seeded requests crashed the CPU sampler (see the backend's _build).
+    backend, _ = engine
+    batch = prompts(tiny_model_dir, 48)
+    assert int(batch["input_lengths"].sum()) * 8 > 4096
+    out = backend.generate(batch, SamplingParams(temperature=1.0, max_new_tokens=2, n=8, seed=1))
+    assert len(out) == 48 * 8
+
+
 def test_refit_changes_outputs_and_restoring_restores_them(engine, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 

@@ -77,6 +77,11 @@ class VllmGenerationBackend:
         }
         if o.max_num_seqs is not None:
             kwargs["max_num_seqs"] = o.max_num_seqs
+        if not self.on_gpu:
+            # Every request here is seeded, and when a step ends mid-way through a chunked prompt, vLLM 0.32
+            # rewinds the request's generator with set_offset, which CPU generators lack ("CPU Generator does
+            # not use offset"): more prompt tokens than max_num_batched_tokens (4096 on CPU) in one call crash.
+            kwargs["enable_chunked_prefill"] = False
         if self.on_gpu:
             kwargs["gpu_memory_utilization"] = o.gpu_memory_utilization
             kwargs["enable_sleep_mode"] = True
