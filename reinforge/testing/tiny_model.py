@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, Qwen2Config
 
 # Bump whenever the tokenizer, presets or warm-up change, so cached folders are rebuilt.
-KIT_VERSION = "1"
+KIT_VERSION = "2"
 # Model vocabularies are the tokenizer's size rounded up to this (even, so TP can split it).
 VOCAB_MULTIPLE = 64
 METADATA_FILE = "reinforge_kit.json"

@@ -17,30 +17,39 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from reinforge.core.errors import ReinforgeError
 from reinforge.data.arithmetic import Record, make_arithmetic_records, split_records, worked_solution
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-# The system prompt that half of the warm-up conversations carry, so that the policy answers
+# The system prompt that half of the warm-up batches carry, so that the policy answers
 # the same way with or without it.
 SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+# Steps for the "small" preset with the default WarmupConfig: about 2 minutes on 2 CPU cores, after
+# which sampled (T=1) accuracy is partial (see the kit's measurements in `warm_up`'s docstring).
+RECOMMENDED_WARMUP_STEPS = 300
 
 
 def _positive(_instance: object, attribute: attrs.Attribute, value: float) -> None:
     if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value}")
+        raise ReinforgeError(f"warm-up {attribute.name} must be > 0, got {value}")
+
+
+def _probability(_instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ReinforgeError(f"warm-up {attribute.name} must be within [0, 1], got {value}")
 
 
 @attrs.define(kw_only=True, frozen=True)
 class WarmupConfig:
-    """How the warm-up trains; the defaults are tuned for the "small" preset (see README of the kit)."""
+    """How the warm-up trains; the defaults are tuned for the "small" preset and `RECOMMENDED_WARMUP_STEPS`."""
 
     # Conversations per optimizer step.
-    batch_size: int = attrs.field(default=32, validator=_positive)
+    batch_size: int = attrs.field(default=16, validator=_positive)
     # Peak AdamW learning rate, reached after `warmup_fraction` of the steps, then cosine to 10 %.
-    learning_rate: float = attrs.field(default=2e-3, validator=_positive)
+    learning_rate: float = attrs.field(default=1e-3, validator=_positive)
     # Share of the steps spent ramping the learning rate up linearly from 0.
     warmup_fraction: float = 0.1
     # AdamW weight decay.
@@ -50,15 +59,19 @@ class WarmupConfig:
     # Operators of the training problems ("What is A op B?").
     ops: tuple[str, ...] = attrs.field(default=("+", "-"), converter=tuple)
     # Operands are drawn from 0..max_operand.
-    max_operand: int = 30
+    max_operand: int = 15
     # Problem kinds, see `make_arithmetic_records`.
     kinds: tuple[str, ...] = attrs.field(default=("arith",), converter=tuple)
     # Distinct problems drawn for the warm-up, before the held-out share is removed.
-    num_problems: int = 1200
+    num_problems: int = 392  # every "+" and "-" problem with operands 0..15
     # Share of those problems never trained on (for an honest accuracy, see `warmup_split`).
     heldout_fraction: float = 0.2
-    # Probability that a conversation starts with `SYSTEM_PROMPT`.
-    system_prompt_probability: float = 0.5
+    # Probability that a batch's conversations start with `SYSTEM_PROMPT`.
+    system_prompt_probability: float = attrs.field(default=0.5, validator=_probability)
+    # Probability that a worked answer ends in "The answer is \\boxed{19}." rather than "The answer is 19.".
+    # Below 1 the model follows the requested format only sometimes, as real base models do; a reward
+    # that requires the box (MathEnvironmentConfig.require_boxed) then has a format to teach.
+    boxed_probability: float = attrs.field(default=1.0, validator=_probability)
 
 
 def warmup_split(config: WarmupConfig | None = None) -> tuple[list[Record], list[Record]]:
@@ -73,24 +86,28 @@ def warmup_split(config: WarmupConfig | None = None) -> tuple[list[Record], list
     return split_records(records, config.heldout_fraction, seed=20_250)
 
 
-def conversation(record: Record, *, system_prompt: str | None = None, with_answer: bool = True) -> list[dict[str, str]]:
+def conversation(
+    record: Record, *, system_prompt: str | None = None, with_answer: bool = True, boxed: bool = True
+) -> list[dict[str, str]]:
     """The chat messages for one problem: [system], user problem, [assistant worked solution]."""
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages.append({"role": "user", "content": record["problem"]})
     if with_answer:
-        messages.append({"role": "assistant", "content": worked_solution(record)})
+        solution = worked_solution(record)
+        if not boxed:  # "... The answer is 19." — right, but not in the requested format
+            solution = solution.replace(f"\\boxed{{{record['answer']}}}", record["answer"])
+        messages.append({"role": "assistant", "content": solution})
     return messages
 
 
 def _encode(
-    records: list[Record], tokenizer: PreTrainedTokenizerBase, config: WarmupConfig, rng: random.Random
+    records: list[Record], tokenizer: PreTrainedTokenizerBase, system_prompt: str | None, *, boxed: bool = True
 ) -> list[tuple[list[int], list[int]]]:
-    """(input_ids, assistant_mask) for each record, with or without the system prompt."""
+    """(input_ids, assistant_mask) for each record's conversation."""
     examples = []
     for record in records:
-        system = SYSTEM_PROMPT if rng.random() < config.system_prompt_probability else None
         encoded = tokenizer.apply_chat_template(
-            conversation(record, system_prompt=system),
+            conversation(record, system_prompt=system_prompt, boxed=boxed),
             tokenize=True,
             return_dict=True,
             return_assistant_tokens_mask=True,
@@ -132,7 +149,15 @@ def warm_up(
     rng = random.Random(seed)
     torch.manual_seed(seed)
     train_records, _ = warmup_split(config)
-    examples = _encode(train_records, tokenizer, config, rng)
+    # Whole batches go with or without the system prompt, so no row is padded by ~20 prompt tokens;
+    # each conversation is boxed or not on its own draw. variants[(prompted, boxed)] -> examples.
+    variants = {
+        (prompted, boxed): _encode(train_records, tokenizer, SYSTEM_PROMPT if prompted else None, boxed=boxed)
+        for prompted in (False, True)
+        for boxed in (False, True)
+        if (config.system_prompt_probability > 0 or not prompted) and (config.boxed_probability < 1 or boxed)
+    }
+    plain = variants[(False, config.boxed_probability > 0)]
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay
     )
@@ -150,8 +175,10 @@ def warm_up(
     order: list[int] = []
     for _ in range(steps):
         if len(order) < config.batch_size:  # a fresh shuffled epoch
-            order += rng.sample(range(len(examples)), len(examples))
-        batch, order = [examples[i] for i in order[: config.batch_size]], order[config.batch_size :]
+            order += rng.sample(range(len(plain)), len(plain))
+        prompted = rng.random() < config.system_prompt_probability
+        batch = [variants[(prompted, rng.random() < config.boxed_probability)][i] for i in order[: config.batch_size]]
+        order = order[config.batch_size :]
         input_ids, attention_mask, labels = _collate(batch, tokenizer.pad_token_id)
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # [B, T, V]
         loss = F.cross_entropy(

@@ -161,6 +161,37 @@ def test_warm_up_smoke_loss_decreases_and_is_deterministic(tiny_tokenizer):
     assert sum(runs[0][-3:]) / 3 < runs[0][0] - 1.0
 
 
+def test_conversation_writes_the_answer_boxed_or_plain():
+    from reinforge.testing.warmup import conversation
+
+    record = {"problem": "What is 7 + 12?", "answer": "19"}
+    boxed = conversation(record, system_prompt=SYSTEM_PROMPT)
+    plain = conversation(record, boxed=False)
+    assert [m["role"] for m in boxed] == ["system", "user", "assistant"]
+    assert boxed[-1]["content"] == "7 + 12 = 19. The answer is \\boxed{19}."
+    assert [m["role"] for m in plain] == ["user", "assistant"]
+    assert plain[-1]["content"] == "7 + 12 = 19. The answer is 19."
+    assert conversation(record, with_answer=False) == [{"role": "user", "content": "What is 7 + 12?"}]
+
+
+@pytest.mark.parametrize("boxed_probability", [0.0, 1.0])
+def test_warm_up_writes_boxes_as_often_as_configured(tiny_tokenizer, monkeypatch, boxed_probability):
+    """Every trained conversation is boxed at probability 1 and none at 0 (what the model sees, not what it learns)."""
+    from transformers import AutoModelForCausalLM
+
+    from reinforge.testing import warmup as warmup_module
+
+    seen: list[torch.Tensor] = []
+    collate = warmup_module._collate
+    monkeypatch.setattr(warmup_module, "_collate", lambda batch, pad: seen.append(collate(batch, pad)[0]) or collate(batch, pad))
+    config = WarmupConfig(batch_size=8, num_problems=40, boxed_probability=boxed_probability)
+    model = AutoModelForCausalLM.from_config(model_config("tiny", tiny_tokenizer))
+    warm_up(model, tiny_tokenizer, steps=3, seed=0, config=config)
+    texts = [tiny_tokenizer.decode(row) for ids in seen for row in ids]
+    assert len(texts) == 24
+    assert sum("\\boxed{" in t.split("assistant")[-1] for t in texts) == (24 if boxed_probability else 0)
+
+
 def test_warmup_split_holds_problems_out():
     trained, held_out = warmup_split(WarmupConfig(num_problems=200, heldout_fraction=0.25))
     assert len(held_out) == 50 and len(trained) == 150
