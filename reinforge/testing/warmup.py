@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 # The system prompt that half of the warm-up batches carry, so that the policy answers
 # the same way with or without it.
 SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
-# Steps for the "small" preset with the default WarmupConfig: about 2 minutes on 2 CPU cores, after
-# which sampled (T=1) accuracy is partial (see the kit's measurements in `warm_up`'s docstring).
-RECOMMENDED_WARMUP_STEPS = 300
 
 
 def _positive(_instance: object, attribute: attrs.Attribute, value: float) -> None:
@@ -44,7 +41,11 @@ def _probability(_instance: object, attribute: attrs.Attribute, value: float) ->
 
 @attrs.define(kw_only=True, frozen=True)
 class WarmupConfig:
-    """How the warm-up trains; the defaults are tuned for the "small" preset and `RECOMMENDED_WARMUP_STEPS`."""
+    """How the warm-up trains; the defaults suit the "small" preset (the CPU demo's settings: model_cmd.DEMO_MODEL).
+
+    Measured on 2 CPU cores with operands 0..10, batch 16, lr 1e-3: after 300 steps about 60 % of sampled
+    (T=1) answers are right, after 500 steps about 80 % (~0.45 s per step); lr 2e-3 was worse (~30 %).
+    """
 
     # Conversations per optimizer step.
     batch_size: int = attrs.field(default=16, validator=_positive)
