@@ -64,6 +64,11 @@ class GenerationConfig:
 class PolicyConfig:
     model_name: str = doc("Hugging Face model folder or hub name")
     tokenizer_name: str | None = doc("tokenizer folder (default: model_name)", default=None)
+    chat_template: str | None = doc(
+        "null: the tokenizer's own chat template (an error if it has none); 'default': ChatML when the tokenizer "
+        "has none; or a path to a .jinja file, which replaces the tokenizer's template",
+        default=None,
+    )
     precision: Literal["float32", "bfloat16"] = doc("parameter and compute dtype", default="float32")
     train_global_batch_size: int = doc("samples per optimizer step", default=32, validator=positive)
     train_micro_batch_size: int = doc("samples per forward/backward pass", default=4, validator=positive)

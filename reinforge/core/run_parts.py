@@ -56,10 +56,25 @@ def load_tokenizer(policy: Any) -> Any:
             f"cannot load the tokenizer from '{name}' ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
             "point policy.model_name (or policy.tokenizer_name) at a Hugging Face model folder"
         ) from None
-    ensure_chat_template(tokenizer)
+    apply_chat_template_option(tokenizer, getattr(policy, "chat_template", None))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def apply_chat_template_option(tokenizer: Any, option: str | None) -> None:
+    """Give `tokenizer` the chat template `policy.chat_template` asks for (see PolicyConfig)."""
+    if option is None or option == "default":
+        ensure_chat_template(tokenizer, use_default=option == "default")
+        return
+    path = Path(option).expanduser()
+    if not path.is_file():
+        raise ReinforgeError(
+            f"policy.chat_template: {option!r} is neither null, 'default', nor an existing file (looked for "
+            f"{path.resolve()}); give the path to a Jinja chat-template file, 'default' for ChatML, or null to keep "
+            "the tokenizer's own template"
+        )
+    tokenizer.chat_template = path.read_text(encoding="utf-8")
 
 
 def load_dataset_records(registry: Registry, name: str | None, options: Any) -> list[dict[str, Any]]:

@@ -91,10 +91,10 @@ def ensure_chat_template(tokenizer: Any, use_default: bool = False) -> None:
     name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
     raise ReinforgeError(
         f"tokenizer {name!r} has no chat template, so prompts cannot be rendered as a conversation. Use an "
-        "instruct/chat model's tokenizer, set `tokenizer.chat_template` yourself, or call "
-        "reinforge.data.prompts.ensure_chat_template(tokenizer, use_default=True) to use the ChatML template "
-        "(<|im_start|>role ... <|im_end|>) in DEFAULT_CHAT_TEMPLATE; base models were not trained on it, "
-        "but RL from a base model can learn it."
+        "instruct/chat model's tokenizer, set `policy.chat_template` to a Jinja file, or set "
+        "`policy.chat_template=default` (in Python: ensure_chat_template(tokenizer, use_default=True)) to use the "
+        "ChatML template (<|im_start|>role ... <|im_end|>); base models were not trained on it, but RL from a "
+        "base model can learn it."
     )
 
 
