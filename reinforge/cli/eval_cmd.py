@@ -10,12 +10,13 @@ from rich.table import Table
 
 from reinforge.cli.output import console
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "configs" / "evals" / "eval.yaml"
+# Inside the package, so an installed reinforge (not only a repository checkout) has it.
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "eval" / "aime24.yaml"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("eval", help="evaluate a model folder on a dataset (pass@k, avg@k, cons@k)")
-    parser.add_argument("--config", help="evaluation YAML (default: examples/configs/evals/eval.yaml)")
+    parser.add_argument("--config", help="evaluation YAML (default: AIME 2024, reinforge/eval/aime24.yaml)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. generation.model_name=/path/hf")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.set_defaults(run=run)
