@@ -14,12 +14,13 @@ import torch
 from attrs import validators as v
 
 from reinforge.algorithms.losses import DPOLoss, DPOLossConfig
-from reinforge.algorithms.sft import encode_conversation, to_messages
+from reinforge.algorithms.sft import encode_conversation
 from reinforge.core.batch import Batch
 from reinforge.core.config import doc
-from reinforge.core.errors import ReinforgeError
 from reinforge.core.run_config import CheckpointingConfig, ClusterConfig, DataConfig, LoggerConfig, PolicyConfig
 from reinforge.core.run_parts import load_dataset_records
+from reinforge.data.messages import RowLocation
+from reinforge.data.preference_records import PreferenceKeys, preference_pair
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -50,20 +51,20 @@ class DPORunConfig:
             )
 
 
-def to_pair(record: dict[str, Any]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """(chosen, rejected) conversations from prompt/chosen/rejected, or from ranked `completions` (best vs worst)."""
-    if "completions" in record:
-        ranked = sorted(record["completions"], key=lambda c: c["rank"])
-        if len(ranked) < 2:
-            raise ReinforgeError("a ranked preference record needs at least two completions")
-        record = {"prompt": record.get("context", record.get("prompt")), "chosen": ranked[0]["completion"], "rejected": ranked[-1]["completion"]}
-    if not all(k in record for k in ("prompt", "chosen", "rejected")):
-        raise ReinforgeError(f"a preference record needs prompt/chosen/rejected or context/completions; this one has {sorted(record)}")
-    prompt = record["prompt"] if isinstance(record["prompt"], list) else [{"role": "user", "content": str(record["prompt"])}]
-    return (
-        [*prompt, {"role": "assistant", "content": str(record["chosen"])}],
-        [*prompt, {"role": "assistant", "content": str(record["rejected"])}],
-    )
+def to_pair(record: dict[str, Any], where: RowLocation | None = None) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(chosen, rejected) conversations from a prompt/chosen/rejected record or ranked `completions` (best vs worst).
+
+    Prompts and responses may be strings or message lists (see reinforge.data.preference_records);
+    a bad record raises ReinforgeError naming `where`.
+    """
+    keys = _CONTEXT_KEYS if "prompt" not in record and "context" in record else _PROMPT_KEYS
+    pair = preference_pair(record, keys, where or RowLocation("preference records", 0))
+    return [*pair["prompt"], *pair["chosen"]], [*pair["prompt"], *pair["rejected"]]
+
+
+# The readers' record keys; ranked records (NeMo-RL's shape) may hold their prompt under `context`.
+_PROMPT_KEYS = PreferenceKeys()
+_CONTEXT_KEYS = PreferenceKeys(prompt_key="context")
 
 
 class DPO:
@@ -86,18 +87,20 @@ class DPO:
     def prepare_data(self, config: DPORunConfig, tokenizer: Any, registry: Any) -> tuple[list, list, dict]:
         limit = config.policy.max_total_sequence_length
 
-        def encode(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        def encode(records: list[dict[str, Any]], name: str | None) -> tuple[list[dict[str, Any]], dict[str, int]]:
             pairs, dropped = [], 0
-            for record in records:
-                encoded = [encode_conversation(tokenizer, side, only_final=True) for side in to_pair(record)]
+            for row, record in enumerate(records):
+                sides = to_pair(record, RowLocation(f"dataset {name!r}", row))
+                encoded = [encode_conversation(tokenizer, side, only_final=True) for side in sides]
                 if max(len(ids) for ids, _ in encoded) > limit:
                     dropped += 1
                     continue
                 pairs.append({"chosen": encoded[0], "rejected": encoded[1]})
             return pairs, {"records": len(records), "dropped_overlong": dropped}
 
-        train, train_stats = encode(load_dataset_records(registry, config.data.dataset, config.data.dataset_cfg))
-        val, val_stats = encode(load_dataset_records(registry, config.data.val_dataset, config.data.val_dataset_cfg))
+        data = config.data
+        train, train_stats = encode(load_dataset_records(registry, data.dataset, data.dataset_cfg), data.dataset)
+        val, val_stats = encode(load_dataset_records(registry, data.val_dataset, data.val_dataset_cfg), data.val_dataset)
         return train, val, {"train": train_stats, "validation": val_stats}
 
     def setup(self, run: Any) -> None:

@@ -84,7 +84,7 @@ def load_records(config: DatasetConfig) -> list[dict[str, Any]]:
             f"the '{config.kind}' dataset reader needs a `path`: a local .json/.jsonl/.parquet file "
             "or a Hugging Face hub dataset name."
         )
-    dataset = _load(source, config)
+    dataset = open_dataset(source, subset=config.subset, split=config.split, cache_dir=config.cache_dir)
     missing = [key for key in (input_key, output_key) if key not in dataset.column_names]
     if missing:
         raise ReinforgeError(
@@ -110,7 +110,7 @@ def load_records(config: DatasetConfig) -> list[dict[str, Any]]:
     return [dict(record) for _ in range(config.repeat) for record in records]
 
 
-def _load(source: str, config: DatasetConfig) -> Any:
+def open_dataset(source: str, *, subset: str | None = None, split: str = "train", cache_dir: str | None = None) -> Any:
     """A `datasets.Dataset` from a local file, a local folder or a hub name; failures become ReinforgeError."""
     import datasets
 
@@ -127,11 +127,11 @@ def _load(source: str, config: DatasetConfig) -> Any:
         what = f"file {str(local)!r}"
     else:
         name = str(local) if local.is_dir() else source
-        args = (name,) if config.subset is None else (name, config.subset)
-        kwargs = {"split": config.split}
-        what = f"dataset {source!r} (split {config.split!r}{f', subset {config.subset!r}' if config.subset else ''})"
+        args = (name,) if subset is None else (name, subset)
+        kwargs = {"split": split}
+        what = f"dataset {source!r} (split {split!r}{f', subset {subset!r}' if subset else ''})"
     try:
-        return datasets.load_dataset(*args, cache_dir=config.cache_dir, **kwargs)
+        return datasets.load_dataset(*args, cache_dir=cache_dir, **kwargs)
     except Exception as exc:  # noqa: BLE001 - an I/O boundary: every failure here is about the source
         hint = (
             " It is not a local file (those must end in .json, .jsonl or .parquet), so it was looked up on "

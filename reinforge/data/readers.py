@@ -1,5 +1,6 @@
 """Dataset readers as registered by the built-in `dataset` plugins: each takes its options and
-returns records `{"problem": str, "answer": str, ...}`."""
+returns records: `{"problem", "answer", ...}` for RL, `{"messages"}` (or problem/solution) for SFT,
+`{"prompt", "chosen", "rejected"}` for DPO."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from attrs import validators as v
 from reinforge.core.config import doc
 from reinforge.data.arithmetic import make_arithmetic_records
 from reinforge.data.datasets import DatasetConfig, load_records
+from reinforge.data.preference_records import HelpSteer3Config, PreferenceFileConfig, read_helpsteer3, read_preference_records
+from reinforge.data.sft_records import SFTFileConfig, read_sft_records
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -77,3 +80,18 @@ deepscaler = _preset("deepscaler")
 aime = _preset("aime")
 openmathinstruct2 = _preset("openmathinstruct2")
 jsonl = _preset("generic")
+
+
+def sft_jsonl(options: SFTFileConfig) -> list[dict[str, object]]:
+    """SFT conversations (`messages` rows, or input/output rows) from a local file or hub dataset."""
+    return read_sft_records(options)
+
+
+def preference_jsonl(options: PreferenceFileConfig) -> list[dict[str, object]]:
+    """Preference pairs (prompt/chosen/rejected rows, or ranked completions) from a local file or hub dataset."""
+    return read_preference_records(options)
+
+
+def helpsteer3(options: HelpSteer3Config | None = None) -> list[dict[str, object]]:
+    """nvidia/HelpSteer3 preference pairs (the better of two responses by overall_preference; ties dropped)."""
+    return read_helpsteer3(options or HelpSteer3Config())

@@ -28,6 +28,30 @@ def reinforge_register_datasets(register: Register) -> None:
         config=f"{_READERS}:ArithmeticDatasetConfig",
         description="synthetic preference pairs: a correct worked answer (chosen) vs a wrong one (rejected)",
     )
+    register(
+        "sft_jsonl",
+        f"{_READERS}:sft_jsonl",
+        config="reinforge.data.sft_records:SFTFileConfig",
+        requires=("datasets",),
+        extra="math",
+        description="SFT conversations from a JSON/JSONL/Parquet file or hub dataset: `messages` or input/output rows",
+    )
+    register(
+        "preference_jsonl",
+        f"{_READERS}:preference_jsonl",
+        config="reinforge.data.preference_records:PreferenceFileConfig",
+        requires=("datasets",),
+        extra="math",
+        description="preference pairs from a JSON/JSONL/Parquet file or hub dataset: prompt/chosen/rejected or ranked completions",
+    )
+    register(
+        "helpsteer3",
+        f"{_READERS}:helpsteer3",
+        config="reinforge.data.preference_records:HelpSteer3Config",
+        requires=("datasets",),
+        extra="math",
+        description="nvidia/HelpSteer3 preference pairs (response1/response2 by overall_preference, ties dropped)",
+    )
     for name, what in [
         ("deepscaler", "DeepScaleR-style problem/answer records (agentica-org/DeepScaleR-Preview-Dataset)"),
         ("aime", "AIME-style evaluation sets (HuggingFaceH4/aime_2024 by default)"),

@@ -18,8 +18,16 @@ RECIPE = REPO / "examples" / "configs" / "dpo-arith-cpu.yaml"
 def test_ranked_completions_give_best_versus_worst():
     chosen, rejected = to_pair({"context": "Q?", "completions": [{"rank": 2, "completion": "bad"}, {"rank": 0, "completion": "good"}, {"rank": 1, "completion": "ok"}]})
     assert chosen[-1]["content"] == "good" and rejected[-1]["content"] == "bad" and chosen[0]["content"] == "Q?"
-    with pytest.raises(ReinforgeError, match="prompt/chosen/rejected"):
+    with pytest.raises(ReinforgeError, match="key 'rejected': the value is missing"):
         to_pair({"prompt": "Q?", "chosen": "a"})
+
+
+def test_message_list_responses_and_whole_conversations():
+    user = {"role": "user", "content": "Q?"}
+    chosen, rejected = to_pair({"prompt": [user], "chosen": [{"role": "assistant", "content": "A"}], "rejected": "B"})
+    assert chosen == [user, {"role": "assistant", "content": "A"}] and rejected == [user, {"role": "assistant", "content": "B"}]
+    chosen, _ = to_pair({"prompt": "Q?", "chosen": [user, {"role": "assistant", "content": "A"}], "rejected": [user, {"role": "assistant", "content": "B"}]})
+    assert chosen == [user, {"role": "assistant", "content": "A"}]  # the repeated prompt is not doubled
 
 
 def test_odd_micro_batch_would_split_a_pair(tiny_model_dir):
