@@ -45,17 +45,33 @@ def arithmetic_sft(options: ArithmeticDatasetConfig | None = None) -> list[dict[
     return [{"problem": r["problem"], "solution": worked_solution(r)} for r in arithmetic(options)]
 
 
-def arithmetic_preferences(options: ArithmeticDatasetConfig | None = None) -> list[dict[str, str]]:
+def _offset_range(_: object, attribute: attrs.Attribute, value: tuple[int, int]) -> None:
+    if len(value) != 2 or not 1 <= value[0] <= value[1]:
+        raise ValueError(f"{attribute.name} must be [low, high] with 1 <= low <= high, got {list(value)}")
+
+
+@attrs.define(kw_only=True, frozen=True)
+class ArithmeticPreferenceConfig(ArithmeticDatasetConfig):
+    wrong_by: tuple[int, int] = doc(
+        "the rejected answer is the right one plus or minus a random amount in [low, high]: [1, 3] gives near misses "
+        "only arithmetic tells apart, [10, 30] answers far out of the problems' range",
+        default=(1, 3),
+        validator=_offset_range,
+    )
+
+
+def arithmetic_preferences(options: ArithmeticPreferenceConfig | None = None) -> list[dict[str, str]]:
     """Synthetic preference pairs: the worked solution with the right answer vs the same with a wrong one."""
     import random
 
     from reinforge.data.arithmetic import worked_solution
 
-    o = options or ArithmeticDatasetConfig()
+    o = options or ArithmeticPreferenceConfig()
     rng = random.Random(o.seed + (1 if o.split == "validation" else 0))
+    low, high = o.wrong_by
     pairs = []
     for record in arithmetic(o):
-        wrong = str(int(record["answer"]) + rng.choice([-3, -2, -1, 1, 2, 3]))
+        wrong = str(int(record["answer"]) + rng.choice([-1, 1]) * rng.randint(low, high))
         pairs.append({
             "prompt": record["problem"],
             "chosen": worked_solution(record),

@@ -25,7 +25,7 @@ def reinforge_register_datasets(register: Register) -> None:
     register(
         "arithmetic_preferences",
         f"{_READERS}:arithmetic_preferences",
-        config=f"{_READERS}:ArithmeticDatasetConfig",
+        config=f"{_READERS}:ArithmeticPreferenceConfig",
         description="synthetic preference pairs: a correct worked answer (chosen) vs a wrong one (rejected)",
     )
     register(

@@ -221,3 +221,27 @@ def test_readers_are_registered() -> None:
     registry = Registry.create()
     names = {"sft_jsonl", "preference_jsonl", "helpsteer3"}
     assert names <= set(registry.names("dataset"))
+
+
+# --- synthetic arithmetic preferences ----------------------------------------------------------
+
+
+def test_arithmetic_preferences_rejected_answers_are_wrong_by_the_configured_amount() -> None:
+    import re
+
+    from reinforge.data.readers import ArithmeticPreferenceConfig, arithmetic_preferences
+
+    def offsets(config: ArithmeticPreferenceConfig) -> list[int]:
+        pairs = arithmetic_preferences(config)
+        boxed = [(re.search(r"boxed\{(-?\d+)\}", p["chosen"]), re.search(r"boxed\{(-?\d+)\}", p["rejected"])) for p in pairs]
+        # the same worked solution up to its result: "7 + 12 = 19. ..." vs "7 + 12 = 17. ..."
+        assert all(p["rejected"].split(" = ")[0] == p["chosen"].split(" = ")[0] for p in pairs)
+        assert all(f"= {r.group(1)}. The answer is" in p["rejected"] for p, (_, r) in zip(pairs, boxed))
+        return [int(r.group(1)) - int(c.group(1)) for c, r in boxed]
+
+    near = offsets(ArithmeticPreferenceConfig(num_samples=200))
+    assert {abs(d) for d in near} == {1, 2, 3} and min(near) < 0 < max(near)
+    far = offsets(ArithmeticPreferenceConfig(num_samples=200, wrong_by=(10, 30)))
+    assert all(10 <= abs(d) <= 30 for d in far)
+    with pytest.raises(ValueError, match=r"wrong_by must be \[low, high\]"):
+        ArithmeticPreferenceConfig(wrong_by=(0, 3))

@@ -85,13 +85,11 @@ def test_sft_then_grpo_then_eval(sft_export: Path) -> None:
 
     eval_json = root / "eval.json"
     output = reinforge(
-        "eval",
+        "eval", "--config", str(CONFIGS / "evals" / "arith-cpu.yaml"),
         f"generation.model_name={grpo_export}",
-        "generation.backend=hf", "generation.backend_cfg=null", "generation.precision=float32",
-        "generation.temperature=1.0", "generation.max_new_tokens=12", "generation.max_total_sequence_length=96",
+        "generation.max_new_tokens=12", "generation.max_total_sequence_length=96",
         "eval.num_tests_per_prompt=4", "eval.k_value=2", f"eval.save_path={root / 'eval_samples.jsonl'}",
-        "data.dataset=arithmetic", f"data.dataset_cfg={ARITH_VAL}", "data.prompt_file=null", "data.max_input_seq_length=64",
-        "env.env_cfg={num_workers: 1}",
+        f"data.dataset_cfg={ARITH_VAL}",
         "--json",
         cwd=root,
     )  # fmt: skip

@@ -20,3 +20,23 @@ def test_recipe_validates(recipe):
 def test_eval_config_validates():
     config = load_config(REPO / "examples" / "configs" / "evals" / "eval.yaml", schema=EvalConfig)
     assert config.generation.backend == "vllm" and config.eval.metric == "pass@k"
+
+
+def test_cpu_eval_config_matches_the_grpo_validation_set():
+    """docs/PIPELINES.md evaluates CPU runs with this config: the same problems, prompt and verifier as GRPO's validation."""
+    evaluation = load_config(REPO / "examples" / "configs" / "evals" / "arith-cpu.yaml", schema=EvalConfig)
+    grpo = load_config(REPO / "examples" / "configs" / "grpo-arith-cpu.yaml")
+    assert evaluation.generation.backend == "hf" and evaluation.eval.k_value == 4
+    assert evaluation.data.dataset == grpo.data.val_dataset and evaluation.data.dataset_cfg == grpo.data.val_dataset_cfg
+    assert evaluation.data.system_prompt == grpo.data.system_prompt and evaluation.data.prompt_file == grpo.data.prompt_file
+    assert evaluation.env.env_cfg.require_boxed == grpo.env.env_cfg.require_boxed
+
+
+def test_dpo_recipe_is_nemo_rls():
+    """The published DPO recipe: 1B instruct model, 150 steps, 128 pairs per step, micro batch 2, 1024 tokens, beta 0.05."""
+    config = load_config(REPO / "examples" / "configs" / "dpo.yaml")
+    assert config.policy.model_name == "meta-llama/Llama-3.2-1B-Instruct"
+    assert (config.dpo.max_num_steps, config.policy.train_global_batch_size, config.policy.train_micro_batch_size) == (150, 128, 2)
+    assert config.policy.max_total_sequence_length == 1024 and config.loss_fn.reference_policy_kl_penalty == 0.05
+    assert config.policy.optimizer.lr == 5.0e-6 and config.policy.scheduler.warmup_steps == 20
+    assert config.data.dataset == "helpsteer3" and config.data.val_dataset_cfg.split == "validation"
