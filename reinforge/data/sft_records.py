@@ -13,6 +13,7 @@ import attrs
 from reinforge.core.config import doc
 from reinforge.data.datasets import open_dataset
 from reinforge.data.messages import Message, RowLocation, as_messages, check_response, column_error, select_rows
+from reinforge.data.prompts import load_prompt_template
 
 
 def _optional_positive(_: Any, attribute: attrs.Attribute, value: int | None) -> None:
@@ -30,8 +31,9 @@ class SFTFileConfig:
     messages_key: str = doc("column of chat message lists; used when the data has it", default="messages")
     input_key: str = doc("column of the user's text, when there is no messages column", default="input")
     output_key: str = doc("column of the assistant's text, when there is no messages column", default="output")
-    prompt_template: str | None = doc(
-        "str.format template with one {} where the input goes, for input/output rows (null: the input as it is)", default=None
+    prompt_file: str | None = doc(
+        "template for the input of input/output rows: cot, math, or a text file with one {} (null: the input as it is)",
+        default=None,
     )
     system_prompt: str | None = doc("system message put before input/output rows (null: none)", default=None)
     max_samples: int | None = doc("keep at most this many rows, after shuffling (null: all)", default=None, validator=_optional_positive)
@@ -39,16 +41,19 @@ class SFTFileConfig:
     cache_dir: str | None = doc("where `datasets` keeps its Arrow cache (null: its default)", default=None)
 
 
-def sft_conversation(row: dict[str, Any], config: SFTFileConfig, where: RowLocation) -> list[Message]:
-    """One row as a conversation ending in an assistant turn; a bad row raises ReinforgeError naming it."""
+def sft_conversation(row: dict[str, Any], config: SFTFileConfig, where: RowLocation, template: str | None = None) -> list[Message]:
+    """One row as a conversation ending in an assistant turn; a bad row raises ReinforgeError naming it.
+
+    `template` (the text of config.prompt_file) wraps the input of input/output rows.
+    """
     if row.get(config.messages_key) is not None or config.input_key not in row:
         messages = as_messages(row.get(config.messages_key), where, config.messages_key, role="user")
         if not any(m["role"] == "assistant" for m in messages):
             raise where.error(config.messages_key, "the conversation has no assistant message", "SFT trains on assistant turns; drop the row.")
         return check_response(messages, where, config.messages_key)
     user = as_messages(row.get(config.input_key), where, config.input_key, role="user")
-    if config.prompt_template is not None and len(user) == 1:
-        user = [{"role": "user", "content": config.prompt_template.format(user[0]["content"])}]
+    if template is not None and len(user) == 1:
+        user = [{"role": "user", "content": template.format(user[0]["content"])}]
     response = check_response(as_messages(row.get(config.output_key), where, config.output_key, role="assistant"), where, config.output_key)
     system = [{"role": "system", "content": config.system_prompt}] if config.system_prompt else []
     return [*system, *user, *response]
@@ -68,7 +73,8 @@ def read_sft_records(config: SFTFileConfig) -> list[dict[str, Any]]:
             "(`input_key` / `output_key`); set those options to the dataset's column names.",
         )
     dataset, rows = select_rows(dataset, seed=config.seed, max_samples=config.max_samples)
+    template = load_prompt_template(config.prompt_file)
     return [
-        {"messages": sft_conversation(row, config, RowLocation.of(config.path, source_row)), "index": index}
+        {"messages": sft_conversation(row, config, RowLocation.of(config.path, source_row), template), "index": index}
         for index, (source_row, row) in enumerate(zip(rows, dataset))
     ]

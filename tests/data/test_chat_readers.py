@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 datasets = pytest.importorskip("datasets")
@@ -49,14 +50,15 @@ def test_sft_messages_rows(tmp_path: Path) -> None:
     assert records == [{"messages": rows[0]["messages"], "index": 0}]
 
 
-def test_sft_input_output_parquet_with_keys_template_and_system(tmp_path: Path) -> None:
-    path = tmp_path / "omi.parquet"
+def test_sft_input_output_parquet_with_keys_prompt_file_and_system(tmp_path: Path) -> None:
+    path, template = tmp_path / "omi.parquet", tmp_path / "solve.txt"
+    template.write_text("Solve: {}")
     datasets.Dataset.from_dict({"problem": ["1 + 1", "2 + 5"], "generated_solution": ["2", "7"]}).to_parquet(str(path))
     config = SFTFileConfig(
         path=str(path),
         input_key="problem",
         output_key="generated_solution",
-        prompt_template="Solve: {}",
+        prompt_file=str(template),
         system_prompt="You are a calculator.",
         cache_dir=str(tmp_path / "c"),
     )
@@ -66,6 +68,8 @@ def test_sft_input_output_parquet_with_keys_template_and_system(tmp_path: Path) 
         {"role": "user", "content": "Solve: 2 + 5"},
         {"role": "assistant", "content": "7"},
     ]
+    math = read_sft_records(attrs.evolve(config, prompt_file="math", system_prompt=None))
+    assert math[0]["messages"][0]["content"].startswith("Solve the following math problem") and "1 + 1" in math[0]["messages"][0]["content"]
 
 
 def test_sft_seed_and_cap_keep_the_file_row_in_errors(tmp_path: Path) -> None:
