@@ -5,9 +5,12 @@ tokens, `hf` generation, `dtensor` training, 2 optimizer steps per GRPO step) th
 on the kit's "small" model (~11 M, not warmed up), for a few steps, with validation and checkpoints
 off, in three set-ups:
 
-- `local`: the local executor (one process, torch on both cores);
-- `ray 1 worker`: the Ray executor, one training worker (2 CPUs) and one generation replica;
-- `ray 2 workers`: the Ray executor, two FSDP training workers (1 CPU each) and one generation replica.
+- `local`: the local executor (one process);
+- `ray 1 worker`: the Ray executor, one training worker and one generation replica;
+- `ray 2 workers`: the Ray executor, two FSDP training workers and one generation replica.
+
+Every process uses one torch thread (see SETUPS), so the machine's two cores are used by the second
+training worker only.
 
 Per step it reads the trainer's timings and reports the step time and the orchestration share =
 (timing/total - generation - reward - logprobs - training - refit - validation - checkpoint) / total:
@@ -38,12 +41,16 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 RECIPE = REPO / "examples" / "configs" / "grpo-arith-cpu.yaml"
 PHASES = ("generation", "reward", "logprobs", "training", "refit", "validation", "checkpoint")
+# One torch thread per process everywhere (OMP_NUM_THREADS=1 for the local run; cpus_per_worker=1 gives Ray
+# workers one thread): two-thread OpenMP runs collapse 3-20x when another job takes a core on this shared
+# machine, and with one thread each, "2 workers" is the honest question: does a second process on the
+# second core help?
 SETUPS: dict[str, list[str]] = {
     "local": ["cluster.executor=local"],
-    "ray 1 worker": ["cluster.executor=ray", "cluster.training_workers=1", "cluster.cpus_per_worker=2",
-                     "cluster.generation_cpus_per_worker=2", "cluster.local_num_cpus=8"],
+    "ray 1 worker": ["cluster.executor=ray", "cluster.training_workers=1", "cluster.cpus_per_worker=1",
+                     "cluster.generation_cpus_per_worker=1", "cluster.local_num_cpus=8"],
     "ray 2 workers": ["cluster.executor=ray", "cluster.training_workers=2", "cluster.cpus_per_worker=1",
-                      "cluster.generation_cpus_per_worker=2", "cluster.local_num_cpus=8"],
+                      "cluster.generation_cpus_per_worker=1", "cluster.local_num_cpus=8"],
 }
 TARGETS = {"local": 0.05, "ray": 0.10}
 
@@ -64,7 +71,7 @@ def run_setup(model: Path, steps: int, extra: list[str], user: list[str], scratc
         *extra,
         *user,
     ]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "reinforge.cli.main", "train", "--config", str(RECIPE), *overrides],
                    check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
