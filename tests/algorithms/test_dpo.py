@@ -52,3 +52,30 @@ def test_dpo_cpu_recipe_raises_preference_accuracy(tiny_model_dir, tmp_path):
     print([(r["step"], r["val/accuracy"], r["val/preference_loss"]) for r in val])
     assert val[0]["val/preference_loss"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference: ln 2
     assert val[-1]["val/accuracy"] > val[0]["val/accuracy"] + 0.3
+
+
+@pytest.mark.integration
+def test_dpo_trains_on_a_preference_file(tiny_model_dir, tmp_path):
+    """The generic file reader end to end: JSONL pairs (message lists) -> preference_jsonl -> two DPO steps."""
+    user = lambda i: [{"role": "user", "content": f"What is {i} + 1?"}]  # noqa: E731
+    answer = lambda text: [{"role": "assistant", "content": text}]  # noqa: E731
+    rows = [{"prompt": user(i), "chosen": answer(f"{i + 1}"), "rejected": answer(f"{i + 3}")} for i in range(12)]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    overrides = [
+        f"policy.model_name={tiny_model_dir}",
+        "dpo.max_num_steps=2",
+        "policy.train_global_batch_size=4",
+        "policy.train_micro_batch_size=4",
+        "data.dataset=preference_jsonl",
+        f"data.dataset_cfg={{path: {path}, max_samples: 8, cache_dir: {tmp_path / 'hf'}}}",
+        "data.val_dataset=preference_jsonl",
+        f"data.val_dataset_cfg={{path: {path}, seed: 1, max_samples: 4, cache_dir: {tmp_path / 'hf'}}}",
+        f"logger.log_dir={tmp_path / 'logs'}",
+        "logger.loggers=[jsonl]",
+        "checkpointing.enabled=false",
+    ]
+    Trainer.from_config(load_config(RECIPE, overrides)).fit()
+    rows = [json.loads(line) for line in (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["step"] == 0 and rows[0]["val/preference_loss"] == pytest.approx(0.6931, abs=1e-3)
+    assert [r["step"] for r in rows if "train/accuracy" in r] == [1, 2]

@@ -58,3 +58,26 @@ def test_sft_cpu_recipe_lowers_the_validation_loss(tiny_model_dir, tmp_path):
     val = [r["val/loss"] for r in rows if "val/loss" in r]
     assert len(val) == 2 and val[-1] < 0.7 * val[0], val
     assert (tmp_path / "ckpt" / "step_15").is_dir()
+
+
+@pytest.mark.integration
+def test_sft_trains_on_a_messages_file(tiny_model_dir, tmp_path):
+    """The generic file reader end to end: JSONL chat records -> sft_jsonl -> two SFT steps and a validation loss."""
+    rows = [{"messages": [{"role": "user", "content": f"What is {i} + 1?"}, {"role": "assistant", "content": f"{i + 1}"}]} for i in range(12)]
+    path = tmp_path / "chat.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    overrides = [
+        f"policy.model_name={tiny_model_dir}",
+        "sft.max_num_steps=2",
+        "policy.train_global_batch_size=4",
+        "policy.train_micro_batch_size=2",
+        "data.dataset=sft_jsonl",
+        f"data.dataset_cfg={{path: {path}, max_samples: 8, cache_dir: {tmp_path / 'hf'}}}",
+        "data.val_dataset=sft_jsonl",
+        f"data.val_dataset_cfg={{path: {path}, seed: 1, max_samples: 4, cache_dir: {tmp_path / 'hf'}}}",
+        f"logger.log_dir={tmp_path / 'logs'}",
+        "logger.loggers=[jsonl]",
+        "checkpointing.enabled=false",
+    ]
+    metrics = Trainer.from_config(load_config(REPO / "examples" / "configs" / "sft-arith-cpu.yaml", overrides)).fit()
+    assert metrics["train/loss"] > 0 and metrics["val/loss"] > 0
