@@ -5,8 +5,8 @@ the prompt messages and each response's messages (usually one assistant message)
 `reinforge.algorithms.dpo` turns into two conversations. The row shapes understood:
 
 - `prompt` / `chosen` / `rejected`: the prompt a string or a message list; each response a string
-  or a message list. Responses that repeat the prompt (Tulu-3's preference mixture stores whole
-  conversations) have it stripped; without a prompt column their shared leading messages are it.
+  or a message list. Responses stored as whole conversations (Tulu-3's preference mixture) need no
+  prompt column: the messages both share before their first difference are the prompt.
 - ranked `completions`: a list of `{"rank": int, "completion": str | messages}` with rank 0 the
   best; the best and the worst become one pair.
 - HelpSteer3 (`nvidia/HelpSteer3`, configuration `preference`): `context` messages, `response1`,
@@ -72,18 +72,21 @@ def preference_pair(row: dict[str, Any], keys: PreferenceKeys, where: RowLocatio
         chosen_key, rejected_key = keys.chosen_key, keys.rejected_key
     chosen = as_messages(chosen_value, where, chosen_key, role="assistant")
     rejected = as_messages(rejected_value, where, rejected_key, role="assistant")
-    if row.get(keys.prompt_key) is not None:
-        prompt = as_messages(row[keys.prompt_key], where, keys.prompt_key, role="user")
-        chosen, rejected = _strip_prefix(chosen, prompt), _strip_prefix(rejected, prompt)
-    else:
+    if chosen[0]["role"] != "assistant" and rejected[0]["role"] != "assistant":
+        # Whole conversations per response (Tulu-3): their shared leading messages are the prompt,
+        # whatever a prompt column says (it repeats the first user turn, maybe not character for character).
         shared = _shared_prefix(chosen, rejected)
         if shared == 0:
-            raise where.error(
-                keys.prompt_key,
-                "the prompt is missing, and the responses share no leading messages that could be it",
-                "Give every row a prompt, or set `prompt_key` to the column holding it.",
-            )
+            raise where.error(chosen_key, "the chosen and rejected conversations do not start with the same prompt", "Fix the row.")
         prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
+    elif row.get(keys.prompt_key) is not None:
+        prompt = as_messages(row[keys.prompt_key], where, keys.prompt_key, role="user")
+    else:
+        raise where.error(
+            keys.prompt_key,
+            "the prompt is missing (null or absent in this row)",
+            "Give every row a prompt, or set `prompt_key` to the column holding it.",
+        )
     check_response(chosen, where, chosen_key)
     check_response(rejected, where, rejected_key)
     if chosen == rejected:
@@ -152,10 +155,3 @@ def _shared_prefix(a: list[Message], b: list[Message]) -> int:
     while n < min(len(a), len(b)) - 1 and a[n] == b[n]:
         n += 1
     return n
-
-
-def _strip_prefix(response: list[Message], prompt: list[Message]) -> list[Message]:
-    """The response without the prompt, when it repeats it (whole conversations stored per response)."""
-    if len(response) > len(prompt) and response[: len(prompt)] == prompt:
-        return response[len(prompt) :]
-    return response

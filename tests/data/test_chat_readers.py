@@ -116,7 +116,7 @@ def test_preference_strings_and_message_lists(tmp_path: Path) -> None:
 
 def test_preference_whole_conversations_like_tulu3(tmp_path: Path) -> None:
     """Tulu-3's preference mixture stores the prompt as text and each response as the whole conversation."""
-    rows = [{"id": "a", "prompt": USER["content"], "chosen": [USER, assistant("4")], "rejected": [USER, assistant("5")]}]
+    rows = [{"id": "a", "prompt": USER["content"] + " ", "chosen": [USER, assistant("4")], "rejected": [USER, assistant("5")]}]
     path = write_jsonl(tmp_path / "tulu.jsonl", rows)
     (record,) = read_preference_records(PreferenceFileConfig(path=path, cache_dir=str(tmp_path / "c")))
     assert record["prompt"] == [USER] and record["chosen"] == [assistant("4")] and record["rejected"] == [assistant("5")]
@@ -156,6 +156,12 @@ def test_preference_bad_rows(tmp_path: Path) -> None:
         path = write_jsonl(tmp_path / f"bad{i}.jsonl", [good, bad])
         with pytest.raises(ReinforgeError, match=rf"file '.*bad{i}.jsonl', row 1 \(counting from 0\), {pattern}"):
             read_preference_records(PreferenceFileConfig(path=path, cache_dir=str(tmp_path / "c")))
+
+
+def test_preference_conversations_with_different_prompts() -> None:
+    other = {"role": "user", "content": "What is 3 + 3?"}
+    with pytest.raises(ReinforgeError, match=r"row 2 .*key 'chosen': the chosen and rejected conversations do not start with the same prompt"):
+        to_pair({"chosen": [USER, assistant("4")], "rejected": [other, assistant("6")]}, RowLocation("file 'p.jsonl'", 2))
 
 
 def test_preference_bad_ranked_rows() -> None:
