@@ -8,13 +8,17 @@ GRPO does) in seconds and GB/s:
 - `local`: the `dtensor` trainer and `hf` generator in this process (the local executor);
 - `ray 1 rank`: one training worker and one generation replica on a local Ray; each bucket is
   written to the object store once by the trainer and read (mapped, not copied) by the replica;
-- `ray 2 ranks`: the same with two FSDP ranks, so every tensor is first all-gathered over gloo.
+- `ray 2 ranks`: the same with two FSDP ranks, so every tensor is first all-gathered over gloo;
+- `ray collective` (small model): one training worker and one replica with
+  `cluster.refit_transport: collective`: each bucket is copied into one flat buffer and broadcast
+  over a gloo group of trainer rank 0 and the replica, never touching the object store.
 
-Ray rows also split the time into gathering + storing (trainer side) and loading (replica side).
+Ray rows also split the time into gathering + storing/staging (trainer side) and loading (replica side).
 Best of `--repeats` refits after one warm-up (the machine is shared: the best run is the least
 disturbed one; medians are in the JSON too). Writes benchmarks/results/refit.json.
 
-    .venv/bin/python benchmarks/refit.py [--repeats 5] [--bucket-mb 256]
+    .venv/bin/python benchmarks/refit.py [--repeats 5] [--bucket-mb 256] [--models small]
+(`--models small` writes benchmarks/results/refit-small.json instead, leaving the full table alone.)
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ def refit_once(trainer: Any, generator: Any, bucket_bytes: int) -> int:
     return moved
 
 
-def bench_model(model_dir: Path, repeats: int, bucket_bytes: int) -> list[dict[str, Any]]:
+def bench_model(model_dir: Path, repeats: int, bucket_bytes: int, collective: bool = False) -> list[dict[str, Any]]:
     policy = PolicyConfig(model_name=str(model_dir), max_total_sequence_length=256)
     rows = []
 
@@ -107,16 +111,20 @@ def bench_model(model_dir: Path, repeats: int, bucket_bytes: int) -> list[dict[s
 
     for ranks in (1, 2):
         rows.append(bench_ray(policy, ranks, repeats, bucket_bytes))
+    if collective:
+        rows.append(bench_ray(policy, 1, repeats, bucket_bytes, transport="collective"))
     for row in rows:
         row.update(bytes=nbytes, gb_per_s=nbytes / 1e9 / row["seconds"])
     return rows
 
 
-def bench_ray(policy: PolicyConfig, ranks: int, repeats: int, bucket_bytes: int) -> dict[str, Any]:
+def bench_ray(
+    policy: PolicyConfig, ranks: int, repeats: int, bucket_bytes: int, transport: str = "object_store"
+) -> dict[str, Any]:
     from reinforge.core.ray_executor import RayExecutor
 
     cluster = ClusterConfig(executor="ray", training_workers=ranks, cpus_per_worker=2 / ranks, generation_cpus_per_worker=2,
-                            local_num_cpus=8)
+                            local_num_cpus=8, refit_transport=transport)
     executor = RayExecutor(cluster, Registry.create())
     try:
         trainer = executor.training(policy, need_reference=False, seed=0)
@@ -133,7 +141,7 @@ def bench_ray(policy: PolicyConfig, ranks: int, repeats: int, bucket_bytes: int)
             stats.append(executor.refit_stats.pop())
         best = stats[times.index(min(times))]
         return {
-            "method": f"ray {ranks} rank{'s' if ranks > 1 else ''}",
+            "method": "ray collective" if transport == "collective" else f"ray {ranks} rank{'s' if ranks > 1 else ''}",
             "seconds": min(times),
             "median_seconds": statistics.median(times),
             "buckets": int(best["refit/buckets"]),
@@ -149,6 +157,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--bucket-mb", type=float, default=256.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--models", choices=("all", "small"), default="all", help="small: only the ~11M model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -162,22 +171,25 @@ def main() -> None:
         "models": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
-        models = {"small (~11M)": build_model(Path(tmp) / "small", size="small"), "qwen2 ~100M": build_100m(Path(tmp) / "m100")}
+        models = {"small (~11M)": build_model(Path(tmp) / "small", size="small")}
+        if args.models == "all":
+            models["qwen2 ~100M"] = build_100m(Path(tmp) / "m100")
         for name, folder in models.items():
-            rows = bench_model(folder, args.repeats, bucket_bytes)
+            rows = bench_model(folder, args.repeats, bucket_bytes, collective=name.startswith("small"))
             results["models"][name] = {"parameters_bytes": rows[0]["bytes"], "rows": rows}
 
     print(f"\nrefit, best of {args.repeats} (bucket {args.bucket_mb:g} MB, {args.threads} threads)")
-    print(f"{'model':<14} {'method':<12} {'MB':>8} {'seconds':>9} {'GB/s':>7} {'gather+store s':>15} {'load s':>8}")
+    print(f"{'model':<14} {'method':<14} {'MB':>8} {'seconds':>9} {'GB/s':>7} {'gather+store s':>15} {'load s':>8}")
     for name, entry in results["models"].items():
         for row in entry["rows"]:
             gather = f"{row['gather_store_seconds']:.3f}" if "gather_store_seconds" in row else ""
             load = f"{row['load_seconds']:.3f}" if "load_seconds" in row else ""
-            print(f"{name:<14} {row['method']:<12} {row['bytes'] / 1e6:>8.1f} {row['seconds']:>9.3f} "
+            print(f"{name:<14} {row['method']:<14} {row['bytes'] / 1e6:>8.1f} {row['seconds']:>9.3f} "
                   f"{row['gb_per_s']:>7.2f} {gather:>15} {load:>8}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "refit.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {RESULTS / 'refit.json'}")
+    out = RESULTS / ("refit.json" if args.models == "all" else "refit-small.json")
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import attrs
 from reinforge.core.batch import Batch
 from reinforge.core.colocation import Colocation
 from reinforge.core.interfaces import NamedTensors
+from reinforge.core.refit_collective import PeerBucket
 from reinforge.core.sampling import SamplingParams
 from reinforge.core.weight_sync import RefitStats, pack_bucket
 from reinforge.core.worker_group import WorkerGroup
@@ -57,6 +58,9 @@ class RayGenerationBackend:
         """Load one bucket on every replica (stored once; the trainer's buckets are already in the store)."""
         import ray
 
+        if isinstance(named_tensors, PeerBucket):  # collective / cuda_ipc: the trainer sends it straight to the replicas
+            named_tensors.deliver()
+            return
         self.group.check_usable()
         start = time.perf_counter()
         ref = getattr(named_tensors, "object_ref", None)

@@ -27,6 +27,7 @@ from reinforge.core.errors import ReinforgeError
 from reinforge.core.generation_group import RayGenerationBackend
 from reinforge.core.ray_placement import Placement, Slot, plan_placement
 from reinforge.core.ray_workers import EnvironmentWorker, GenerationWorker, TrainingWorker
+from reinforge.core.refit_collective import PeerRefit
 from reinforge.core.registry import Registry
 from reinforge.core.run_config import ClusterConfig, EnvConfig, PolicyConfig, WorkerRuntimeConfig
 from reinforge.core.training_group import RayTrainingBackend
@@ -46,7 +47,9 @@ class RayExecutor:
         self.plan = plan_placement(cluster)
         self.placement = Placement(self.plan, cluster.placement_timeout_s)
         self.colocation = Colocation(cluster.colocated)
-        self.refit_stats = RefitStats()
+        self.refit_stats = RefitStats(transport=cluster.refit_transport)
+        # collective / cuda_ipc refit: set up on the first refit, between the groups made below
+        self.peer_refit = PeerRefit(cluster, self.refit_stats) if cluster.refit_transport != "object_store" else None
         self.groups: list[WorkerGroup] = []
 
     # ------------------------------------------------------------------ the Executor protocol
@@ -80,7 +83,11 @@ class RayExecutor:
             for rank, actor in enumerate(group.actors)
         ]
         group.defer(refs, "setup", lambda _: None)
-        proxy = RayTrainingBackend(group, tp_size=tp, colocation=self.colocation, refit_stats=self.refit_stats)
+        proxy = RayTrainingBackend(
+            group, tp_size=tp, colocation=self.colocation, refit_stats=self.refit_stats, peer_refit=self.peer_refit
+        )
+        if self.peer_refit is not None:
+            self.peer_refit.set_training(group)
         self.colocation.training = proxy
         return proxy
 
@@ -94,6 +101,8 @@ class RayExecutor:
         proxy = RayGenerationBackend(group, colocation=self.colocation, refit_stats=self.refit_stats)
         threads = _threads(self.cluster.generation_cpus)
         group.defer([a.setup.remote(threads=threads) for a in group.actors], "setup", proxy.set_pad_token_ids)
+        if self.peer_refit is not None:  # colocated: replica r shares the bundle (devices) of training rank `bundle`
+            self.peer_refit.set_generation(group, [slot.bundle if self.cluster.colocated else 0 for slot in slots])
         self.colocation.generation = proxy
         return proxy
 
@@ -117,6 +126,8 @@ class RayExecutor:
         """Stop every worker this executor started, free its placement groups, and stop Ray if it started it."""
         import ray
 
+        if self.peer_refit is not None:
+            self.peer_refit.close()
         for group in self.groups:
             group.kill()
         self.groups = []

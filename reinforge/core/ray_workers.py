@@ -15,6 +15,7 @@ import os
 import sys
 from typing import Any
 
+from reinforge.core.refit_collective import BucketLayout, RefitEndpoint, bucket_views, cuda_device_uuid, open_ipc_buffer
 from reinforge.core.registry import Registry, RegistrySettings
 from reinforge.core.weight_sync import PackedBucket, pack_bucket, unpack_bucket
 from reinforge.core.worker_group import WorkerInfo
@@ -30,6 +31,7 @@ class _PluginWorker:
         self.payload = payload
         self.registry: Registry | None = None
         self.plugin: Any = None
+        self._refit: RefitEndpoint | None = None  # collective / cuda_ipc refit, made on the first refit
 
     def _arguments(self) -> Any:
         import cloudpickle
@@ -67,6 +69,19 @@ class _PluginWorker:
     def attribute(self, name: str) -> Any:
         """An attribute of the plugin (inspection and tests, e.g. whether an engine is asleep)."""
         return getattr(self.plugin, name, None)
+
+    def refit(self, method: str, *args: Any) -> Any:
+        """Run a `RefitEndpoint` method (host_store, join, send, release, close, ...; see refit_collective)."""
+        if method == "cuda_uuid":
+            return cuda_device_uuid()
+        if self._refit is None:
+            self._refit = RefitEndpoint()
+        return getattr(self._refit, method)(*args)
+
+    def _close_refit(self) -> None:
+        if self._refit is not None:
+            self._refit.close()
+            self._refit = None
 
 
 class TrainingWorker(_PluginWorker):
@@ -125,10 +140,20 @@ class TrainingWorker(_PluginWorker):
             return None
         return [ray.put(pack_bucket(bucket))] if keep else True
 
+    def stage_weights(self, number: int, keep: bool, device: str, share: bool) -> Any:
+        """Gather the next bucket; if `keep`, stage it as bucket `number` for a collective or CUDA IPC refit
+        and return its layout (and IPC handle), else drop it and return True. None at the end of the stream."""
+        bucket = next(self._weights, None)
+        if bucket is None:
+            self._weights = None
+            return None
+        return self.refit("stage", number, bucket, device, share) if keep else True
+
     def shutdown(self) -> None:
         import torch.distributed as dist
 
         self._weights = None
+        self._close_refit()
         if self.plugin is not None:
             self.plugin.shutdown()
             self.plugin = None
@@ -155,7 +180,22 @@ class GenerationWorker(_PluginWorker):
         self.plugin.update_weights(unpack_bucket(packed))
         return packed.nbytes
 
+    def receive_weights(self, layout: BucketLayout, ipc_handle: Any = None) -> int:
+        """Load one bucket sent by the trainer: by broadcast, or (with `ipc_handle`) mapped from its GPU memory."""
+        if ipc_handle is None:
+            flat = self.refit("receive", layout)
+            self.plugin.update_weights(bucket_views(flat, layout))
+            return layout.nbytes
+        import torch
+
+        flat = open_ipc_buffer(ipc_handle)
+        self.plugin.update_weights(bucket_views(flat, layout))
+        torch.cuda.synchronize()  # our copies are done before the driver lets the trainer free the buffer
+        del flat
+        return layout.nbytes
+
     def shutdown(self) -> None:
+        self._close_refit()
         if self.plugin is not None:
             self.plugin.shutdown()
             self.plugin = None

@@ -162,6 +162,34 @@ class ClusterConfig:
     training_runtime: WorkerRuntimeConfig = doc("Python environment of the training workers", factory=WorkerRuntimeConfig)
     generation_runtime: WorkerRuntimeConfig = doc("Python environment of the generation workers", factory=WorkerRuntimeConfig)
     environment_runtime: WorkerRuntimeConfig = doc("Python environment of the environment actors", factory=WorkerRuntimeConfig)
+    refit_transport: Literal["object_store", "collective", "cuda_ipc"] = doc(
+        "how refit buckets travel trainer -> engines on the ray executor: object_store (through Ray's shared memory); "
+        "collective (a broadcast group of trainer rank 0 and the replicas: gloo on CPU, NCCL on GPU with "
+        "colocated: false); cuda_ipc (colocated GPUs: CUDA IPC handles to the replica on the same GPU). "
+        "The local executor ignores it",
+        default="object_store",
+    )
+    refit_timeout_s: float = doc(
+        "seconds the collective refit group may take to form, and one broadcast to finish", default=300.0, validator=positive
+    )
+
+    def __attrs_post_init__(self) -> None:
+        gpus = self.gpus_per_node > 0
+        if self.refit_transport == "cuda_ipc" and not gpus:
+            raise ValueError(
+                "refit_transport cuda_ipc shares CUDA memory between processes on one GPU, so it needs GPU workers "
+                "(cluster.gpus_per_node > 0); on CPU use object_store or collective"
+            )
+        if self.refit_transport == "cuda_ipc" and not self.colocated:
+            raise ValueError(
+                "refit_transport cuda_ipc needs colocated placement (each engine on its trainer's GPU); with "
+                "colocated: false the engines have GPUs of their own: use refit_transport collective (NCCL)"
+            )
+        if self.refit_transport == "collective" and gpus and self.colocated:
+            raise ValueError(
+                "refit_transport collective on GPUs uses NCCL, which cannot put two ranks of one group on one GPU as "
+                "colocated placement would; use refit_transport cuda_ipc when colocated, or colocated: false"
+            )
 
     @property
     def training_gpus(self) -> float:

@@ -6,7 +6,9 @@ Every method is collective on the workers (SPMD), so each call goes to all ranks
   ranks); `train` returns rank 0's metrics, which the backend has already reduced over all
   ranks; logprobs come from one rank per replica, concatenated in row order.
 - `named_weights`: every rank steps its gather together; rank 0 writes each bucket into the
-  object store and the driver yields it (a `WeightBucket` that remembers its object ref).
+  object store and the driver yields it (a `WeightBucket` that remembers its object ref). With
+  `cluster.refit_transport` collective or cuda_ipc, `PeerRefit` streams instead: the senders
+  stage each bucket and the driver yields only its layout (`refit_collective.PeerBucket`).
 - `save`, `load`, `export_hf`, `offload`, `onload`, `shutdown`: the same call on all ranks.
 """
 
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from reinforge.core.batch import Batch
 from reinforge.core.colocation import Colocation
+from reinforge.core.refit_collective import PeerRefit
 from reinforge.core.weight_sync import RefitStats, WeightBucket, unpack_bucket
 from reinforge.core.worker_group import WorkerGroup, replica_leaders, shard_for_ranks
 
@@ -30,13 +33,22 @@ if TYPE_CHECKING:
 class RayTrainingBackend:
     """Implements `TrainingBackend` by dispatching to a `WorkerGroup` of `TrainingWorker` actors."""
 
-    def __init__(self, group: WorkerGroup, *, tp_size: int, colocation: Colocation, refit_stats: RefitStats) -> None:
+    def __init__(
+        self,
+        group: WorkerGroup,
+        *,
+        tp_size: int,
+        colocation: Colocation,
+        refit_stats: RefitStats,
+        peer_refit: PeerRefit | None = None,
+    ) -> None:
         self.group = group
         self.world_size = len(group)
         self.tp_size = tp_size
         self.dp_size = self.world_size // tp_size
         self.colocation = colocation
         self.refit_stats = refit_stats
+        self.peer_refit = peer_refit  # None: buckets go through the object store
 
     # ------------------------------------------------------------------ dispatch
     def _sharded(self, method: str, batch: Batch, *args: Any, **kwargs: Any) -> list[Any]:
@@ -81,6 +93,9 @@ class RayTrainingBackend:
         group = self.group
         group.check_usable()
         self.colocation.forget()  # gathering may onload the trainer's weights
+        if self.peer_refit is not None:
+            yield from self.peer_refit.buckets(bucket_bytes)
+            return
         group.call_all("begin_weights", bucket_bytes)
         while True:
             start = time.perf_counter()

@@ -81,21 +81,26 @@ class RefitStats:
 
     buckets: int = 0
     bytes: int = 0
-    gather_seconds: float = 0.0  # trainer ranks gathering full tensors and writing them to the object store
-    load_seconds: float = 0.0  # generation replicas reading the store and loading the weights
+    gather_seconds: float = 0.0  # trainer ranks gathering full tensors and storing (or staging) them
+    load_seconds: float = 0.0  # generation replicas receiving the buckets and loading the weights
+    transport: str = "object_store"  # cluster.refit_transport: names the byte metrics (store_, broadcast_, ipc_)
 
     def pop(self) -> dict[str, float]:
         """Metrics `refit/...` since the last pop (GB/s over gather + load), then reset."""
         seconds = self.gather_seconds + self.load_seconds
+        label = _LABELS.get(self.transport, self.transport)
         out = {
             "refit/buckets": float(self.buckets),
-            "refit/store_bytes": float(self.bytes),
+            f"refit/{label}_bytes": float(self.bytes),
             "refit/gather_seconds": self.gather_seconds,
             "refit/load_seconds": self.load_seconds,
-            "refit/store_gb_per_s": self.bytes / 1e9 / seconds if seconds > 0 else 0.0,
+            f"refit/{label}_gb_per_s": self.bytes / 1e9 / seconds if seconds > 0 else 0.0,
         }
         self.buckets, self.bytes, self.gather_seconds, self.load_seconds = 0, 0, 0.0, 0.0
         return out
+
+
+_LABELS = {"object_store": "store", "collective": "broadcast", "cuda_ipc": "ipc"}
 
 
 class Stopwatch:
