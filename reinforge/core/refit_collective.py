@@ -342,8 +342,9 @@ class PeerRefit:
         if self.transport == "collective":
             send = training.actors[0].refit.remote("send", bucket.number)
             receives = [actor.receive_weights.remote(bucket.layout) for actor in generation.actors]
-            generation.gather(receives, list(range(len(receives))), what="update_weights")
+            # The sender first: if it fails before broadcasting, say so now rather than after the replicas time out.
             training.gather([send], [0], what="update_weights")
+            generation.gather(receives, list(range(len(receives))), what="update_weights")
         else:
             receives = [
                 actor.receive_weights.remote(bucket.layout, bucket.shared[self.sender_of[r]])
