@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reinforge.backends.generation.engine_common import plan_buckets
+from reinforge.backends.generation.engine_common import plan_buckets, send_in_buckets
 from reinforge.backends.generation.sglang.backend import (
     SglangGenerationBackend,
     completion_from_output,
@@ -123,6 +123,15 @@ def test_bucket_planning_by_hand() -> None:
     assert plan_buckets([3, 10, 2, 2, 5], bucket_bytes=8) == [[0], [1], [2, 3], [4]]  # an oversized tensor travels alone
     assert plan_buckets([], bucket_bytes=8) == []
 
+
+
+def test_send_in_buckets_sends_in_order_then_finishes_once() -> None:
+    weights = [(f"w{i}", torch.zeros(n, dtype=torch.float32)) for i, n in enumerate([1, 1, 3, 1])]  # 4, 4, 12, 4 bytes
+    events: list[object] = []
+    record = send_in_buckets(weights, 8, lambda bucket: events.append([name for name, _ in bucket]), lambda: events.append("finish"))
+    assert events == [["w0", "w1"], ["w2"], ["w3"], "finish"]
+    assert (record.buckets, record.bytes) == (3, 24)
+    assert record.seconds > 0
 
 # -------------------------------------------------------------------------- against the fake engine
 def test_the_engine_is_started_with_the_translated_arguments(backend: SglangGenerationBackend) -> None:

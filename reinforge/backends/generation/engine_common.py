@@ -1,8 +1,9 @@
-"""Helpers shared by the engine adapters (SGLang, TensorRT-LLM): engine loading, output assembly, stops, refit.
+"""Helpers shared by the engine adapters: engine loading, output assembly, stops, refit checks.
 
-Why here: both adapters receive the interface's right-padded prompts and must return the same
-columns, both refit through name/shape-checked buckets, and both may be handed a stand-in
-engine (`reinforge.testing.fake_engines`) on machines without a GPU. Everything below is a
+Why here: the SGLang and TensorRT-LLM adapters receive the interface's right-padded prompts and
+must return the same columns, all three engine adapters (vLLM too) refit through name/shape-checked
+weights, and SGLang/TensorRT-LLM may be handed a stand-in engine (`reinforge.testing.fake_engines`)
+on machines without a GPU. Everything below is a
 pure function of its arguments, so it is unit-tested without any engine. Imports torch only.
 """
 
@@ -18,9 +19,10 @@ from typing import Any
 import attrs
 import torch
 
-from reinforge.backends.generation.sampling_utils import carried_columns
+from reinforge.backends.generation.sampling_utils import carried_columns, check_prompts
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
+from reinforge.core.sampling import SamplingParams
 
 
 # ---------------------------------------------------------------------------- engine loading
@@ -48,6 +50,13 @@ def load_engine_api(path: str, *, backend: str, extra: str) -> Any:
 def check_model_folder(model_name: str) -> None:
     if not Path(model_name).exists() and model_name.startswith(("/", ".", "~")):
         raise ReinforgeError(f"model folder '{model_name}' does not exist; check policy.model_name")
+
+
+# ---------------------------------------------------------------------------- inputs
+def prompt_lists(batch: Batch, sampling: SamplingParams, max_total_sequence_length: int, *, backend: str) -> list[list[int]]:
+    """The validated prompts of `batch` as token lists, padding stripped (what the engines take)."""
+    input_ids, lengths = check_prompts(batch, sampling, max_total_sequence_length, backend=backend)
+    return [input_ids[row, :length].tolist() for row, length in enumerate(lengths.tolist())]
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -138,6 +147,25 @@ def plan_buckets(sizes: Sequence[int], bucket_bytes: int) -> list[list[int]]:
     if current:
         buckets.append(current)
     return buckets
+
+
+def send_in_buckets(
+    weights: list[tuple[str, torch.Tensor]], bucket_bytes: int,
+    send: Callable[[list[tuple[str, torch.Tensor]]], None], finish: Callable[[], None],
+) -> RefitRecord:
+    """Call `send` once per bucket of at most `bucket_bytes` (in order), then `finish` once; time the whole refit.
+
+    Why one `finish`: engines drop their cached KV / run post-load hooks after the last bucket,
+    not after each (an intermediate flush would be wasted work on half-updated weights).
+    """
+    sizes = [t.numel() * t.element_size() for _, t in weights]
+    with RefitTimer() as record:
+        for indices in plan_buckets(sizes, bucket_bytes):
+            send([weights[i] for i in indices])
+            record.buckets += 1
+            record.bytes += sum(sizes[i] for i in indices)
+        finish()
+    return record
 
 
 def checkpoint_shapes(model_dir: str) -> dict[str, tuple[int, ...]] | None:

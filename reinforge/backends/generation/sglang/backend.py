@@ -30,17 +30,16 @@ import torch
 from reinforge.backends.generation.engine_common import (
     Completion,
     RefitRecord,
-    RefitTimer,
     apply_stop_strings,
     assemble_batch,
     check_model_folder,
     check_weights,
     checkpoint_shapes,
     load_engine_api,
-    plan_buckets,
+    prompt_lists,
     sample_seeds,
+    send_in_buckets,
 )
-from reinforge.backends.generation.sampling_utils import check_prompts
 from reinforge.backends.generation.sglang.config import SglangConfig
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
@@ -79,8 +78,7 @@ class SglangGenerationBackend:
             raise ReinforgeError("the sglang backend was shut down; build a new one")
         if self.asleep:
             raise ReinforgeError("the sglang engine is asleep; call wake() before generate()")
-        input_ids, lengths = check_prompts(batch, sampling, self.policy.max_total_sequence_length, backend=_BACKEND)
-        prompts = [input_ids[row, :length].tolist() for row, length in enumerate(lengths.tolist())]
+        prompts = prompt_lists(batch, sampling, self.policy.max_total_sequence_length, backend=_BACKEND)
         base_seed = sampling.seed if sampling.seed is not None else self.seed * 1_000_003 + self._calls
         self._calls += 1
         params = sampling_params_for(sampling, sample_seeds(base_seed, len(prompts), sampling.n), self.options)
@@ -108,16 +106,13 @@ class SglangGenerationBackend:
             return
         check_weights(weights, self.weight_shapes, backend=_BACKEND)
         device = "cuda" if self.on_gpu else "cpu"
-        sizes = [t.numel() * t.element_size() for _, t in weights]
-        with RefitTimer() as record:
-            for indices in plan_buckets(sizes, self.options.refit_bucket_mb * 2**20):
-                bucket = [(weights[i][0], weights[i][1].to(device).contiguous()) for i in indices]
-                # flush_cache=False per bucket: the KV of the old weights is dropped once, after the last one.
-                _check_result(self.engine.update_weights_from_tensor(named_tensors=bucket, flush_cache=False), "update_weights_from_tensor")
-                record.buckets += 1
-                record.bytes += sum(sizes[i] for i in indices)
-            self.engine.flush_cache()
-        self.last_refit = record
+
+        def send(bucket: list[tuple[str, torch.Tensor]]) -> None:
+            # flush_cache=False per bucket: the KV of the old weights is dropped once, after the last one.
+            on_device = [(name, tensor.to(device).contiguous()) for name, tensor in bucket]
+            _check_result(self.engine.update_weights_from_tensor(named_tensors=on_device, flush_cache=False), "update_weights_from_tensor")
+
+        self.last_refit = send_in_buckets(weights, self.options.refit_bucket_mb * 2**20, send, self.engine.flush_cache)
 
     def init_weight_update_group(
         self, master_address: str, master_port: int, rank_offset: int, world_size: int, group_name: str = "reinforge_refit"

@@ -37,7 +37,6 @@ import torch
 from reinforge.backends.generation.engine_common import (
     Completion,
     RefitRecord,
-    RefitTimer,
     apply_stop_strings,
     assemble_batch,
     check_model_folder,
@@ -45,10 +44,10 @@ from reinforge.backends.generation.engine_common import (
     checkpoint_shapes,
     eos_token_ids,
     load_engine_api,
-    plan_buckets,
+    prompt_lists,
     sample_seeds,
+    send_in_buckets,
 )
-from reinforge.backends.generation.sampling_utils import check_prompts
 from reinforge.backends.generation.trtllm.config import TrtllmConfig
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
@@ -91,13 +90,12 @@ class TrtllmGenerationBackend:
             raise ReinforgeError("the trtllm backend was shut down; build a new one")
         if self.asleep:
             raise ReinforgeError("the trtllm engine is asleep; call wake() before generate()")
-        input_ids, lengths = check_prompts(batch, sampling, self.policy.max_total_sequence_length, backend=_BACKEND)
+        prompts = prompt_lists(batch, sampling, self.policy.max_total_sequence_length, backend=_BACKEND)
         if sampling.logprobs and not self._logprobs_mode_supported and sampling.temperature not in (0, 1):
             raise ReinforgeError(
                 f"this TensorRT-LLM has no SamplingParams.logprobs_mode, so its logprobs ignore temperature "
                 f"({sampling.temperature}) and would not match the trainer's; upgrade tensorrt-llm or sample at temperature 1."
             )
-        prompts = [input_ids[row, :length].tolist() for row, length in enumerate(lengths.tolist())]
         base_seed = sampling.seed if sampling.seed is not None else self.seed * 1_000_003 + self._calls
         self._calls += 1
         # Each prompt goes in n times with n=1: every sample has its own seed, and greedy n>1 (refused by the
@@ -125,15 +123,12 @@ class TrtllmGenerationBackend:
         check_weights(weights, self.weight_shapes, backend=_BACKEND)
         devices = list(range(self.options.tensor_parallel_size)) if self.on_gpu else [None]
         uuid_of = _device_uuid_function(self.api)
-        sizes = [t.numel() * t.element_size() for _, t in weights]
-        with RefitTimer() as record:
-            for indices in plan_buckets(sizes, self.options.refit_bucket_mb * 2**20):
-                handles = ipc_handles([weights[i] for i in indices], devices, uuid_of)
-                self.llm._collective_rpc("update_weights", (handles,))
-                record.buckets += 1
-                record.bytes += sum(sizes[i] for i in indices)
-            self.llm._collective_rpc("update_weights", (None,))  # finalise: post-load hooks, prefix-cache reset
-        self.last_refit = record
+        llm = self.llm
+        self.last_refit = send_in_buckets(
+            weights, self.options.refit_bucket_mb * 2**20,
+            lambda bucket: llm._collective_rpc("update_weights", (ipc_handles(bucket, devices, uuid_of),)),
+            lambda: llm._collective_rpc("update_weights", (None,)),  # finalise: post-load hooks, prefix-cache reset
+        )
 
     # ------------------------------------------------------------------ memory
     def sleep(self) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from reinforge.backends.generation.engine_common import check_weights, checkpoint_shapes
 from reinforge.backends.generation.vllm.async_engine import AsyncEngine, FinishedSample
 from reinforge.backends.generation.vllm.config import VllmConfig
 from reinforge.core.batch import Batch
@@ -44,7 +45,7 @@ class VllmGenerationBackend:
         tokenizer = self.llm.get_tokenizer()
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         # A failed reload leaves vLLM's parameters half-replaced: check names and shapes before sending.
-        self.weight_shapes = _checkpoint_shapes(self.policy.model_name)
+        self.weight_shapes = checkpoint_shapes(self.policy.model_name)
 
     def _build(self) -> Any:
         o = self.options
@@ -188,7 +189,7 @@ class VllmGenerationBackend:
         weights = [(name, tensor.detach().to("cpu") if not self.on_gpu else tensor.detach()) for name, tensor in named_tensors]
         if not weights:
             return
-        _check_weights(weights, self.weight_shapes)
+        check_weights(weights, self.weight_shapes, backend="vllm")
         if self._rpc_in_process:
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
         else:
@@ -227,38 +228,3 @@ def _sampled_logprobs(completion: Any, response: list[int]) -> list[float]:
     if not completion.logprobs:
         return [0.0] * len(response)
     return [float(step[token].logprob) for token, step in zip(response, completion.logprobs, strict=True)]
-
-
-def _checkpoint_shapes(model_dir: str) -> dict[str, tuple[int, ...]] | None:
-    """Hugging Face parameter names and shapes of a local safetensors checkpoint (None for hub names)."""
-    from pathlib import Path
-
-    from safetensors import safe_open
-
-    files = sorted(Path(model_dir).glob("*.safetensors")) if Path(model_dir).is_dir() else []
-    if not files:
-        return None
-    shapes: dict[str, tuple[int, ...]] = {}
-    for file in files:
-        with safe_open(str(file), framework="pt") as handle:
-            for name in handle.keys():
-                shapes[name] = tuple(handle.get_slice(name).get_shape())
-    if "lm_head.weight" not in shapes and "model.embed_tokens.weight" in shapes:  # tied embeddings
-        shapes["lm_head.weight"] = shapes["model.embed_tokens.weight"]
-    return shapes
-
-
-def _check_weights(weights: list[tuple[str, torch.Tensor]], shapes: dict[str, tuple[int, ...]] | None) -> None:
-    if shapes is None:
-        return
-    import difflib
-
-    problems = []
-    for name, tensor in weights:
-        if name not in shapes:
-            close = difflib.get_close_matches(name, list(shapes), n=1)
-            problems.append(f"unknown weight '{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        elif tuple(tensor.shape) != shapes[name]:
-            problems.append(f"'{name}' has shape {tuple(tensor.shape)}, the model expects {shapes[name]}")
-    if problems:
-        raise ReinforgeError("cannot load these weights into the vllm engine: " + "; ".join(problems))
