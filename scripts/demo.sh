@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 RF=.venv/bin/reinforge
-$RF model build --demo --out results/models/small-arith   # ~3 min the first time, then cached
+$RF model build --demo --out results/models/small-arith   # ~5 min the first time, then cached
 rm -rf results/grpo-arith-cpu   # a fresh demo run each time (recipes resume from their checkpoints otherwise)
 $RF train --config examples/configs/grpo-arith-cpu.yaml "$@"
 $RF plot results/grpo-arith-cpu/logs
