@@ -124,7 +124,6 @@ def test_bucket_planning_by_hand() -> None:
     assert plan_buckets([], bucket_bytes=8) == []
 
 
-
 def test_send_in_buckets_sends_in_order_then_finishes_once() -> None:
     weights = [(f"w{i}", torch.zeros(n, dtype=torch.float32)) for i, n in enumerate([1, 1, 3, 1])]  # 4, 4, 12, 4 bytes
     events: list[object] = []
@@ -132,6 +131,7 @@ def test_send_in_buckets_sends_in_order_then_finishes_once() -> None:
     assert events == [["w0", "w1"], ["w2"], ["w3"], "finish"]
     assert (record.buckets, record.bytes) == (3, 24)
     assert record.seconds > 0
+
 
 # -------------------------------------------------------------------------- against the fake engine
 def test_the_engine_is_started_with_the_translated_arguments(backend: SglangGenerationBackend) -> None:

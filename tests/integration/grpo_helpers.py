@@ -1,11 +1,32 @@
-"""Shared overrides that shrink a GRPO recipe to the tiny model and a tiny batch."""
+"""Shared by the integration tests: overrides that shrink a GRPO recipe to the tiny model and a tiny
+batch, and running the `reinforge` command as a user would and reading the metrics it logs."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 CPU_RECIPE = REPO / "examples" / "configs" / "grpo-arith-cpu.yaml"
+REINFORGE = str(Path(sys.executable).with_name("reinforge"))  # the console script of this environment
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def run_reinforge(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    """Run `reinforge ARGS` offline in a subprocess (`env` adds variables); fail the test with its output."""
+    done = subprocess.run(
+        [REINFORGE, *args], capture_output=True, text=True, cwd=cwd, env={**os.environ, **OFFLINE_ENV, **(env or {})}
+    )
+    assert done.returncode == 0, f"reinforge {' '.join(args)}\n{done.stdout[-3000:]}\n{done.stderr[-4000:]}"
+    return done.stdout
+
+
+def read_metrics(log_dir: Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl."""
+    return [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 def tiny_overrides(model_dir: Path, out: Path, *, steps: int = 2, extra: tuple[str, ...] = ()) -> list[str]:

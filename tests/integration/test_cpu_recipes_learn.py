@@ -3,7 +3,7 @@
 These are the learning criteria of the GRPO and DPO issues, checked on every CI run rather than only
 in benchmarks: the recipes are run exactly as `scripts/demo.sh` and docs/PIPELINES.md run them (same
 files, no overrides but the output folders), through the `reinforge` command. They cost about ten
-minutes on 2 cores (model build ~4 min, cached in REINFORGE_CACHE; GRPO ~4 min; DPO ~1 min), so they
+minutes on 2 cores (model build ~5 min, cached in REINFORGE_CACHE; GRPO ~4 min; DPO ~1 min), so they
 carry the `learning` marker: `pytest -m "not learning"` leaves them out of a quick local run.
 
 The thresholds sit well inside what the seeded runs reach on a 2-core CPU (README -> Benchmarks):
@@ -13,46 +13,31 @@ DPO validation preference accuracy 0 -> ~0.97.
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.integration.grpo_helpers import REPO
+from tests.integration.grpo_helpers import REPO, read_metrics, run_reinforge
 
 pytestmark = [pytest.mark.integration, pytest.mark.learning, pytest.mark.timeout(1800)]
-CLI = [sys.executable, "-m", "reinforge.cli.main"]
-
-
-def run_cli(*args: str) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"reinforge {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-
-
-def metrics(log_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
 def demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`reinforge model build --demo`, as scripts/demo.sh builds it (the kit's cache makes a rebuild free)."""
     out = tmp_path_factory.mktemp("demo-model") / "small-arith"
-    run_cli("model", "build", "--demo", "--out", str(out))
+    run_reinforge("model", "build", "--demo", "--out", str(out))
     return out
 
 
 def test_grpo_cpu_demo_learns(demo_model: Path, tmp_path: Path) -> None:
-    run_cli(
+    run_reinforge(
         "train", "--config", str(REPO / "examples/configs/grpo-arith-cpu.yaml"),
         f"policy.model_name={demo_model}", f"logger.log_dir={tmp_path / 'logs'}",
         f"checkpointing.checkpoint_dir={tmp_path / 'ckpt'}",
     )
-    rows = metrics(tmp_path / "logs")
+    rows = read_metrics(tmp_path / "logs")
     rewards = [r["train/reward_mean"] for r in rows if "train/reward_mean" in r]
     validation = [r["val/accuracy"] for r in rows if "val/accuracy" in r]
     first, last = statistics.fmean(rewards[:10]), statistics.fmean(rewards[-10:])
@@ -63,12 +48,12 @@ def test_grpo_cpu_demo_learns(demo_model: Path, tmp_path: Path) -> None:
 
 
 def test_dpo_cpu_recipe_reaches_high_preference_accuracy(demo_model: Path, tmp_path: Path) -> None:
-    run_cli(
+    run_reinforge(
         "train", "--config", str(REPO / "examples/configs/dpo-arith-cpu.yaml"),
         f"policy.model_name={demo_model}", f"logger.log_dir={tmp_path / 'logs'}",
         f"checkpointing.checkpoint_dir={tmp_path / 'ckpt'}",
     )
-    validation = [(r["step"], r["val/accuracy"]) for r in metrics(tmp_path / "logs") if "val/accuracy" in r]
+    validation = [(r["step"], r["val/accuracy"]) for r in read_metrics(tmp_path / "logs") if "val/accuracy" in r]
     print(f"validation preference accuracy {validation}")
     assert validation[-1][0] == 40
     assert validation[-1][1] > 0.8

@@ -10,28 +10,21 @@ checking the hand-offs, not learning.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.integration.grpo_helpers import CPU_RECIPE, REPO, tiny_overrides
+from tests.integration.grpo_helpers import CPU_RECIPE, REPO, read_metrics, run_reinforge, tiny_overrides
 
 pytestmark = pytest.mark.integration
 
 CONFIGS = REPO / "examples" / "configs"
-REINFORGE = str(Path(sys.executable).with_name("reinforge"))  # the console script of this environment
 ARITH_DATA = "{split: train, num_samples: 40, num_validation_samples: 8, max_operand: 10}"
 ARITH_VAL = "{split: validation, num_samples: 8, num_validation_samples: 8, max_operand: 10}"
 
 
 def reinforge(*args: str, cwd: Path) -> str:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "REINFORGE_CACHE": str(cwd / "cache"), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([REINFORGE, *args], capture_output=True, text=True, cwd=cwd, env=env)
-    assert done.returncode == 0, f"reinforge {' '.join(args)}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
-    return done.stdout
+    return run_reinforge(*args, cwd=cwd, env={"REINFORGE_CACHE": str(cwd / "cache"), "OMP_NUM_THREADS": "1"})
 
 
 def run_dirs(stage: Path) -> list[str]:
@@ -46,10 +39,6 @@ def export(stage: Path, step: int, cwd: Path) -> Path:
     for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
         assert (stage / "hf" / name).is_file(), name
     return stage / "hf"
-
-
-def metrics(stage: Path) -> list[dict]:
-    return [json.loads(line) for line in (stage / "logs" / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +56,7 @@ def sft_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "checkpointing.save_period=3", *run_dirs(stage),
         cwd=root,
     )  # fmt: skip
-    rows = metrics(stage)
+    rows = read_metrics(stage / "logs")
     assert [r["step"] for r in rows if "train/loss" in r] == [1, 2, 3]
     assert sum("val/loss" in r for r in rows) == 2  # before the first step and after the last
     return export(stage, 3, root)
@@ -80,7 +69,7 @@ def test_sft_then_grpo_then_eval(sft_export: Path) -> None:
     reinforge("train", "--config", str(CPU_RECIPE), *overrides, cwd=root)
     config = (stage / "ckpt" / "step_2" / "config.yaml").read_text()
     assert f"model_name: {sft_export}" in config  # GRPO started from the SFT export
-    assert [r["step"] for r in metrics(stage) if "train/reward_mean" in r] == [1, 2]
+    assert [r["step"] for r in read_metrics(stage / "logs") if "train/reward_mean" in r] == [1, 2]
     grpo_export = export(stage, 2, root)
 
     eval_json = root / "eval.json"
@@ -115,7 +104,7 @@ def test_dpo_from_the_sft_export(sft_export: Path) -> None:
         "checkpointing.save_period=2", *run_dirs(stage),
         cwd=root,
     )  # fmt: skip
-    rows = metrics(stage)
+    rows = read_metrics(stage / "logs")
     start = next(r for r in rows if r["step"] == 0 and "val/preference_loss" in r)
     assert start["val/preference_loss"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference: ln 2
     assert [r["step"] for r in rows if "train/accuracy" in r] == [1, 2]

@@ -3,8 +3,8 @@
 Why here: the SGLang and TensorRT-LLM adapters receive the interface's right-padded prompts and
 must return the same columns, all three engine adapters (vLLM too) refit through name/shape-checked
 weights, and SGLang/TensorRT-LLM may be handed a stand-in engine (`reinforge.testing.fake_engines`)
-on machines without a GPU. Everything below is a
-pure function of its arguments, so it is unit-tested without any engine. Imports torch only.
+on machines without a GPU. Everything below is a pure function of its arguments (or calls only
+the callables it is given), so it is unit-tested without any engine. Imports torch only.
 """
 
 from __future__ import annotations
