@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from reinforge.eval.config import EvalConfig
     from reinforge.eval.runner import evaluate
 
-    registry = Registry.create(project_file=args.plugins)
+    registry = Registry.create(project_file=args.plugins, config_file=args.config)
     config = load_config(args.config or DEFAULT_CONFIG, args.overrides, registry, schema=EvalConfig)
     metrics = evaluate(config, registry)
     if args.json:
