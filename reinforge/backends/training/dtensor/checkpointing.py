@@ -94,6 +94,8 @@ def load_checkpoint(
             f"'{path}' is not a dtensor checkpoint (expected {DCP_DIR}/.metadata and {STATE_FILE}); "
             "pass the policy/ folder that DTensorBackend.save wrote"
         )
+    # Read (safely) before DCP does, so a refused .metadata is our clear error, not one wrapped in DCP's exception.
+    SafeFileSystemReader(path / DCP_DIR).read_metadata()
     # get_state_dict gives a fresh optimizer zero-filled state, which DCP then fills in place.
     model_sd, optim_sd = get_state_dict(causal_lm, optimizer)
     with _single_process_quiet(ctx):
