@@ -96,6 +96,21 @@ def check_writable(config: Any) -> None:
             ) from None
 
 
+def _probe_write(folder: Path, size: int = 1 << 20) -> OSError | None:
+    """The OS error writing (and syncing) `size` bytes into `folder` gives now, or None if it works."""
+    probe = folder / f".reinforge_probe_{os.getpid()}"
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(b"\0" * size)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        return exc
+    finally:
+        probe.unlink(missing_ok=True)
+    return None
+
+
 def _fsync_tree(root: Path) -> None:
     """Flush every file under `root`, then the folders, so a rename publishes data that is on disk."""
     if os.name == "nt":  # directories cannot be opened for fsync on Windows; the rename is still atomic
@@ -225,16 +240,21 @@ class CheckpointManager:
             _fsync_tree(tmp)
             self._publish(tmp, final)
         except BaseException as exc:
+            # Libraries often hide the OS error (DCP turns ENOSPC into "unexpected pos" inside its own
+            # exception): while the partial save still fills the disk, a small probe write recovers it.
+            # (DCP's CheckpointException derives from BaseException, so only interrupts are left out.)
+            interrupted = isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit)
+            os_error = exc if isinstance(exc, OSError) else (None if interrupted else _probe_write(self.root))
             shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(exc, OSError):
-                raise self._save_failed(step, tmp, exc) from exc
+            if os_error is not None:
+                where = (os_error.filename if os_error is exc else None) or tmp
+                raise self._save_failed(step, Path(where), os_error) from exc
             raise
         self.apply_retention()
         return final
 
-    def _save_failed(self, step: int, tmp: Path, exc: OSError) -> ReinforgeError:
+    def _save_failed(self, step: int, where: Path, exc: OSError) -> ReinforgeError:
         """A full disk, a quota, a permission change: name the path and the OS error, and what is still safe."""
-        where = exc.filename or tmp
         latest = self.latest_path()
         kept = f"the previous checkpoint {latest} is intact" if latest else "no earlier checkpoint exists"
         return ReinforgeError(

@@ -220,3 +220,30 @@ def test_metric_name_must_be_one_the_algorithm_logs():
     check_logged_metric(CheckpointingConfig(metric_name="val:loss"), {"train/loss": 1.0})  # no validation yet
     with pytest.raises(ReinforgeError, match="use one of its validation metrics: val:loss, val:rewards_accuracy"):
         check_logged_metric(CheckpointingConfig(metric_name="val:accuracy"), {"val/loss": 1.0, "val/rewards_accuracy": 0.5})
+
+
+def test_a_library_error_hiding_a_full_disk_is_reported_with_the_os_error(tmp_path, monkeypatch):
+    """DCP turns ENOSPC into RuntimeError('unexpected pos ...') inside a BaseException; a probe write names it."""
+    import errno
+
+    from reinforge.core import checkpoint as checkpoint_module
+
+    mgr = CheckpointManager(CheckpointingConfig(checkpoint_dir=str(tmp_path / "ckpt")))
+    save(mgr, 1)
+
+    class WrappedByALibrary(BaseException):
+        pass
+
+    def full_disk(folder):
+        (folder / "half.bin").write_bytes(b"\x00" * 10)
+        raise WrappedByALibrary("unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(checkpoint_module, "_probe_write", lambda root: OSError(errno.ENOSPC, "No space left on device"))
+    with pytest.raises(ReinforgeError, match=r"step 2 failed at .*tmp_step_2: No space left on device \(errno 28\)"):
+        mgr.save(2, full_disk, training_info={}, config_yaml="", metrics={})
+    assert list(mgr.checkpoints()) == [1] and verify_checkpoint(mgr.root / "step_1") == []
+
+    monkeypatch.setattr(checkpoint_module, "_probe_write", lambda root: None)  # the disk is fine: a real bug
+    with pytest.raises(WrappedByALibrary):
+        mgr.save(2, full_disk, training_info={}, config_yaml="", metrics={})
+    assert not list(mgr.root.glob("tmp_step_*"))
