@@ -56,6 +56,11 @@ def verify_before_reading(dcp: Path, *, allow_unverified: bool) -> None:
     if root is None:
         if allow_unverified:
             return
+        if (dcp / "config.json").is_file() and any(dcp.glob("*.safetensors")):
+            raise ReinforgeError(
+                f"'{dcp}' is a Hugging Face model folder, not a training checkpoint; convert reads the policy/ folder "
+                "of a step_N checkpoint (e.g. results/run/checkpoints/step_40/policy). A Hugging Face folder needs no conversion"
+            )
         raise ReinforgeError(
             f"'{dcp}' is not inside a checkpoint with a manifest.json, so reinforge cannot check it before reading it "
             "(it was written by reinforge < 0.2, or not by reinforge). Nothing was read. If you trust it, pass "
