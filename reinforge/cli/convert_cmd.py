@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--allow-unverified",
         action="store_true",
-        help="convert a checkpoint that has no manifest.json (written by reinforge < 0.2); its files are still read "
+        help="convert a checkpoint that has no manifest.json (written before checkpoints had manifests); its files are still read "
         "without running pickled code",
     )
     parser.set_defaults(run=run)
@@ -63,7 +63,7 @@ def verify_before_reading(dcp: Path, *, allow_unverified: bool) -> None:
             )
         raise ReinforgeError(
             f"'{dcp}' is not inside a checkpoint with a manifest.json, so reinforge cannot check it before reading it "
-            "(it was written by reinforge < 0.2, or not by reinforge). Nothing was read. If you trust it, pass "
+            "(it was written before reinforge checkpoints had manifests, or not by reinforge). Nothing was read. If you trust it, pass "
             "--allow-unverified (files are still read without running pickled code)"
         )
     problems = verify_checkpoint(root)

@@ -67,7 +67,7 @@ def verify_checkpoint(folder: str | os.PathLike[str]) -> list[str]:
     root = Path(folder)
     manifest_file = root / MANIFEST
     if not manifest_file.is_file():
-        return [f"no {MANIFEST} (written by a reinforge older than 0.2, or not by reinforge at all)"]
+        return [f"no {MANIFEST} (written before reinforge checkpoints had manifests, or not by reinforge)"]
     try:
         manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
         files = manifest["files"]

@@ -61,7 +61,7 @@ def test_manifest_lists_every_file_with_size_and_sha256(tmp_path):
             lambda f: (f / "trainer_state.pt").write_bytes(b"planted"),
             ["trainer_state.pt is not listed in the manifest (added after the save; it is never read)"],
         ),
-        (lambda f: (f / MANIFEST).unlink(), ["no manifest.json (written by a reinforge older than 0.2, or not by reinforge at all)"]),
+        (lambda f: (f / MANIFEST).unlink(), ["no manifest.json (written before reinforge checkpoints had manifests, or not by reinforge)"]),
         (lambda f: (f / MANIFEST).write_text("{not json"), None),
         (lambda f: (f / MANIFEST).write_text('{"format": 7, "files": {}}'), None),
     ],

@@ -116,7 +116,7 @@ def test_an_old_checkpoint_without_manifest_is_refused_and_never_unpickled(tiny_
     marker = run_dir / "marker"
     step = run_dir / "ckpt" / "step_1"
     (step / MANIFEST).unlink()
-    plant_trainer_state(step, marker)  # the pre-0.2 layout: a pickled trainer_state.pt
+    plant_trainer_state(step, marker)  # the layout before manifests: a pickled trainer_state.pt
     with pytest.raises(ReinforgeError, match=r"no manifest\.json .*Nothing in them was loaded"):
         resume(tiny_model_dir, run_dir)
     done = convert(run_dir)
