@@ -19,16 +19,16 @@ import torch
 from reinforge.core.checkpoint import CheckpointManager, check_writable
 from reinforge.core.config import dump_yaml
 from reinforge.core.errors import ReinforgeError
+from reinforge.core.interfaces import Algorithm, Environment, GenerationBackend, TrainingBackend
+from reinforge.core.registry import Registry
 from reinforge.core.run_guard import StopRequests, check_logged_metric, check_metric_name, warn
+from reinforge.core.run_parts import RunParts, build_run_parts
 from reinforge.core.trainer_state import (
     fingerprint_differences,
     read_trainer_state,
     run_fingerprint,
     write_trainer_state,
 )
-from reinforge.core.interfaces import Algorithm, Environment, GenerationBackend, TrainingBackend
-from reinforge.core.registry import Registry
-from reinforge.core.run_parts import RunParts, build_run_parts
 
 
 class Trainer:
@@ -101,7 +101,10 @@ class Trainer:
         ckpt = self.config.checkpointing
         if ckpt.enabled and self.checkpoints.latest_step() != self.step:
             self.save(self.step, self.last_metrics)
-        where = f"; resume with the same command (checkpoint {ckpt.checkpoint_dir})" if ckpt.enabled else " (checkpointing is off: nothing saved)"
+        if ckpt.enabled:
+            where = f"; resume with the same command (checkpoint {ckpt.checkpoint_dir})"
+        else:
+            where = " (checkpointing is off: nothing saved)"
         warn(f"stopped after step {self.step}: {reason}{where}")
         self.stopped_early = reason
 
