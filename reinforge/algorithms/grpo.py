@@ -257,10 +257,6 @@ class GRPO:
             "mean_prompt_length": float(batch["prompt_lengths"].float().mean()),
             "num_rollouts": float(len(rewards)),
         }
-        if "prev_logprobs" in batch:  # else (forced ratio) the loss reports it against the current logprobs
-            valid = batch["token_mask"] > 0
-            mismatch = torch.exp((batch["prev_logprobs"] - batch["generation_logprobs"]).abs())[valid]
-            metrics["token_mult_prob_error"] = float(mismatch.mean()) if mismatch.numel() else 1.0
         out = {f"{prefix}{k}": v for k, v in metrics.items()}
         out.update({f"env/{k}": v for k, v in rollouts.env_metrics.items()})
         return out

@@ -114,7 +114,9 @@ class ClippedPGLossConfig:
         validator=_one_of((None, *TRUNCATED_IS_TYPES)),
     )
     truncated_importance_sampling_ratio_min: float = doc(
-        "lower bound of the truncation (tis: clamp floor; icepop: keep threshold)", default=0.0, validator=_non_negative
+        "lower bound of the truncation (tis: clamp floor; icepop, seq-mask-tis: keep threshold)",
+        default=0.0,
+        validator=_non_negative,
     )
     truncated_importance_sampling_ratio_max: float | None = doc(
         "upper bound of the truncation; required when a truncation type is set "

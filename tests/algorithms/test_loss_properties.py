@@ -150,7 +150,7 @@ def reference_pg(cfg: ClippedPGLossConfig, data: dict, has_prev: bool) -> tuple[
     low, high = 1 - cfg.ratio_clip_min, 1 + cfg.ratio_clip_max
 
     # ratios r[b][t] and their derivative d r[b][t] / d cur[b][t'] (diagonal, or r / n_b for GSPO)
-    ratio, ratio_clamped, loss_t, dloss_dr, clipped = zeros(rows, cols), zeros(rows, cols), zeros(rows, cols), zeros(rows, cols), zeros(rows, cols)
+    ratio, ratio_clamped, loss_t, dloss_dr, clipped = (zeros(rows, cols) for _ in range(5))
     direct = zeros(rows, cols)  # d l / d cur[b][t] through paths other than the ratio (REINFORCE, CISPO)
     for b in range(rows):
         seq_ratio = 1.0
