@@ -100,12 +100,23 @@ def _folder_identity(name: str | None, files: tuple[str, ...]) -> str | None:
 
 
 def fingerprint_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Keys whose values differ, with both values, e.g. "model: sha256:12.. (checkpoint) vs sha256:9a.. (this run)"."""
+    """Dotted keys whose values differ, with both values, e.g.
+    'algorithm_settings.normalize_rewards: true (checkpoint) vs false (this run)'."""
+    old, new = _flatten(saved), _flatten(current)
     differences = []
-    for key in sorted(set(saved) | set(current)):
-        if _canonical(saved.get(key)) != _canonical(current.get(key)):
-            differences.append(f"{key}: {_short(saved.get(key))} (checkpoint) vs {_short(current.get(key))} (this run)")
+    for key in sorted(set(old) | set(new)):
+        if _canonical(old.get(key)) != _canonical(new.get(key)):
+            differences.append(f"{key}: {_short(old.get(key))} (checkpoint) vs {_short(new.get(key))} (this run)")
     return differences
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        flat: dict[str, Any] = {}
+        for key, inner in value.items():
+            flat.update(_flatten(inner, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): value}
 
 
 def _canonical(value: Any) -> str:

@@ -171,8 +171,14 @@ def test_fingerprint_ignores_the_schedule_and_names_what_changed(tmp_path):
     (moved / "tokenizer.json").write_text('{"model": {"vocab": {"b": 0}}}')
     other = run_fingerprint(config_dict(moved, **{"data.dataset": "jsonl", "grpo.num_generations_per_prompt": 8}))
     changed = fingerprint_differences(base, other)
-    assert [line.split(":")[0] for line in changed] == ["algorithm_settings", "dataset", "model", "tokenizer"]
-    assert '"arithmetic"' in changed[1] and '"jsonl"' in changed[1]
+    assert [line.split(":")[0] for line in changed] == [
+        "algorithm_settings.num_generations_per_prompt",
+        "dataset.dataset",
+        "model",
+        "tokenizer",
+    ]
+    assert changed[0] == "algorithm_settings.num_generations_per_prompt: 4 (checkpoint) vs 8 (this run)"
+    assert changed[1] == 'dataset.dataset: "arithmetic" (checkpoint) vs "jsonl" (this run)'
 
 
 def test_output_folders_are_checked_before_training(tmp_path):
