@@ -14,6 +14,7 @@ import attrs
 from attrs import validators as v
 
 from reinforge.core.config import doc, plugin_options
+from reinforge.core.sampling import top_k_off
 
 positive = v.gt(0)
 non_negative = v.ge(0)
@@ -55,7 +56,9 @@ class GenerationConfig:
     max_new_tokens: int = doc("response tokens per sample", default=256, validator=positive)
     temperature: float = doc("sampling temperature (0 = greedy); the trainer divides logits by it too", default=1.0, validator=non_negative)
     top_p: float = doc("nucleus sampling mass", default=1.0, validator=[positive, v.le(1.0)])
-    top_k: int | None = doc("top-k sampling (null = off)", default=None, validator=_optional(positive))
+    top_k: int | None = doc(
+        "top-k sampling (null, 0 or -1 = off)", default=None, converter=top_k_off, validator=_optional(positive)
+    )
     stop_strings: tuple[str, ...] = doc("strings that end a response", default=())
     stop_token_ids: tuple[int, ...] = doc("token ids that end a response (besides eos)", default=())
 
