@@ -236,6 +236,23 @@ class LoggerConfig:
 
 
 @attrs.define(kw_only=True, frozen=True)
+class ChatTurn:
+    """One message of a worked example shown before every problem (few-shot prompting in chat form)."""
+
+    role: Literal["user", "assistant"] = doc("user or assistant", validator=v.in_(("user", "assistant")))
+    content: str = doc("the message text, used as it is (no template)")
+
+
+def check_example_turns(_: Any, attribute: attrs.Attribute, value: tuple[ChatTurn, ...]) -> None:
+    roles = [turn.role for turn in value]
+    if roles != ["user", "assistant"] * (len(roles) // 2):
+        raise ValueError(
+            f"{attribute.name} must alternate user and assistant messages, starting with user and ending with "
+            f"assistant (one worked example = two messages), got roles {roles}"
+        )
+
+
+@attrs.define(kw_only=True, frozen=True)
 class DataConfig:
     dataset: str = doc("dataset reader plugin: arithmetic, deepscaler, aime, openmathinstruct2, jsonl, ...", default="arithmetic")
     dataset_cfg: Any = plugin_options("dataset", "dataset", "options of the training dataset reader")
@@ -243,6 +260,12 @@ class DataConfig:
     val_dataset_cfg: Any = plugin_options("dataset", "val_dataset", "options of the validation dataset reader")
     prompt_file: str | None = doc("prompt template: cot, math, a file path, or null for the raw problem", default="cot")
     system_prompt: str | None = doc("system message prepended to every prompt", default=None)
+    example_turns: tuple[ChatTurn, ...] = doc(
+        "worked examples as chat messages ({role: user|assistant, content}) between the system message and the "
+        "problem: one-shot or few-shot prompting, e.g. to show a chat model the answer format",
+        default=(),
+        validator=check_example_turns,
+    )
     max_input_seq_length: int = doc("longest prompt in tokens", default=512, validator=positive)
     on_overlong_prompt: Literal["drop", "truncate"] = doc("what to do with longer prompts (counted either way)", default="drop")
     shuffle: bool = doc("shuffle prompts every epoch", default=True)
