@@ -258,7 +258,11 @@ class DataConfig:
     dataset_cfg: Any = plugin_options("dataset", "dataset", "options of the training dataset reader")
     val_dataset: str | None = doc("validation dataset reader (null = no validation)", default=None)
     val_dataset_cfg: Any = plugin_options("dataset", "val_dataset", "options of the validation dataset reader")
-    prompt_file: str | None = doc("prompt template: cot, math, a file path, or null for the raw problem", default="cot")
+    prompt_file: str | None = doc(
+        "prompt template: cot, math, boxed (the problem, then a request for a \\boxed{} answer), a file path, or null "
+        "for the raw problem",
+        default="cot",
+    )
     system_prompt: str | None = doc("system message prepended to every prompt", default=None)
     example_turns: tuple[ChatTurn, ...] = doc(
         "worked examples as chat messages ({role: user|assistant, content}) between the system message and the "

@@ -20,7 +20,7 @@ from reinforge.core.config import doc
 from reinforge.core.run_config import ChatTurn, check_example_turns
 from reinforge.core.errors import ReinforgeError
 
-BUILTIN_PROMPTS = ("cot", "math")
+BUILTIN_PROMPTS = ("cot", "math", "boxed")
 
 # ChatML, the format of Qwen and many others, offered to tokenizers that ship no template.
 DEFAULT_CHAT_TEMPLATE = (
@@ -36,7 +36,7 @@ class PromptConfig:
     """How a problem becomes a prompt."""
 
     prompt_file: str | None = doc(
-        "prompt template: cot, math, a path to a text file with one {} for the problem, or null for the raw problem",
+        "prompt template: cot, math, boxed, a path to a text file with one {} for the problem, or null for the raw problem",
         default="cot",
     )
     system_prompt: str | None = doc("system message placed before the user message (null: none)", default=None)
