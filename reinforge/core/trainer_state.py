@@ -76,7 +76,10 @@ def run_fingerprint(config: dict[str, Any]) -> dict[str, Any]:
         "algorithm": algorithm,
         "model": _folder_identity(model, ("config.json",)),
         "tokenizer": _folder_identity(tokenizer, ("tokenizer.json", "tokenizer_config.json", "vocab.json")),
-        "dataset": {k: data.get(k) for k in ("dataset", "dataset_cfg", "prompt_file", "system_prompt", "max_input_seq_length")},
+        "dataset": {
+            k: data.get(k)
+            for k in ("dataset", "dataset_cfg", "prompt_file", "system_prompt", "example_turns", "max_input_seq_length")
+        },
         "algorithm_settings": section,
         "loss_fn": config.get("loss_fn"),
         "precision": policy.get("precision"),
