@@ -107,7 +107,8 @@ def fingerprint_differences(saved: dict[str, Any], current: dict[str, Any]) -> l
     'algorithm_settings.normalize_rewards: true (checkpoint) vs false (this run)'."""
     old, new = _flatten(saved), _flatten(current)
     differences = []
-    for key in sorted(set(old) | set(new)):
+    # Keys the checkpoint did not record (a fingerprint field added since it was written) cannot differ.
+    for key in sorted(old):
         if _canonical(old.get(key)) != _canonical(new.get(key)):
             differences.append(f"{key}: {_short(old.get(key))} (checkpoint) vs {_short(new.get(key))} (this run)")
     return differences
