@@ -454,7 +454,7 @@ def _import_file(file: Path) -> Any:
             f"{getattr(existing, '__file__', None) or 'a built-in'}; rename the file so it cannot shadow (or be shadowed by) it"
         )
     found = importlib.util.find_spec(name) if existing is None else None
-    if found is not None and found.origin != str(file):
+    if found is not None and (found.origin is None or Path(found.origin).resolve() != file):
         raise PluginError(
             f"local plugin file {file} has the name of the installed module '{name}' ({found.origin}); rename the file "
             "so it cannot shadow (or be shadowed by) it"
