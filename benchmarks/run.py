@@ -278,12 +278,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, framework in doc["frameworks"].items():
             framework["peak_rss_bytes"] = max(rss[name])
         efficiency(doc, workload, peak)
+        doc["unequal_work"] = stats.unequal_work(doc, args.new_tokens)
         doc["machine"]["load_average_at_end"] = os.getloadavg()[0]
     out = Path(args.out) if args.out else RESULTS / f"side_by_side_{args.suite}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1))
     stats.print_table(doc, "trl" if trl else "reinforge")
     stats.print_efficiency(doc)
+    for problem in doc["unequal_work"]:
+        print(f"WARNING, not equal work: {problem}", file=sys.stderr)
     print(f"wrote {out}")
     return 0
 

@@ -82,6 +82,7 @@ def reinforge_config(workload: Workload, scratch: Path, overrides: dict[str, Any
             "dataset": "jsonl",
             "dataset_cfg": {"path": workload.records, "input_key": "problem", "output_key": "answer"},
             "val_dataset": None,
+            "prompt_file": None,  # the raw problem as the user message, as TRL gets it
             "system_prompt": workload.system_prompt,
             "max_input_seq_length": workload.max_total_sequence_length - workload.new_tokens,
             "shuffle": False,

@@ -176,3 +176,19 @@ def print_efficiency(doc: Mapping[str, Any]) -> None:
     for row in body:
         table.add_row(*row)
     Console(width=160).print(table)
+
+
+def unequal_work(doc: Mapping[str, Any], new_tokens: int) -> list[str]:
+    """Why the frameworks did not do the same work (empty when they did): responses not exactly `new_tokens`
+    long, or different mean prompt lengths (a different prompt template or tokenisation)."""
+    problems = []
+    prompts = {}
+    for name, framework in doc["frameworks"].items():
+        eff = framework.get("efficiency", {})
+        if eff.get("response_length_mean") is not None and abs(eff["response_length_mean"] - new_tokens) > 1e-9:
+            problems.append(f"{name}: responses average {eff['response_length_mean']:.2f} tokens, not {new_tokens}")
+        if eff.get("prompt_length_mean"):
+            prompts[name] = eff["prompt_length_mean"]
+    if len(set(prompts.values())) > 1:
+        problems.append("mean prompt lengths differ: " + ", ".join(f"{k} {v:.2f}" for k, v in prompts.items()))
+    return problems

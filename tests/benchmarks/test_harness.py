@@ -85,6 +85,18 @@ def test_document_and_tables():
     assert stats.efficiency_rows(doc)[1] == ["reinforge", "-", "-", "-", "-", "0.100 -> 0.300"]
 
 
+def test_unequal_work_is_reported():
+    def doc(**lengths):
+        return {"frameworks": {name: {"efficiency": {"response_length_mean": r, "prompt_length_mean": p}}
+                               for name, (r, p) in lengths.items()}}
+
+    assert stats.unequal_work(doc(a=(64.0, 36.0), b=(64.0, 36.0)), 64) == []
+    assert stats.unequal_work(doc(a=(64.0, 93.0), b=(63.5, 36.0)), 64) == [
+        "b: responses average 63.50 tokens, not 64",
+        "mean prompt lengths differ: a 93.00, b 36.00",
+    ]
+
+
 def test_variants_parse_yaml_values():
     assert parse_variant("tuned:policy.backend_cfg.microbatching=token_budget,a.b=2,c=null,d=true") == (
         "tuned", {"policy.backend_cfg.microbatching": "token_budget", "a.b": 2, "c": None, "d": True}
@@ -153,5 +165,6 @@ def test_the_harness_runs_end_to_end_on_the_tiny_model(tmp_path, monkeypatch):
         # equal work: every sample got exactly --new-tokens tokens (the no-eos copy never stops early)
         assert framework["efficiency"]["response_length_mean"] == 6.0
         assert framework["phases"]["total"]["n"] == 1
+    assert doc["unequal_work"] == []  # same prompt tokens and exactly 6 new tokens everywhere
     baseline = "trl" if with_trl else "reinforge"
     assert len(doc["frameworks"]["packed"]["ratio_to_" + baseline]["per_pair"]) == 1
