@@ -151,6 +151,19 @@ def main(model_dir: str, out_dir: str) -> None:
     results["tp_weights"] = max_diff(weights(tp), ref_weights)
     tp.shutdown()
 
+    # (b') tensor parallel with packed rows and the head at response positions only.
+    tp = DTensorBackend(
+        policy,
+        DTensorConfig(tensor_parallel_size=2, sequence_packing=True, max_tokens_per_microbatch=40, lm_head_positions="response"),
+    )
+    response = batch["token_mask"].bool()
+    results["tp_packed_logprobs"] = (tp.logprobs(batch) - torch.where(response, ref_logprobs, 0.0)).abs().max().item()
+    metrics = tp.train(batch, ConformanceNLLLoss())
+    results["tp_packed_loss"] = abs(metrics["loss"] - ref_loss)
+    results["tp_packed_grad_norm"] = abs(metrics["grad_norm"] - ref_norm)
+    results["tp_packed_weights"] = max_diff(weights(tp), ref_weights)
+    tp.shutdown()
+
     # (e) plain data parallel (fsdp off): replicated weights, gradients summed over the ranks.
     replicated = DTensorBackend(policy, DTensorConfig(fsdp=False))
     assert not replicated.ctx.fsdp and replicated.ctx.dp_size == 2
