@@ -265,3 +265,22 @@ def test_the_packing_probe_rejects_a_model_that_ignores_row_boundaries(tied_mode
 
     with pytest.raises(ReinforgeError, match="lets packed rows attend to each other"):
         check_packing(OneMaskForAll(causal_lm, chunk_size=64).eval(), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("architecture", ["llama", "mistral", "qwen3", "phi3"])
+def test_other_architectures_honour_packed_row_boundaries(architecture):
+    """The probe (a packed forward equals the separate ones) on tiny random models of other families."""
+    import transformers
+
+    sizes = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=64)
+    configs = {
+        "llama": (transformers.LlamaConfig(**sizes), transformers.LlamaForCausalLM),
+        "mistral": (transformers.MistralConfig(**sizes), transformers.MistralForCausalLM),
+        "qwen3": (transformers.Qwen3Config(**sizes, head_dim=8), transformers.Qwen3ForCausalLM),
+        "phi3": (transformers.Phi3Config(**sizes, pad_token_id=0), transformers.Phi3ForCausalLM),
+    }
+    config, model_class = configs[architecture]
+    torch.manual_seed(0)
+    module = PolicyModule(model_class(config).eval(), chunk_size=64)
+    check_packing(module, torch.device("cpu"))

@@ -71,7 +71,8 @@ class DTensorConfig:
         "lay rows end to end in one sequence per forward pass (first-fit decreasing bins of "
         "max_tokens_per_microbatch tokens, position ids restarting per row, block-diagonal causal attention), "
         "so no compute is spent on padding; overrides microbatching. Needs a model whose attention takes "
-        "position_ids and a 4-D mask (sdpa/eager; Llama, Qwen2, Mistral ...) or a varlen flash-attention kernel",
+        "position_ids and builds its mask with transformers' masking utilities (checked at start-up; verified: "
+        "Qwen2, Qwen3, Llama, Mistral, Phi-3 with sdpa and eager, Gemma-2 with eager)",
         default=False,
     )
     lm_head_positions: Literal["all", "response"] = doc(
