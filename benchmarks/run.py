@@ -178,6 +178,12 @@ def efficiency(doc: dict[str, Any], workload: Workload, peak: float) -> None:
             "prompt_length_mean": prompt or None,
             "peak_rss_bytes": framework.pop("peak_rss_bytes", None),
         }
+        weights = sum(f.stat().st_size for f in Path(workload.model_dir).glob("*.safetensors"))
+        if weights and framework["efficiency"]["peak_rss_bytes"]:
+            # Weights + gradients + two AdamW moments are 4x the fp32 weights (a 5th copy: reinforge's separate
+            # generator); the rest of the RSS is activations, logits, the Python/torch runtime and libraries.
+            framework["efficiency"]["weight_bytes"] = weights
+            framework["efficiency"]["peak_rss_over_weights"] = framework["efficiency"]["peak_rss_bytes"] / weights
 
 
 def _mean(values: Any) -> float:
