@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -165,6 +166,10 @@ def test_the_harness_runs_end_to_end_on_the_tiny_model(tmp_path, monkeypatch):
         # equal work: every sample got exactly --new-tokens tokens (the no-eos copy never stops early)
         assert framework["efficiency"]["response_length_mean"] == 6.0
         assert framework["phases"]["total"]["n"] == 1
+    weights = sum(f.stat().st_size for f in Path(doc["config"]["model_dir"]).glob("*.safetensors"))
+    for framework in doc["frameworks"].values():
+        assert framework["efficiency"]["weight_bytes"] == weights
+        assert framework["efficiency"]["peak_rss_over_weights"] == framework["efficiency"]["peak_rss_bytes"] / weights
     assert doc["unequal_work"] == []  # same prompt tokens and exactly 6 new tokens everywhere
     baseline = "trl" if with_trl else "reinforge"
     assert len(doc["frameworks"]["packed"]["ratio_to_" + baseline]["per_pair"]) == 1
