@@ -9,4 +9,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==${REINFORGE_TORCH_VERSION:-2.13.0}"
-.venv/bin/python -m pip install -q -e '.[dev]' -e ./examples/plugins/reinforge-exact-match
+.venv/bin/python -m pip install -q -e '.[dev,megatron]' -e ./examples/plugins/reinforge-exact-match

@@ -26,7 +26,7 @@ import torch
 from reinforge.backends.training.megatron.checkpointing import load_checkpoint, save_checkpoint
 from reinforge.backends.training.megatron.config import MegatronConfig
 from reinforge.backends.training.megatron.convert import spec_from_hf_config
-from reinforge.backends.training.megatron.export import write_hf
+from reinforge.backends.training.megatron.export import checkpoint_to_hf, write_hf
 from reinforge.backends.training.megatron.model import (
     DTYPES,
     build_gpt,
@@ -56,7 +56,7 @@ class MegatronBackend:
     """
 
     # `reinforge convert` looks for this on the backend class: (checkpoint_dir, base_model_dir, out_dir, *, tokenizer_dir).
-    # checkpoint_to_hf = staticmethod(checkpoint_to_hf)
+    checkpoint_to_hf = staticmethod(checkpoint_to_hf)
 
     def __init__(
         self, policy: PolicyConfig, options: MegatronConfig | None = None, *, need_reference: bool = False, seed: int = 0
