@@ -91,6 +91,11 @@ class MegatronBackend:
                 "policy.optimizer.name 'adam' with weight_decay > 0 (L2-coupled decay) is not offered by Megatron-core, "
                 "whose Adam decouples weight decay; use name: adamw (the same update), or weight_decay: 0"
             )
+        if config.name == "sgd" and self.options.use_distributed_optimizer:
+            raise ReinforgeError(
+                "backend_cfg.use_distributed_optimizer supports Adam/AdamW only (Megatron-core's sharded optimizer "
+                "checkpoints assume Adam's state); use policy.optimizer.name: adamw, or use_distributed_optimizer: false"
+            )
 
     def _build_gpt(self, *, train: bool) -> Any:
         gpt = build_gpt(self.spec, self.options, self.policy.precision, self.grid.device)

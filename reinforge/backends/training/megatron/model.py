@@ -116,7 +116,9 @@ def transformer_config(spec: ModelSpec, options: MegatronConfig, precision: str,
         context_parallel_size=options.context_parallel_size,
         sequence_parallel=options.sequence_parallel,
         use_cpu_initialization=not on_gpu,
-        perform_initialization=False,  # the weights come from the checkpoint
+        # The weights come from the checkpoint, but initialisation also tags tensor-parallel parameters
+        # (`tensor_model_parallel`), which the gradient norm needs to count each shard exactly once.
+        perform_initialization=True,
         # Fused kernels need CUDA (and apex/TE); the unfused paths compute the same function.
         bias_activation_fusion=False,
         masked_softmax_fusion=False,
