@@ -14,6 +14,7 @@ largest differences to OUT_DIR/results.json, which the test asserts on.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -21,10 +22,13 @@ import attrs
 import torch
 import torch.distributed as dist
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/backends, for the shim
-from megatron_cpu import cpu_shim  # noqa: E402
+# MEGATRON_WORKER_DEVICE=cuda (tests/gpu): real GPUs with NCCL, no shim, plus the GPU-only checks.
+DEVICE = os.environ.get("MEGATRON_WORKER_DEVICE", "cpu")
+if DEVICE == "cpu":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/backends, for the shim
+    from megatron_cpu import cpu_shim
 
-cpu_shim.install()
+    cpu_shim.install()
 
 from reinforge.backends.training.megatron.backend import MegatronBackend  # noqa: E402
 from reinforge.backends.training.megatron.config import MegatronConfig  # noqa: E402
@@ -62,7 +66,9 @@ def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 def main(model_dir: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo")  # the caller owns the group, as a Ray worker would
+    if DEVICE == "cuda":
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group("gloo" if DEVICE == "cpu" else "cpu:gloo,cuda:nccl")  # the caller owns the group
     out = Path(out_dir)
     rank = dist.get_rank()
     policy = PolicyConfig(
@@ -79,7 +85,7 @@ def main(model_dir: str, out_dir: str) -> None:
     results: dict[str, float] = {}
 
     # (a) tensor parallel over both ranks: each rank sees the whole batch and holds half of each matmul.
-    tp = MegatronBackend(policy, MegatronConfig(device="cpu", tensor_parallel_size=2, logprob_chunk_size=7))
+    tp = MegatronBackend(policy, MegatronConfig(device=DEVICE, tensor_parallel_size=2, logprob_chunk_size=7))
     qkv = tp.gpt.decoder.layers[0].self_attention.linear_qkv.weight
     results["tp_qkv_rows_per_rank"] = float(qkv.shape[0])
     results["tp_logprobs"] = (tp.logprobs(batch) - ref_logprobs).abs().max().item()
@@ -94,7 +100,7 @@ def main(model_dir: str, out_dir: str) -> None:
 
     # (b) data parallel over both ranks; rank 0 gets rows 0-4, rank 1 rows 5-7 (uneven on purpose).
     mine = batch.select(list(range(5)) if rank == 0 else list(range(5, 8)))
-    dp = MegatronBackend(policy, MegatronConfig(device="cpu"))
+    dp = MegatronBackend(policy, MegatronConfig(device=DEVICE))
     results["dp_size"] = float(dp.grid.dp_size)
     lp = dp.logprobs(mine)
     results["dp_logprobs"] = (lp - ref_logprobs[: 5 if rank == 0 else 8][-len(mine) :]).abs().max().item()
@@ -112,7 +118,7 @@ def main(model_dir: str, out_dir: str) -> None:
         optimizer=OptimizerConfig(name="adamw", lr=1e-2, weight_decay=0.01),
         scheduler=SchedulerConfig(name="linear_warmup", warmup_steps=3, warmup_start_factor=0.5),
     )
-    options = MegatronConfig(device="cpu", tensor_parallel_size=2)
+    options = MegatronConfig(device=DEVICE, tensor_parallel_size=2)
     first = MegatronBackend(adamw, options)
     first.train(batch, ConformanceNLLLoss())
     first.save(str(out / "ckpt"))
@@ -132,6 +138,9 @@ def main(model_dir: str, out_dir: str) -> None:
     first.shutdown()
     resumed.shutdown()
 
+    if DEVICE == "cuda":
+        gpu_only_checks(policy, batch, mine, results)
+
     # Each rank measured its own rows: keep the worst of both.
     names = sorted(results)
     worst = torch.tensor([results[n] for n in names], dtype=torch.float64)
@@ -143,6 +152,31 @@ def main(model_dir: str, out_dir: str) -> None:
         (out / "results.json").write_text(json.dumps(results, indent=2))
     dist.barrier()
     dist.destroy_process_group()
+
+
+def gpu_only_checks(policy, batch, mine, results) -> None:  # noqa: ANN001
+    """The distributed optimizer (AdamW state sharded over 2 data-parallel ranks) must match replicated AdamW;
+    sequence parallel (Transformer Engine layers) must match plain tensor parallel."""
+    adam = attrs.evolve(policy, optimizer=OptimizerConfig(name="adamw", lr=1e-2, weight_decay=0.01))
+    runs = {}
+    for sharded in (False, True):
+        backend = MegatronBackend(adam, MegatronConfig(device="cuda", use_distributed_optimizer=sharded))
+        norms = [backend.train(mine, ConformanceNLLLoss())["grad_norm"] for _ in range(2)]
+        runs[sharded] = (norms, weights(backend))
+        backend.shutdown()
+    results["distopt_grad_norm"] = max(abs(a - b) for a, b in zip(runs[True][0], runs[False][0]))
+    results["distopt_weights"] = max_diff(runs[True][1], runs[False][1])
+    try:
+        import transformer_engine  # noqa: F401
+    except ImportError:
+        results["sequence_parallel_skipped"] = 1.0
+        return
+    plain = MegatronBackend(adam, MegatronConfig(device="cuda", tensor_parallel_size=2, transformer_impl="transformer_engine"))
+    expected = plain.logprobs(batch)
+    plain.shutdown()
+    sp = MegatronBackend(adam, MegatronConfig(device="cuda", tensor_parallel_size=2, sequence_parallel=True))
+    results["sequence_parallel_logprobs"] = (sp.logprobs(batch) - expected).abs().max().item()
+    sp.shutdown()
 
 
 def _hf(model_dir):  # noqa: ANN001, ANN202
