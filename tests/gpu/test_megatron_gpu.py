@@ -127,3 +127,26 @@ def test_two_gpus_tensor_data_parallel_distributed_optimizer_and_sequence_parall
     assert not too_far, too_far
     if "sequence_parallel_logprobs" in results:
         assert results["sequence_parallel_logprobs"] <= 1e-4
+
+
+@needs_megatron
+@needs_one_gpu
+def test_activation_recomputation_leaves_the_step_unchanged(model_dir):
+    """Recomputing activations (selective: attention core; full: every layer) changes memory, not the update."""
+    from reinforge.backends.training.megatron.backend import MegatronBackend
+    from reinforge.backends.training.megatron.config import MegatronConfig
+    from reinforge.testing.conformance_training import weights
+
+    batch = conformance_batch(704)
+    results = {}
+    for mode in ("none", "selective", "full"):
+        backend = MegatronBackend(_policy(model_dir), MegatronConfig(device="cuda", activation_recomputation=mode))
+        try:
+            metrics = backend.train(batch, ConformanceNLLLoss())
+            results[mode] = (metrics["loss"], metrics["grad_norm"], weights(backend))
+        finally:
+            backend.shutdown()
+    for mode in ("selective", "full"):
+        assert results[mode][0] == pytest.approx(results["none"][0], abs=1e-6)
+        assert results[mode][1] == pytest.approx(results["none"][1], rel=1e-4)
+        assert max((results[mode][2][k] - results["none"][2][k]).abs().max().item() for k in results["none"][2]) < 1e-5

@@ -69,7 +69,7 @@ class MegatronBackend:
         self.spec = spec_from_hf_config(self.hf_config)
         check_layout(self.spec, self.options)
         self._check_optimizer()
-        self.grid = MegatronGrid.acquire(self.options)
+        self.grid = MegatronGrid.acquire(self.options, seed)
         self.step = 0  # optimizer steps taken (restored by load)
         self.offloaded = False
         self._reference: Any = None

@@ -35,7 +35,8 @@ class MegatronConfig:
         validator=v.gt(0),
     )
     pipeline_parallel_size: int = doc(
-        "pipeline stages (consecutive blocks of decoder layers on different ranks); must divide the layers",
+        "pipeline stages (consecutive blocks of decoder layers on different ranks); only 1 is implemented by "
+        "this backend so far (a larger value is refused when the backend is built)",
         default=1,
         validator=v.gt(0),
     )

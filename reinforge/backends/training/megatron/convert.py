@@ -14,9 +14,8 @@ of width `d`:
 - Column-parallel tensors (QKV, fc1, embedding, output layer) split dim 0 over tensor-parallel
   ranks; row-parallel ones (linear_proj, linear_fc2) split dim 1; norms are replicated.
 - With Transformer Engine layers the pre-attention and pre-MLP norms are fused into the next
-  linear (`linear_qkv.layer_norm_weight`, `linear_fc1.layer_norm_weight`); `te_name` renames.
-Names here are "global" (layer numbers over the whole model, no pipeline split); `stage_name`
-maps them to a pipeline stage's local module names.
+  linear (`linear_qkv.layer_norm_weight`, `linear_fc1.layer_norm_weight`); `local_spec_name`
+  maps those names back to the local layer spec's, which the functions here use.
 """
 
 from __future__ import annotations
@@ -251,32 +250,8 @@ def tp_unshard(name: str, pieces: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(pieces, dim=dim)
 
 
-def stage_name(name: str, stage: int, layers_per_stage: int) -> str:
-    """A global layer name -> the name inside pipeline stage `stage`'s module (layers are numbered from 0 per stage)."""
-    match = _LAYER.match(name)
-    if match is None:
-        return name
-    return f"decoder.layers.{int(match.group(1)) - stage * layers_per_stage}.{match.group(2)}"
-
-
-def global_name(local: str, stage: int, layers_per_stage: int) -> str:
-    """Inverse of `stage_name`."""
-    match = _LAYER.match(local)
-    if match is None:
-        return local
-    return f"decoder.layers.{int(match.group(1)) + stage * layers_per_stage}.{match.group(2)}"
-
-
-def te_name(name: str) -> str:
-    """A local-spec name -> the Transformer Engine spec's name (fused norms)."""
-    match = _LAYER.match(name)
-    if match and match.group(2) in _TE_NAMES:
-        return f"decoder.layers.{match.group(1)}.{_TE_NAMES[match.group(2)]}"
-    return name
-
-
 def local_spec_name(name: str) -> str:
-    """Inverse of `te_name`."""
+    """A Transformer Engine spec name (fused norms) -> the local layer spec's name; others unchanged."""
     match = _LAYER.match(name)
     if match:
         for local, fused in _TE_NAMES.items():

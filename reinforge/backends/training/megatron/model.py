@@ -23,7 +23,6 @@ from reinforge.backends.training.megatron.convert import (
     megatron_tensor_to_hf,
     split_dim,
     spec_from_hf_config,
-    te_name,
     tp_shard,
     tp_unshard,
 )
@@ -233,13 +232,4 @@ def gather_hf(gpt: torch.nn.Module, spec: ModelSpec, grid: MegatronGrid) -> Iter
         yield from megatron_tensor_to_hf(key, full, spec)
 
 
-__all__ = [
-    "DTYPES",
-    "build_gpt",
-    "check_layout",
-    "gather_hf",
-    "load_hf_weights",
-    "read_hf_config",
-    "spec_from_hf_config",
-    "te_name",
-]
+__all__ = ["DTYPES", "build_gpt", "check_layout", "gather_hf", "load_hf_weights", "read_hf_config", "spec_from_hf_config"]

@@ -61,7 +61,7 @@ class MegatronGrid:
     released: bool = False
 
     @classmethod
-    def acquire(cls, options: MegatronConfig) -> MegatronGrid:
+    def acquire(cls, options: MegatronConfig, seed: int = 0) -> MegatronGrid:
         """Join (or create) the process group and Megatron's grid; validate the layout first."""
         from megatron.core import parallel_state
 
@@ -102,7 +102,7 @@ class MegatronGrid:
                 context_parallel_size=cp,
                 order="tp-cp-ep-pp-dp",
             )
-            _seed_model_parallel_rng(device)
+            _seed_model_parallel_rng(device, seed)
             _SHARED.append(_Shared(sizes=(tp, pp, cp), users=1, owns_group=owns))
         return cls(
             device=device,
@@ -184,12 +184,12 @@ class MegatronGrid:
             dist.barrier()
 
 
-def _seed_model_parallel_rng(device: torch.device) -> None:
-    """Megatron's CUDA RNG tracker (dropout inside tensor-parallel regions) needs a seed on GPUs."""
+def _seed_model_parallel_rng(device: torch.device, seed: int) -> None:
+    """Megatron's CUDA RNG tracker (initialisation and dropout inside tensor-parallel regions) needs a seed on GPUs."""
     if device.type == "cuda":
         from megatron.core import tensor_parallel
 
-        tensor_parallel.model_parallel_cuda_manual_seed(1234)
+        tensor_parallel.model_parallel_cuda_manual_seed(seed)
 
 
 def _backend_name(device: torch.device) -> str:
