@@ -7,9 +7,10 @@ distributed checkpointing), not against a mock. Megatron-core assumes CUDA in ~2
 assertion in gradient clipping); everything else it does is plain torch and torch.distributed,
 which gloo runs on the CPU.
 
-It must NEVER be imported by the library: it patches torch process-wide (tensor factories,
-`Tensor.cuda`, `Tensor.to`), which is acceptable in a test process and wrong anywhere else.
-`install()` is idempotent; there is no uninstall (the test processes that use it use it throughout).
+It must NEVER be imported by the library: it patches torch process-wide (a torch-function mode,
+`Tensor.cuda`, `Tensor.to`, `torch.cuda.current_device`), which is acceptable in a test and wrong
+anywhere else. `install()` is idempotent; `uninstall()` restores everything, so that the tests of
+other packages in the same pytest process run on unpatched torch (conftest.py brackets this package).
 
 What it changes, and why each is safe for the CPU tests:
 - `torch.cuda.current_device()` returns "cpu", so `device=torch.cuda.current_device()` lands on the CPU.
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-_INSTALLED: list[bool] = []
+_INSTALLED: list[dict[str, Any]] = []  # the originals, while installed
 
 
 def _is_cuda(device: Any) -> bool:
@@ -77,25 +78,52 @@ def install() -> None:
     """Patch torch and Megatron-core for CPU-only execution (idempotent)."""
     if _INSTALLED:
         return
-    _CudaToCpu().__enter__()  # entered for the rest of the process (a test process)
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
-    original_to = torch.Tensor.to
+    from megatron.core.optimizer import clip_grads, optimizer
+    from megatron.core.tensor_parallel import random as mcore_random
+
+    mode = _CudaToCpu()
+    saved = {
+        "mode": mode,
+        "cuda": torch.Tensor.cuda,
+        "to": torch.Tensor.to,
+        "current_device": torch.cuda.current_device,
+        "synchronize": torch.cuda.synchronize,
+        "empty_cache": torch.cuda.empty_cache,
+        "fork": mcore_random.CudaRNGStatesTracker.fork,
+        "clip": clip_grads.clip_grad_by_total_norm_fp32,
+    }
+    mode.__enter__()
+    original_to = saved["to"]
 
     def to(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         args = tuple("cpu" if _is_cuda(a) and not isinstance(a, bool) else a for a in args)
         return original_to(self, *args, **_cpu_device(kwargs))
 
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
     torch.Tensor.to = to  # type: ignore[method-assign]
     torch.cuda.current_device = lambda: "cpu"  # type: ignore[assignment]
     torch.cuda.synchronize = lambda *args, **kwargs: None  # type: ignore[assignment]
     torch.cuda.empty_cache = lambda: None  # type: ignore[assignment]
-
-    from megatron.core.tensor_parallel import random as mcore_random
-
     mcore_random.CudaRNGStatesTracker.fork = lambda self, name=None: contextlib.nullcontext()  # type: ignore[method-assign]
-
-    from megatron.core.optimizer import clip_grads, optimizer
-
     clip_grads.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
     optimizer.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
-    _INSTALLED.append(True)
+    _INSTALLED.append(saved)
+
+
+def uninstall() -> None:
+    """Undo `install` (a no-op when not installed)."""
+    if not _INSTALLED:
+        return
+    from megatron.core.optimizer import clip_grads, optimizer
+    from megatron.core.tensor_parallel import random as mcore_random
+
+    saved = _INSTALLED.pop()
+    saved["mode"].__exit__(None, None, None)
+    torch.Tensor.cuda = saved["cuda"]  # type: ignore[method-assign]
+    torch.Tensor.to = saved["to"]  # type: ignore[method-assign]
+    torch.cuda.current_device = saved["current_device"]  # type: ignore[assignment]
+    torch.cuda.synchronize = saved["synchronize"]  # type: ignore[assignment]
+    torch.cuda.empty_cache = saved["empty_cache"]  # type: ignore[assignment]
+    mcore_random.CudaRNGStatesTracker.fork = saved["fork"]  # type: ignore[method-assign]
+    clip_grads.clip_grad_by_total_norm_fp32 = saved["clip"]
+    optimizer.clip_grad_by_total_norm_fp32 = saved["clip"]
