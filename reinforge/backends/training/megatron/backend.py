@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+# The learning-rate rule is shared with `dtensor` so both backends schedule identically.
+from reinforge.backends.training.dtensor.optim import lr_multiplier
 from reinforge.backends.training.megatron.checkpointing import load_checkpoint, save_checkpoint
 from reinforge.backends.training.megatron.config import MegatronConfig
 from reinforge.backends.training.megatron.convert import spec_from_hf_config
@@ -39,9 +41,6 @@ from reinforge.backends.training.megatron.runtime import MegatronGrid
 from reinforge.backends.training.megatron.training import compute_logprobs, train_step
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
-
-# The learning-rate rule is shared with `dtensor` so both backends schedule identically.
-from reinforge.backends.training.dtensor.optim import lr_multiplier  # noqa: E402
 
 if TYPE_CHECKING:
     from reinforge.core.interfaces import LossFn

@@ -21,16 +21,15 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from reinforge.backends.training.megatron.logprobs import forward_logprobs
-from reinforge.backends.training.megatron.runtime import MegatronGrid
-
 # The seam's row checks are shared with `dtensor` (same messages for the same mistakes).
-from reinforge.backends.training.dtensor.training import (  # noqa: E402 - shared contract helpers
+from reinforge.backends.training.dtensor.training import (
     REQUIRED_FOR_LOGPROBS,
     REQUIRED_FOR_TRAIN,
     check_rows,
     with_sample_mask,
 )
+from reinforge.backends.training.megatron.logprobs import forward_logprobs
+from reinforge.backends.training.megatron.runtime import MegatronGrid
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
 
