@@ -16,7 +16,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
-from reinforge.backends.training.dtensor.safe_dcp import SafeFileSystemReader, SafeLoadPlanner
+from reinforge.backends.training.safe_dcp import SafeFileSystemReader, SafeLoadPlanner
 from reinforge.core.checkpoint_manifest import verify_checkpoint
 from tests.integration.grpo_helpers import CPU_RECIPE, OFFLINE_ENV, REINFORGE, read_metrics, tiny_overrides
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reinforge.backends.training.dtensor.safe_dcp import SafeLoadPlanner, read_dcp_metadata
+from reinforge.backends.training.safe_dcp import SafeLoadPlanner, read_dcp_metadata
 from reinforge.core.checkpoint_manifest import MANIFEST, verify_checkpoint, write_manifest
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.load import load_config

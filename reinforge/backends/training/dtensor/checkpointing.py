@@ -37,7 +37,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from reinforge.backends.training.dtensor.distributed import ParallelContext
-from reinforge.backends.training.dtensor.safe_dcp import SafeFileSystemReader, SafeLoadPlanner
+from reinforge.backends.training.safe_dcp import SafeFileSystemReader, SafeLoadPlanner
 from reinforge.core.errors import ReinforgeError
 
 DCP_DIR = "dcp"

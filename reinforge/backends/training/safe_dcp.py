@@ -3,7 +3,7 @@
 DCP stores its `.metadata` as a plain pickle and loads non-tensor entries (optimizer
 hyper-parameters, ...) with `torch.load(weights_only=False)`; both would run whatever a crafted
 file asks for. `SafeFileSystemReader` unpickles `.metadata` with an allow-list of the DCP
-metadata classes (plus torch dtypes, `torch.Size` and paths), and `SafeLoadPlanner` loads the
+metadata and planner data classes (plus torch dtypes, `torch.Size` and paths), and `SafeLoadPlanner` loads the
 non-tensor entries with `weights_only=True`. Tensor shards DCP already reads with
 `weights_only=True`. Resume and `reinforge convert` also check the checkpoint's manifest first
 (`reinforge.core.checkpoint_manifest`); this is the second wall.
@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint import metadata as dcp_metadata
+from torch.distributed.checkpoint import planner as dcp_planner
 from torch.distributed.checkpoint._traverse import set_element
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
 from torch.distributed.checkpoint.planner import ReadItem
@@ -26,14 +27,17 @@ from torch.distributed.checkpoint.planner import ReadItem
 from reinforge.core.errors import ReinforgeError
 
 _PATH_CLASSES = {"PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath", "Path"}
+# Megatron's torch_dist format also stores its save plans (planner dataclasses) in the metadata.
+_DATA_MODULES = {dcp_metadata.__name__: dcp_metadata, dcp_planner.__name__: dcp_planner}
 
 
 class _MetadataUnpickler(pickle.Unpickler):
     """Only the classes a DCP `.metadata` is made of; anything else (os.system, eval, ...) is refused."""
 
     def find_class(self, module: str, name: str) -> Any:
-        if module == dcp_metadata.__name__:
-            obj = getattr(dcp_metadata, name, None)
+        if module in _DATA_MODULES:
+            # Only the plain data classes (dataclasses, enums) these modules define; never a function.
+            obj = getattr(_DATA_MODULES[module], name, None)
             if isinstance(obj, type) and obj.__module__ == module:
                 return obj
         elif module == "torch.distributed.checkpoint.filesystem" and name == "_StorageInfo":
