@@ -77,13 +77,8 @@ def _load_yaml(path: Path, origins: Origins, chain: tuple[Path, ...]) -> dict[st
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain, path))
         raise ConfigError([f"`defaults:` inheritance loops: {cycle}"], source=str(chain[0]))
-    if not path.is_file():
-        where = f" (named in `defaults:` of {chain[-1]})" if chain else ""
-        raise ConfigError([f"config file {path} does not exist{where}"], source=str(path))
-    try:
-        data = parse_yaml(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"invalid YAML: {exc}"], source=str(path)) from None
+    where = f" (named in `defaults:` of {chain[-1]})" if chain else ""
+    data = _parse_config_yaml(_read_config_text(path, where), path) or {}
     if not isinstance(data, dict):
         raise ConfigError([f"the top level must be a mapping, got {type(data).__name__}"], source=str(path))
 
@@ -100,6 +95,36 @@ def _load_yaml(path: Path, origins: Origins, chain: tuple[Path, ...]) -> dict[st
         merge_into(merged, _load_yaml(path.parent / parent, origins, (*chain, path)), origins, None)
     merge_into(merged, data, origins, str(path))
     return merged
+
+
+def _read_config_text(path: Path, where: str) -> str:
+    """The text of a config file; every way reading it can fail becomes one ConfigError line."""
+    if path.is_dir():
+        raise ConfigError([f"config path {path} is a directory, not a YAML file{where}"], source=str(path))
+    if not path.exists():
+        raise ConfigError([f"config file {path} does not exist{where}"], source=str(path))
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"cannot read config file {path}{where}: {exc.strerror or exc}"], source=str(path)) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [f"config file {path}{where} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+             "save it as UTF-8"],
+            source=str(path),
+        ) from None
+
+
+def _parse_config_yaml(text: str, path: Path) -> Any:
+    try:
+        return parse_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"invalid YAML: {exc}"], source=str(path)) from None
+    except (ValueError, TypeError, RecursionError) as exc:  # e.g. a date out of range, an unhashable key
+        raise ConfigError([f"invalid YAML: {type(exc).__name__}: {exc}"], source=str(path)) from None
 
 
 def merge_into(
@@ -158,7 +183,7 @@ def apply_overrides(
             continue
         try:
             value = parse_yaml(text) if text.strip() else None
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
             errors.append(f"override '{item}': the value is not valid YAML ({exc.__class__.__name__})")
             continue
         parts = key.split(".")

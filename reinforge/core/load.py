@@ -18,7 +18,10 @@ def algorithm_name(raw: dict[str, Any], overrides: Sequence[str], known: Sequenc
     for item in overrides:
         key, _, value = item.lstrip("+").partition("=")
         if key.strip() == "algorithm":
-            return str(yaml.safe_load(value))
+            try:
+                return str(yaml.safe_load(value))
+            except yaml.YAMLError:
+                raise ConfigError([f"override '{item}': the value is not valid YAML @ algorithm"], source=source) from None
     if "algorithm" in raw:
         return str(raw["algorithm"])
     present = [name for name in known if name in raw]
