@@ -14,6 +14,7 @@ import attrs
 from attrs import validators as v
 
 from reinforge.core.config import doc, plugin_options
+from reinforge.core.env_guard import EnvGuardConfig
 
 positive = v.gt(0)
 non_negative = v.ge(0)
@@ -249,3 +250,4 @@ class DataConfig:
 class EnvConfig:
     name: str = doc("environment plugin: math, ...", default="math")
     env_cfg: Any = plugin_options("environment", "name", "options of the chosen environment")
+    guard: EnvGuardConfig = doc("deadlines and failure budget of every environment call (reinforge.core.env_guard)", factory=EnvGuardConfig)

@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from reinforge.core.env_guard import guard_environment
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBackend
 from reinforge.core.registry import Registry
@@ -136,6 +137,7 @@ def build_run_parts(
     environment = None
     if getattr(algorithm, "needs_environment", False):
         environment = overrides.get("environment") or executor.environment(config.env)
+        environment = guard_environment(environment, name=config.env.name, config=config.env.guard)
     logger = MultiLogger.from_config(config.logger, registry, run_name=Path(config.logger.log_dir).name)
     return RunParts(
         config=config,

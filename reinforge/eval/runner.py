@@ -8,6 +8,7 @@ from typing import Any
 
 from reinforge.algorithms.rollout import run_rollouts
 from reinforge.core.cluster import make_executor
+from reinforge.core.env_guard import guard_environment
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.registry import Registry
 from reinforge.core.run_parts import build_prompt_set, load_dataset_records, load_tokenizer
@@ -27,7 +28,7 @@ def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, 
         raise ReinforgeError(f"the evaluation set '{config.data.dataset}' is empty (or every prompt was too long)")
     executor = make_executor(config.cluster, registry)
     generation = executor.generation(policy, seed=settings.seed)
-    environment = executor.environment(config.env)
+    environment = guard_environment(executor.environment(config.env), name=config.env.name, config=config.env.guard)
     n = settings.num_tests_per_prompt
     sampling = SamplingParams(
         temperature=gen.temperature,
