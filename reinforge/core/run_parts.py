@@ -9,6 +9,7 @@ import attrs
 
 from reinforge.core.env_guard import guard_environment
 from reinforge.core.errors import ReinforgeError
+from reinforge.core.model_folder import check_model_folder
 from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBackend
 from reinforge.core.registry import Registry
 from reinforge.core.timer import Timer
@@ -41,9 +42,10 @@ class RunParts:
         self.logger.close()
 
 
-def load_tokenizer(policy: Any) -> Any:
+def load_tokenizer(policy: Any, *, setting: str = "policy.model_name") -> Any:
     from transformers import AutoTokenizer
 
+    check_model_folder(policy.model_name, setting=setting, tokenizer_folder=policy.tokenizer_name)
     name = policy.tokenizer_name or policy.model_name
     if name.startswith(("/", ".", "~")) and not Path(name).expanduser().exists():
         raise ReinforgeError(

@@ -21,7 +21,7 @@ def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, 
     registry = registry or Registry.create()
     settings, gen = config.eval, config.generation
     policy = gen.as_policy()
-    tokenizer = load_tokenizer(policy)
+    tokenizer = load_tokenizer(policy, setting="generation.model_name")
     records = load_dataset_records(registry, config.data.dataset, config.data.dataset_cfg)
     prompts, _ = build_prompt_set(config, tokenizer, records)
     if not prompts:
