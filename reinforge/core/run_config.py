@@ -243,6 +243,11 @@ class DataConfig:
     system_prompt: str | None = doc("system message prepended to every prompt", default=None)
     max_input_seq_length: int = doc("longest prompt in tokens", default=512, validator=positive)
     on_overlong_prompt: Literal["drop", "truncate"] = doc("what to do with longer prompts (counted either way)", default="drop")
+    max_dropped_share: float = doc(
+        "largest share of a dataset's prompts that may be dropped as too long before the run stops with an error",
+        default=0.5,
+        validator=[non_negative, v.le(1.0)],
+    )
     shuffle: bool = doc("shuffle prompts every epoch", default=True)
 
 

@@ -14,7 +14,7 @@ from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBa
 from reinforge.core.registry import Registry
 from reinforge.core.timer import Timer
 from reinforge.data.loader import PromptLoader
-from reinforge.data.prompts import PromptConfig, build_prompts, ensure_chat_template
+from reinforge.data.prompts import PromptConfig, build_prompts, ensure_chat_template, report_overlong
 
 
 @attrs.define
@@ -124,6 +124,13 @@ def build_run_parts(
         val_records = load_dataset_records(registry, config.data.val_dataset, config.data.val_dataset_cfg)
         train_prompts, train_stats = build_prompt_set(config, tokenizer, train_records)
         val_prompts, val_stats = build_prompt_set(config, tokenizer, val_records) if val_records else ([], {})
+    limit = (
+        f"policy.max_total_sequence_length={config.policy.max_total_sequence_length}"
+        if prepare is not None
+        else f"data.max_input_seq_length={config.data.max_input_seq_length}"
+    )
+    for split, stats in (("training", train_stats), ("validation", val_stats)):
+        report_overlong(stats, split=split, limit=limit, max_dropped_share=config.data.max_dropped_share)
     if not train_prompts:
         raise ReinforgeError(
             f"no training data: the dataset '{config.data.dataset}' was empty or every example was dropped as too "

@@ -8,6 +8,7 @@ written `{{` `}}`), either built in (`cot`, `math`, the ones of the DeepScaleR r
 
 from __future__ import annotations
 
+import logging
 import string
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -18,6 +19,8 @@ import attrs
 
 from reinforge.core.config import doc
 from reinforge.core.errors import ReinforgeError
+
+log = logging.getLogger(__name__)
 
 BUILTIN_PROMPTS = ("cot", "math")
 
@@ -150,3 +153,23 @@ def _tokenize(tokenizer: Any, conversations: list[list[dict[str, str]]], chunk: 
         out = tokenizer.apply_chat_template(part, add_generation_prompt=True, tokenize=True, return_dict=False)
         ids.extend(list(map(int, row)) for row in out)
     return ids
+
+
+def report_overlong(stats: Mapping[str, Any], *, split: str, limit: str, max_dropped_share: float) -> None:
+    """Say at start how many prompts were dropped (or truncated) for length; too many dropped is an error.
+
+    `limit` names the setting and its value, e.g. "data.max_input_seq_length=36".
+    """
+    records, dropped, truncated = stats.get("records", 0), stats.get("dropped_overlong", 0), stats.get("truncated_overlong", 0)
+    if truncated:
+        log.warning("%d of %d prompts exceed %s and were truncated (%s set; they are rolled out but not trained on)", truncated, records, limit, split)
+    if not dropped:
+        return
+    message = f"{dropped} of {records} prompts exceed {limit} and were dropped ({split} set)"
+    if dropped > max_dropped_share * records:
+        raise ReinforgeError(
+            f"{message}: more than data.max_dropped_share={max_dropped_share:g} of them. Raise {limit.split('=')[0]}, "
+            "shorten the prompts (data.prompt_file, data.system_prompt), set data.on_overlong_prompt=truncate, or "
+            "raise data.max_dropped_share if dropping them is intended."
+        )
+    log.warning("%s", message)

@@ -13,6 +13,7 @@ from reinforge.core.errors import ReinforgeError
 from reinforge.core.registry import Registry
 from reinforge.core.run_parts import build_prompt_set, load_dataset_records, load_tokenizer
 from reinforge.core.sampling import SamplingParams
+from reinforge.data.prompts import report_overlong
 from reinforge.eval.config import EvalConfig
 from reinforge.eval.metrics import batch_avg_at_k, batch_cons_at_k, batch_pass_at_k
 
@@ -23,7 +24,9 @@ def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, 
     policy = gen.as_policy()
     tokenizer = load_tokenizer(policy, setting="generation.model_name")
     records = load_dataset_records(registry, config.data.dataset, config.data.dataset_cfg)
-    prompts, _ = build_prompt_set(config, tokenizer, records)
+    prompts, stats = build_prompt_set(config, tokenizer, records)
+    limit = f"data.max_input_seq_length={config.data.max_input_seq_length}"
+    report_overlong(stats, split="evaluation", limit=limit, max_dropped_share=config.data.max_dropped_share)
     if not prompts:
         raise ReinforgeError(f"the evaluation set '{config.data.dataset}' is empty (or every prompt was too long)")
     executor = make_executor(config.cluster, registry)
