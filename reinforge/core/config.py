@@ -122,9 +122,16 @@ def _parse_config_yaml(text: str, path: Path) -> Any:
     try:
         return parse_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"invalid YAML: {exc}"], source=str(path)) from None
+        raise ConfigError([f"invalid YAML: {_yaml_problem(exc)}"], source=str(path)) from None
     except (ValueError, TypeError, RecursionError) as exc:  # e.g. a date out of range, an unhashable key
         raise ConfigError([f"invalid YAML: {type(exc).__name__}: {exc}"], source=str(path)) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error as one line: what, and the line and column where (its own text spans several lines)."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def merge_into(

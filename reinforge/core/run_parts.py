@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from reinforge.core.env_guard import guard_environment
-from reinforge.core.errors import ReinforgeError
+from reinforge.core.errors import ReinforgeError, read_user_text
 from reinforge.core.model_folder import check_model_folder
 from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBackend
 from reinforge.core.registry import Registry
@@ -77,7 +77,7 @@ def apply_chat_template_option(tokenizer: Any, option: str | None) -> None:
             f"{path.resolve()}); give the path to a Jinja chat-template file, 'default' for ChatML, or null to keep "
             "the tokenizer's own template"
         )
-    tokenizer.chat_template = path.read_text(encoding="utf-8")
+    tokenizer.chat_template = read_user_text(path, "policy.chat_template file")
 
 
 def load_dataset_records(registry: Registry, name: str | None, options: Any) -> list[dict[str, Any]]:

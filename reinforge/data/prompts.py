@@ -18,7 +18,7 @@ from typing import Any, Literal
 import attrs
 
 from reinforge.core.config import doc
-from reinforge.core.errors import ReinforgeError
+from reinforge.core.errors import ReinforgeError, read_user_text
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def load_prompt_template(prompt_file: str | None) -> str | None:
                 f"built-in templates {', '.join(BUILTIN_PROMPTS)}, a path to a text file holding one {{}} where "
                 "the problem goes, or null to use the problem as it is."
             )
-        text = path.read_text(encoding="utf-8")
+        text = read_user_text(path, "prompt file")
     _check_template(text, prompt_file)
     return text
 
