@@ -49,7 +49,7 @@ def load_tokenizer(policy: Any, *, setting: str = "policy.model_name") -> Any:
     name = policy.tokenizer_name or policy.model_name
     if name.startswith(("/", ".", "~")) and not Path(name).expanduser().exists():
         raise ReinforgeError(
-            f"model folder '{name}' does not exist; check policy.model_name (or policy.tokenizer_name), "
+            f"model folder '{name}' does not exist; check {setting} (or policy.tokenizer_name), "
             "e.g. the hf/ folder that `reinforge convert` wrote for the previous stage"
         )
     try:
@@ -57,7 +57,7 @@ def load_tokenizer(policy: Any, *, setting: str = "policy.model_name") -> Any:
     except OSError as exc:
         raise ReinforgeError(
             f"cannot load the tokenizer from '{name}' ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
-            "point policy.model_name (or policy.tokenizer_name) at a Hugging Face model folder"
+            f"point {setting} (or policy.tokenizer_name) at a Hugging Face model folder"
         ) from None
     apply_chat_template_option(tokenizer, getattr(policy, "chat_template", None))
     if tokenizer.pad_token_id is None:

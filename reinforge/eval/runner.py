@@ -21,6 +21,8 @@ from reinforge.eval.metrics import batch_avg_at_k, batch_cons_at_k, batch_pass_a
 def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, float]:
     registry = registry or Registry.create()
     settings, gen = config.eval, config.generation
+    if settings.save_path and Path(settings.save_path).is_dir():  # checked now, not after the whole evaluation
+        raise ReinforgeError(f"eval.save_path '{settings.save_path}' is a directory; name a .jsonl file to write the samples to")
     policy = gen.as_policy()
     tokenizer = load_tokenizer(policy, setting="generation.model_name")
     records = load_dataset_records(registry, config.data.dataset, config.data.dataset_cfg)
