@@ -17,7 +17,10 @@ error_console = Console(stderr=True, highlight=False)
 def print_error(message: str) -> None:
     """A user error: one paragraph, no traceback. The message is escaped: it quotes what the user typed
     (`a[0]=1`, paths) and install hints (`pip install 'reinforge[vllm]'`), which rich would read as markup."""
-    error_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
+    # Bytes of a command line that are not UTF-8 reach Python as lone surrogates, which no stream can
+    # encode; show them as \xNN escapes instead of failing while reporting the error.
+    printable = message.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    error_console.print(f"[bold red]error:[/] {escape(printable)}", markup=True, highlight=False, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:
