@@ -8,6 +8,7 @@ base GRPO config (which trains fine: every case changes one thing).
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from string import Template
 from typing import NamedTuple
@@ -15,9 +16,6 @@ from typing import NamedTuple
 import pytest
 
 from reinforge.cli.main import main
-from tests.bad_inputs.corpus import build_corpus
-
-pytest_plugins = ["reinforge.testing.fixtures"]
 
 REPO = Path(__file__).resolve().parents[2]
 DPO_RECIPE = str(REPO / "examples" / "configs" / "dpo-arith-cpu.yaml")
@@ -189,13 +187,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("bad-inputs")
-    build_corpus(root, tiny_model_dir)
-    return {"C": str(root), "M": str(tiny_model_dir), "B": str(root / "base.yaml")}
-
-
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     """`reinforge ARGV` in this process: (exit status, stdout + stderr); argparse's exits count as statuses."""
     try:
@@ -213,6 +204,8 @@ def test_the_corpus_is_large_enough():
 
 @pytest.mark.parametrize("bad", CASES, ids=[c.id for c in CASES])
 def test_bad_input_gives_a_clear_error(bad: Case, corpus: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    if bad.id == "install-hint-keeps-extra" and importlib.util.find_spec("sglang") is not None:
+        pytest.skip("sglang is installed here")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     argv = [Template(a).safe_substitute(corpus) for a in bad.argv]
