@@ -15,6 +15,7 @@ only known once plugins are loaded.
 from __future__ import annotations
 
 import enum
+import math
 import re
 import types
 import typing
@@ -268,6 +269,8 @@ def make_converter() -> cattrs.Converter:
                 raise ValueError(f"expected {name}, got a boolean ({value})")
             if not isinstance(value, accepts):
                 raise ValueError(f"expected {name}, got {type(value).__name__} {value!r}")
+            if kind is float and not math.isfinite(value):  # YAML's .nan / .inf: no setting means "unbounded" by inf
+                raise ValueError(f"expected a finite number, got {value}")
             return kind(value)
 
         converter.register_structure_hook(kind, hook)

@@ -31,7 +31,7 @@ def check_dataset_file(path: Path, *, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES
     rows = 0
     with handle:
         for number, line in enumerate(_lines(handle, path, max_row_bytes if suffix == ".jsonl" else None), start=1):
-            text = _decode(line, path, number)
+            text = _decode(line.removeprefix(b"\xef\xbb\xbf") if number == 1 else line, path, number)  # datasets reads a BOM fine
             if not text.strip():
                 continue
             if suffix == ".jsonl":

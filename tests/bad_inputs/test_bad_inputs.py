@@ -9,6 +9,8 @@ base GRPO config (which trains fine: every case changes one thing).
 from __future__ import annotations
 
 import importlib.util
+import logging
+import sys
 from pathlib import Path
 from string import Template
 from typing import NamedTuple
@@ -72,6 +74,10 @@ CASES = [
     case("env-workers-zero", (*SHOW, "env.env_cfg={num_workers: 0}"), "@ env.env_cfg.num_workers"),
     case("env-guard-rate-above-one", (*SHOW, "env.guard.max_failure_rate=2"), "@ env.guard.max_failure_rate"),
     case("dropped-share-negative", (*SHOW, "data.max_dropped_share=-0.1"), "@ data.max_dropped_share"),
+    case("infinite-learning-rate", (*SHOW, "policy.optimizer.lr=.inf"), "expected a finite number, got inf", "@ policy.optimizer.lr"),
+    case("nan-temperature", (*SHOW, "policy.generation.temperature=.nan"), "@ policy.generation.temperature"),
+    case("unknown-logger", (*SHOW, "logger.loggers=[jsonl, tensorbord]"), "unknown logger 'tensorbord'", "did you mean 'tensorboard'?", "@ logger.loggers"),
+    case("eval-config-given-to-train", ("train", "--config", str(REPO / "reinforge/eval/aime24.yaml")), "cannot tell which algorithm"),
     case("batch-not-a-multiple", (*SHOW, "grpo.num_generations_per_prompt=3"), "must be a multiple of policy.train_global_batch_size"),
     case("micro-not-dividing-global", (*SHOW, "policy.train_micro_batch_size=3"), "train_global_batch_size (8) must be a multiple of train_micro_batch_size (3)"),
     case("dpo-micro-odd", ("config", "show", DPO_RECIPE, "policy.train_micro_batch_size=3"), "train_micro_batch_size (3) counts rows and must be even"),
@@ -136,6 +142,17 @@ CASES = [
     case("data-wrong-columns", (*TRAIN, DS, "data.dataset_cfg={path: $C/wrongcols.jsonl}"), "has no column 'problem', 'answer'", "input_key"),
     case("data-null-answer", (*TRAIN, DS, "data.dataset_cfg={path: $C/nullanswer.jsonl}"), "row 1", "has no value in column 'answer'"),
     case("data-path-is-a-directory", (*TRAIN, DS, "data.dataset_cfg={path: $C/dir.jsonl}"), "dir.jsonl' is a directory"),
+    case("data-parquet-not-parquet", (*TRAIN, DS, "data.dataset_cfg={path: $C/fake.parquet}"), "could not read file", "fake.parquet", "Parquet magic bytes not found"),
+    case(
+        "more-prompts-per-step-than-data",
+        (*TRAIN, "grpo.num_prompts_per_step=64", "policy.train_global_batch_size=256"),
+        "only 40 prompts for batches of 64",
+    ),
+    case(
+        "sequence-limit-below-prompt-length",
+        (*TRAIN, "policy.max_total_sequence_length=10"),
+        "more than policy.max_total_sequence_length=10",
+    ),
     case("data-file-missing", (*TRAIN, DS, "data.dataset_cfg={path: $C/missing.jsonl}"), "missing.jsonl' does not exist"),
     case(
         "prompts-dropped-for-length",
@@ -185,6 +202,33 @@ CASES = [
     case("train-without-config", "train", "the following arguments are required: --config", rc=2),
     case("not-a-number-flag", "model build --warmup-steps many --out x", "invalid int value: 'many'", rc=2),
 ]
+
+
+class _CurrentStderr:
+    """Whatever sys.stderr is when written to (a test's capture, or the real one)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        if not sys.stderr.closed:
+            sys.stderr.flush()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def library_logs_follow_stderr():
+    """datasets and transformers give their loggers a handler bound to the sys.stderr of the moment they were
+    first used, which in one pytest process is an earlier test's (closed) capture; make it follow sys.stderr."""
+    import datasets  # noqa: F401 - sets up its logger
+    import transformers  # noqa: F401
+
+    patched = [h for name in ("datasets", "transformers") for h in logging.getLogger(name).handlers if type(h) is logging.StreamHandler]
+    saved = [h.stream for h in patched]
+    for handler in patched:
+        handler.stream = _CurrentStderr()
+    yield
+    for handler, stream in zip(patched, saved):
+        handler.stream = stream
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

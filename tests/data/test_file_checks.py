@@ -26,10 +26,10 @@ def test_a_json_document_on_one_long_line_is_not_a_row(tmp_path):
     check_dataset_file(path, max_row_bytes=10)  # a .json file is one document: only .jsonl lines are rows
 
 
-def test_windows_line_ends_and_blank_lines_are_fine(tmp_path):
+def test_windows_line_ends_blank_lines_and_a_byte_order_mark_are_fine(tmp_path):
     path = tmp_path / "d.jsonl"
-    path.write_bytes(b'{"problem": "a"}\r\n\r\n{"problem": "b"}\r\n')
-    check_dataset_file(path, max_row_bytes=16)
+    path.write_bytes(b'\xef\xbb\xbf{"problem": "a"}\r\n\r\n{"problem": "b"}\r\n')
+    check_dataset_file(path, max_row_bytes=19)  # 16 bytes of JSON, plus the 3-byte mark on line 1
 
 
 @pytest.mark.parametrize(
