@@ -94,14 +94,19 @@ class GRPO:
 
         temperature = self._train_temperature()
         with run.timer.phase("logprobs"):
-            batch["prev_logprobs"] = run.policy.logprobs(batch, temperature=temperature)
+            # A forced ratio (one optimizer step per rollout batch, checked by the config) uses the
+            # detached current logprobs in the loss, so the previous-policy pass would be wasted.
+            if not self.config.loss_fn.force_on_policy_ratio:
+                batch["prev_logprobs"] = run.policy.logprobs(batch, temperature=temperature)
             if self.needs_reference:
                 batch["reference_logprobs"] = run.policy.reference_logprobs(batch, temperature=temperature)
 
         with run.timer.phase("training"):
             chunks = batch.split(len(batch) // self.config.policy.train_global_batch_size)
-            train_metrics = [run.policy.train(chunk, self.loss_fn, temperature=temperature) for chunk in chunks]
-        self.policy_version += 1
+            train_metrics = []
+            for chunk in chunks:
+                train_metrics.append(run.policy.train(chunk, self.loss_fn, temperature=temperature))
+                self.policy_version += 1  # one optimizer step: the generator's weights are now one more behind
 
         metrics.update(_mean_metrics(train_metrics, prefix="train/"))
         metrics.update(self._rollout_metrics(rollouts, rewards, batch, advantages, prefix="train/"))
@@ -144,7 +149,7 @@ class GRPO:
         cfg = self.config.grpo
         rewards = cfg.reward_scaling.apply(rollouts.rewards)
         lengths = rollouts.batch["token_mask"].sum(dim=1)
-        return cfg.reward_shaping.apply(rewards, lengths).to(torch.float32)
+        return cfg.reward_shaping.apply(rewards, lengths, rollouts.batch["truncated"]).to(torch.float32)
 
     # ------------------------------------------------------------------ generation plumbing
     def rollout(self, prompts: list[dict[str, Any]], sampling: SamplingParams) -> RolloutResult:
@@ -236,8 +241,6 @@ class GRPO:
         self, rollouts: RolloutResult, rewards: torch.Tensor, batch: Batch, advantages: torch.Tensor, prefix: str
     ) -> dict[str, float]:
         lengths = batch["token_mask"].sum(dim=1)
-        valid = batch["token_mask"] > 0
-        mismatch = torch.exp((batch["prev_logprobs"] - batch["generation_logprobs"]).abs())[valid]
         metrics = {
             "reward_mean": float(rewards.mean()),
             "reward_std": float(rewards.std(unbiased=False)),
@@ -249,7 +252,8 @@ class GRPO:
             "advantages_std": float(advantages.std(unbiased=False)),
             "advantages_min": float(advantages.min()),
             "advantages_max": float(advantages.max()),
-            "token_mult_prob_error": float(mismatch.mean()) if mismatch.numel() else 1.0,
+            # one exploding sample shows here on its first step, whatever its sign
+            "advantages_max_abs": float(advantages.abs().max()),
             "mean_prompt_length": float(batch["prompt_lengths"].float().mean()),
             "num_rollouts": float(len(rewards)),
         }
