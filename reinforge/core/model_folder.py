@@ -56,9 +56,10 @@ def check_model_folder(name: str, *, setting: str, tokenizer_folder: str | None 
             f"{setting} '{name}' has no config.json, so it is not a Hugging Face model folder; point it at the "
             "folder holding config.json, the weights and the tokenizer (or a hub name)"
         )
-    _check_json(config, setting)
     _check_weights(folder, setting)
     tokenizer = Path(tokenizer_folder).expanduser() if tokenizer_folder else folder
+    for json_file in sorted({*folder.glob("*.json"), *(tokenizer.glob("*.json") if tokenizer.is_dir() else ())}):
+        _check_json(json_file, setting)  # config, tokenizer, generation config: transformers' errors are tracebacks
     if tokenizer.is_dir() and not any((tokenizer / f).is_file() for f in TOKENIZER_FILES):
         where = f"policy.tokenizer_name '{tokenizer_folder}'" if tokenizer_folder else f"{setting} '{name}'"
         raise ReinforgeError(

@@ -124,6 +124,10 @@ def _models(root: Path, model: Path) -> None:
     (copy("no-config") / "config.json").unlink()
     (copy("bad-config") / "config.json").write_text('{"model_type": "qwen2", ')
     (copy("no-weights") / "model.safetensors").unlink()
+    (copy("bad-tokenizer-json") / "tokenizer.json").write_text('{"version": ')
+    (copy("bad-tokenizer-config") / "tokenizer_config.json").write_text('{"tokenizer_class": ')
+    (copy("bad-generation-config") / "generation_config.json").write_text("{")
+    (copy("unknown-model-type") / "config.json").write_text('{"model_type": "no_such_architecture"}')
     index = copy("missing-shard")
     (index / "model.safetensors.index.json").write_text(
         json.dumps({"weight_map": {"lm_head.weight": "model-00002-of-00002.safetensors"}})

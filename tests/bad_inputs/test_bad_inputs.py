@@ -119,6 +119,10 @@ CASES = [
     case("safetensors-empty", (*TRAIN, "policy.model_name=$C/models/empty-weights"), "is damaged", "the file is empty"),
     case("model-no-config", (*TRAIN, "policy.model_name=$C/models/no-config"), "has no config.json"),
     case("model-bad-config-json", (*TRAIN, "policy.model_name=$C/models/bad-config"), "config.json", "is not valid JSON"),
+    case("tokenizer-json-corrupt", (*TRAIN, "policy.model_name=$C/models/bad-tokenizer-json"), "tokenizer.json (from policy.model_name) is not valid JSON"),
+    case("tokenizer-config-corrupt", (*TRAIN, "policy.model_name=$C/models/bad-tokenizer-config"), "tokenizer_config.json", "is not valid JSON"),
+    case("generation-config-corrupt", (*TRAIN, "policy.model_name=$C/models/bad-generation-config"), "generation_config.json", "is not valid JSON"),
+    case("model-type-unknown", (*TRAIN, "policy.model_name=$C/models/unknown-model-type"), "no_such_architecture", "policy.model_name"),
     case("model-no-weights", (*TRAIN, "policy.model_name=$C/models/no-weights"), "has no weights"),
     case("model-missing-shard", (*TRAIN, "policy.model_name=$C/models/missing-shard"), "is incomplete", "model-00002-of-00002.safetensors"),
     case(
