@@ -53,7 +53,23 @@ def doc(text: str, **kwargs: Any) -> Any:
 
 # --------------------------------------------------------------------------- YAML files
 class _Loader(yaml.SafeLoader):
-    """PyYAML reads YAML 1.1, where `2e-6` is a string; accept YAML 1.2 floats like every recipe writes them."""
+    """PyYAML reads YAML 1.1, where `2e-6` is a string; accept YAML 1.2 floats like every recipe writes them.
+
+    A key written twice in one mapping is an error: PyYAML keeps the last silently, so a second `policy:`
+    section would drop every setting of the first.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            if key_node.value in first_line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key_node.value!r} (first on line {first_line[key_node.value]})", key_node.start_mark
+                )
+            first_line[key_node.value] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -63,9 +79,33 @@ _Loader.add_implicit_resolver(
 )
 
 
+# Values a parsed config may hold once its aliases are expanded (recipes hold a few hundred); aliases of
+# aliases ("billion laughs") expand exponentially when the config is merged and copied.
+_MAX_EXPANDED_VALUES = 1_000_000
+
+
 def parse_yaml(text: str) -> Any:
     """Parse YAML text (files and override values alike)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    value = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    if _expanded_size(value, {}) > _MAX_EXPANDED_VALUES:
+        raise ValueError(
+            f"it expands to more than {_MAX_EXPANDED_VALUES:,} values through nested aliases (&anchor / *alias); "
+            "write the values out"
+        )
+    return value
+
+
+def _expanded_size(value: Any, memo: dict[int, float]) -> float:
+    """How many values `value` holds with every shared (aliased) part counted each time it is used."""
+    if not isinstance(value, (dict, list)):
+        return 1
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    memo[key] = math.inf  # a structure that contains itself expands forever
+    children = value.values() if isinstance(value, dict) else value
+    memo[key] = 1 + sum(_expanded_size(child, memo) for child in children)
+    return memo[key]
 
 
 def load_yaml(path: str | Path, origins: Origins | None = None) -> dict[str, Any]:

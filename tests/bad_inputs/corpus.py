@@ -71,6 +71,11 @@ def _configs(root: Path) -> None:
     (root / "loop.yaml").write_text("defaults: loop.yaml\n")
     (root / "noalgo.yaml").write_text("policy:\n  model_name: x\n")
     (root / "typo-algo.yaml").write_text("algorithm: grpoo\n")
+    (root / "duplicate-key.yaml").write_text("algorithm: grpo\npolicy:\n  model_name: a\npolicy:\n  precision: float32\n")
+    laughs = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi"):  # 9 ** 9 values once expanded
+        laughs.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
+    (root / "billion-laughs.yaml").write_text("algorithm: grpo\n" + "\n".join(laughs) + "\n")
     (root / "latin1-prompt.txt").write_bytes(b"R\xe9sous: {}\n")
     (root / "no-slot-prompt.txt").write_text("Solve this problem.\n")
     (root / "folder.yaml").mkdir()
