@@ -15,6 +15,7 @@ from attrs import validators as v
 
 from reinforge.core.config import doc, plugin_options
 from reinforge.core.env_guard import EnvGuardConfig
+from reinforge.core.sampling import check_stop_strings, check_stop_token_ids
 
 positive = v.gt(0)
 non_negative = v.ge(0)
@@ -57,8 +58,8 @@ class GenerationConfig:
     temperature: float = doc("sampling temperature (0 = greedy); the trainer divides logits by it too", default=1.0, validator=non_negative)
     top_p: float = doc("nucleus sampling mass", default=1.0, validator=[positive, v.le(1.0)])
     top_k: int | None = doc("top-k sampling (null = off)", default=None, validator=_optional(positive))
-    stop_strings: tuple[str, ...] = doc("strings that end a response", default=())
-    stop_token_ids: tuple[int, ...] = doc("token ids that end a response (besides eos)", default=())
+    stop_strings: tuple[str, ...] = doc("strings that end a response", default=(), validator=check_stop_strings)
+    stop_token_ids: tuple[int, ...] = doc("token ids that end a response (besides eos)", default=(), validator=check_stop_token_ids)
 
 
 @attrs.define(kw_only=True, frozen=True)

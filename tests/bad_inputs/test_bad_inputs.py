@@ -77,6 +77,8 @@ CASES = [
     case("env-workers-zero", (*SHOW, "env.env_cfg={num_workers: 0}"), "@ env.env_cfg.num_workers"),
     case("env-guard-rate-above-one", (*SHOW, "env.guard.max_failure_rate=2"), "@ env.guard.max_failure_rate"),
     case("dropped-share-negative", (*SHOW, "data.max_dropped_share=-0.1"), "@ data.max_dropped_share"),
+    case("empty-stop-string", (*SHOW, 'policy.generation.stop_strings=[""]'), "must be a list of non-empty strings", "@ policy.generation.stop_strings"),
+    case("negative-stop-token", (*SHOW, "policy.generation.stop_token_ids=[-1]"), "integers >= 0", "@ policy.generation.stop_token_ids"),
     case("infinite-learning-rate", (*SHOW, "policy.optimizer.lr=.inf"), "expected a finite number, got inf", "@ policy.optimizer.lr"),
     case("nan-temperature", (*SHOW, "policy.generation.temperature=.nan"), "@ policy.generation.temperature"),
     case("unknown-logger", (*SHOW, "logger.loggers=[jsonl, tensorbord]"), "unknown logger 'tensorbord'", "did you mean 'tensorboard'?", "@ logger.loggers"),
