@@ -130,7 +130,8 @@ def build_run_parts(
         else f"data.max_input_seq_length={config.data.max_input_seq_length}"
     )
     for split, stats in (("training", train_stats), ("validation", val_stats)):
-        report_overlong(stats, split=split, limit=limit, max_dropped_share=config.data.max_dropped_share)
+        noun = "prompts" if prepare is None else "examples"
+        report_overlong(stats, split=split, limit=limit, max_dropped_share=config.data.max_dropped_share, noun=noun)
     if not train_prompts:
         raise ReinforgeError(
             f"no training data: the dataset '{config.data.dataset}' was empty or every example was dropped as too "

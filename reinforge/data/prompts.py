@@ -155,21 +155,28 @@ def _tokenize(tokenizer: Any, conversations: list[list[dict[str, str]]], chunk: 
     return ids
 
 
-def report_overlong(stats: Mapping[str, Any], *, split: str, limit: str, max_dropped_share: float) -> None:
+def report_overlong(
+    stats: Mapping[str, Any], *, split: str, limit: str, max_dropped_share: float, noun: str = "prompts"
+) -> None:
     """Say at start how many prompts were dropped (or truncated) for length; too many dropped is an error.
 
-    `limit` names the setting and its value, e.g. "data.max_input_seq_length=36".
+    `limit` names the setting and its value, e.g. "data.max_input_seq_length=36"; `noun` what was counted
+    ("prompts" for RL, which may be truncated instead; "examples" for SFT conversations and DPO pairs).
     """
     records, dropped, truncated = stats.get("records", 0), stats.get("dropped_overlong", 0), stats.get("truncated_overlong", 0)
     if truncated:
         log.warning("%d of %d prompts exceed %s and were truncated (%s set; they are rolled out but not trained on)", truncated, records, limit, split)
     if not dropped:
         return
-    message = f"{dropped} of {records} prompts exceed {limit} and were dropped ({split} set)"
+    message = f"{dropped} of {records} {noun} exceed {limit} and were dropped ({split} set)"
     if dropped > max_dropped_share * records:
+        shorten = (
+            "shorten the prompts (data.prompt_file, data.system_prompt), set data.on_overlong_prompt=truncate"
+            if noun == "prompts"
+            else "shorten the data"
+        )
         raise ReinforgeError(
             f"{message}: more than data.max_dropped_share={max_dropped_share:g} of them. Raise {limit.split('=')[0]}, "
-            "shorten the prompts (data.prompt_file, data.system_prompt), set data.on_overlong_prompt=truncate, or "
-            "raise data.max_dropped_share if dropping them is intended."
+            f"{shorten}, or raise data.max_dropped_share if dropping them is intended."
         )
     log.warning("%s", message)

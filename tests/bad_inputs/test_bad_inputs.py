@@ -170,6 +170,17 @@ CASES = [
         "more than data.max_dropped_share=0.5",
     ),
     case(
+        "sft-examples-all-too-long",
+        ("train", "--config", str(REPO / "examples/configs/sft-arith-cpu.yaml"), "policy.model_name=$M",
+         "policy.max_total_sequence_length=8", "logger.log_dir=$C/out/sft"),
+        "150 of 150 examples exceed policy.max_total_sequence_length=8 and were dropped (training set)",
+    ),
+    case(
+        "dpo-pairs-all-too-long",
+        ("train", "--config", DPO_RECIPE, "policy.model_name=$M", "policy.max_total_sequence_length=8", "logger.log_dir=$C/out/dpo"),
+        "120 of 120 examples exceed policy.max_total_sequence_length=8 and were dropped (training set)",
+    ),
+    case(
         "sft-file-without-columns",
         ("train", "--config", str(REPO / "examples/configs/sft-arith-cpu.yaml"), "policy.model_name=$M", "data.dataset=sft_jsonl",
          "data.dataset_cfg={path: $C/sft-nocols.jsonl}", "data.val_dataset=null", "data.val_dataset_cfg=null", "logger.log_dir=$C/out/sft"),
