@@ -144,6 +144,8 @@ def _read_config_text(path: Path, where: str) -> str:
         raise ConfigError([f"config path {path} is a directory, not a YAML file{where}"], source=str(path))
     if not path.exists():
         raise ConfigError([f"config file {path} does not exist{where}"], source=str(path))
+    if not path.is_file():  # a device or a pipe: /dev/zero would be read forever
+        raise ConfigError([f"config path {path} is not a regular file{where}"], source=str(path))
     try:
         raw = path.read_bytes()
     except OSError as exc:

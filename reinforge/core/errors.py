@@ -36,6 +36,8 @@ def read_user_text(path: str | os.PathLike[str], what: str) -> str:
     path = Path(path).expanduser()
     if path.is_dir():
         raise ReinforgeError(f"{what} '{path}' is a directory; name a text file")
+    if path.exists() and not path.is_file():  # a device or a pipe: /dev/zero would be read forever
+        raise ReinforgeError(f"{what} '{path}' is not a regular file; name a text file")
     try:
         raw = path.read_bytes()
     except OSError as exc:

@@ -142,7 +142,7 @@ def open_dataset(
                 f"dataset path {str(local)!r} is a directory, but its name ends in {local.suffix}; name the "
                 "data file itself, or rename the folder if it is a saved dataset folder."
             )
-        if not local.is_file():
+        if not local.exists():
             raise ReinforgeError(
                 f"dataset file {str(local)!r} does not exist (resolved to {local.resolve()}); check the "
                 "dataset `path`, which is relative to the directory you run from."

@@ -24,6 +24,8 @@ def check_dataset_file(path: Path, *, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES
     suffix = path.suffix.lower()
     if suffix not in (".json", ".jsonl"):
         return
+    if not path.is_file():  # a device or a pipe: /dev/zero would be read forever
+        raise ReinforgeError(f"dataset path {str(path)!r} is not a regular file; name a .json or .jsonl file")
     try:
         handle = path.open("rb")
     except OSError as exc:

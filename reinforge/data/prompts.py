@@ -59,7 +59,7 @@ def load_prompt_template(prompt_file: str | None) -> str | None:
         text = resources.files("reinforge.data").joinpath("prompts", f"{prompt_file}.txt").read_text(encoding="utf-8")
     else:
         path = Path(prompt_file).expanduser()
-        if not path.is_file():
+        if not path.exists():
             raise ReinforgeError(
                 f"prompt file {prompt_file!r} does not exist (resolved to {path.resolve()}); use one of the "
                 f"built-in templates {', '.join(BUILTIN_PROMPTS)}, a path to a text file holding one {{}} where "

@@ -96,6 +96,7 @@ def _data(root: Path) -> None:
         f.write("\n".join(lines[:3]) + "\n")
         f.write(json.dumps({"problem": "What is " + "1 + " * 7_500_000 + "1?", "answer": "1"}) + "\n")
         f.write("\n".join(lines[3:]) + "\n")
+    (root / "zero.jsonl").symlink_to("/dev/zero")  # endless, and no newline: must not be read whole
     (root / "fake.parquet").write_text("a text file with a parquet name\n")
     (root / "sft-nocols.jsonl").write_text('{"question": "1 + 1", "reply": "2"}\n')
     (root / "prefs-latin1.jsonl").write_bytes(b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n')

@@ -43,6 +43,7 @@ CASES = [
     case("config-missing", "train --config $C/nope.yaml", "config file", "nope.yaml does not exist"),
     case("config-is-a-directory", "train --config $C/folder.yaml", "folder.yaml is a directory, not a YAML file"),
     case("config-not-utf8", "config show $C/nonutf8.yaml", "nonutf8.yaml is not UTF-8 text", "byte 0xe9 on line 2", "save it as UTF-8"),
+    case("config-is-a-device", "config show /dev/zero", "config path /dev/zero is not a regular file"),
     case("config-empty", "config show $C/empty.yaml", "cannot tell which algorithm", "algorithm: NAME"),
     case("config-top-level-list", "config show $C/list.yaml", "top level must be a mapping, got list"),
     case("config-tab-indent", "config show $C/tab.yaml", "invalid YAML", "found character '\\t'", "line 3, column 1"),
@@ -162,6 +163,9 @@ CASES = [
         (*TRAIN, "policy.max_total_sequence_length=10"),
         "more than policy.max_total_sequence_length=10",
     ),
+    case("data-file-is-a-device", (*TRAIN, DS, "data.dataset_cfg={path: $C/zero.jsonl}"), "zero.jsonl' is not a regular file"),
+    case("prompt-file-is-a-device", (*TRAIN, "data.prompt_file=/dev/zero"), "prompt file '/dev/zero' is not a regular file"),
+    case("prompt-file-is-a-directory", (*TRAIN, "data.prompt_file=$C/models"), "prompt file", "is a directory"),
     case("data-file-missing", (*TRAIN, DS, "data.dataset_cfg={path: $C/missing.jsonl}"), "missing.jsonl' does not exist"),
     case(
         "prompts-dropped-for-length",
