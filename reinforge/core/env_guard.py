@@ -114,7 +114,10 @@ class GuardedEnvironment:
         return self._one_by_one(conversations, metadata)
 
     def shutdown(self) -> None:
-        self.environment.shutdown()
+        """Shut the environment down, under the per-conversation deadline: a hung environment must not hang the exit."""
+        outcome = call_with_deadline(self.environment.shutdown, self.config.sample_timeout_s, name=self.name)
+        if outcome.timed_out or outcome.error is not None:
+            log.warning("environment '%s': shutdown %s", self.name, _describe(outcome, self.config.sample_timeout_s))
 
     # ----------------------------------------------------------------- internals
     def _one_by_one(self, conversations: list[list[dict[str, str]]], metadata: list[dict[str, Any]]) -> EnvironmentStep:

@@ -9,7 +9,10 @@ The first half drives `GuardedEnvironment` directly with fakes; the second runs 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from reinforge.cli.main import main
 from reinforge.core.env_guard import FAILURES, GUARD_ERROR, TIMEOUTS, EnvGuardConfig, GuardedEnvironment, guard_environment
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.interfaces import EnvironmentStep
-from tests.integration.grpo_helpers import CPU_RECIPE, read_metrics, tiny_overrides
+from tests.integration.grpo_helpers import CPU_RECIPE, OFFLINE_ENV, read_metrics, tiny_overrides
 
 pytest_plugins = ["reinforge.testing.fixtures"]
 
@@ -173,6 +176,18 @@ def test_a_reinforge_error_from_the_environment_is_passed_on_unchanged():
     assert len(env.calls) == 1  # not retried row by row: it is not a flaky reward but a fixable setup
 
 
+def test_a_hanging_shutdown_is_abandoned_after_the_deadline(caplog):
+    class StuckOnExit(ScriptedEnvironment):
+        def shutdown(self) -> None:
+            self.release.wait(30)
+
+    env = StuckOnExit([1.0])
+    with caplog.at_level(logging.WARNING, logger="reinforge.core.env_guard"):
+        _guard(env, sample_timeout_s=0.2).shutdown()
+    env.release.set()
+    assert [r.getMessage() for r in caplog.records] == ["environment 'scripted': shutdown did not finish within 0.2 s"]
+
+
 def test_guarding_twice_wraps_once_and_summed_metrics_include_the_counters():
     env = ScriptedEnvironment([1.0])
     guarded = guard_environment(env, name="x")
@@ -238,3 +253,18 @@ def test_train_with_nan_or_wrong_length_rewards_stops_naming_the_environment(
     err = capsys.readouterr().err
     assert rc == 1 and "Traceback" not in err
     assert words in " ".join(err.split())
+
+
+def test_the_console_script_exits_while_a_reward_still_hangs(tiny_model_dir, tmp_path, fault_plugins):
+    """The hung call's thread is a daemon: the process reports the error and exits instead of waiting for it."""
+    overrides = tiny_overrides(tiny_model_dir, tmp_path, steps=1, extra=(
+        "checkpointing.enabled=false", "env.name=hanging", "env.env_cfg={fail_every: 1, hang_s: 600}",
+        "env.guard.timeout_s=0.5", "env.guard.sample_timeout_s=0.2",
+    ))
+    reinforge = str(Path(sys.executable).with_name("reinforge"))
+    done = subprocess.run(
+        [reinforge, "--plugins", str(fault_plugins), "train", "--config", str(CPU_RECIPE), *overrides],
+        capture_output=True, text=True, env={**os.environ, **OFFLINE_ENV}, timeout=300,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "environment 'hanging' failed on more than 10%" in " ".join(done.stderr.split())
