@@ -92,6 +92,7 @@ def build_prompt_set(config: Any, tokenizer: Any, records: list[dict[str, Any]])
     prompt_config = PromptConfig(
         prompt_file=data.prompt_file,
         system_prompt=data.system_prompt,
+        example_turns=data.example_turns,
         max_prompt_length=data.max_input_seq_length,
         on_overlong=data.on_overlong_prompt,
     )
