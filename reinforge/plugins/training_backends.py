@@ -15,3 +15,12 @@ def reinforge_register_training_backends(register: Register) -> None:
         requires=("torch", "transformers"),
         description="Hugging Face causal LM on PyTorch FSDP2 + DTensor tensor parallel (CPU and GPU)",
     )
+    register(
+        "megatron",
+        "reinforge.backends.training.megatron.backend:MegatronBackend",
+        config="reinforge.backends.training.megatron.config:MegatronConfig",
+        requires=("torch", "transformers", "megatron.core"),
+        extra="megatron",
+        description="Megatron-core GPTModel converted from Qwen2/Llama checkpoints: tensor parallel, distributed "
+        "optimizer, recomputation (NVIDIA GPUs; tested on CPU through a test-only shim)",
+    )
