@@ -210,7 +210,7 @@ CASES = [
         "generation.model_name", "is a reinforge training checkpoint", "reinforge convert",
     ),
     case("eval-missing-model", "eval generation.model_name=$C/models/nope", "does not exist", "generation.model_name"),
-    case("eval-k-above-n", "eval generation.model_name=$M eval.k_value=4", "k_value (4) cannot exceed num_tests_per_prompt (1)"),
+    case("eval-k-above-n", "eval generation.model_name=$M eval.num_tests_per_prompt=2 eval.k_value=4", "k_value (4) cannot exceed num_tests_per_prompt (2)"),
     case("eval-save-path-directory", "eval generation.model_name=$M eval.save_path=$C/models", "eval.save_path", "is a directory"),
     # ---------------------------------------------------------------- plot, model build
     case("plot-missing-run", "plot $C/no-such-run", "run directory", "does not exist"),
