@@ -13,12 +13,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("convert", help="export a checkpoint's policy to a Hugging Face folder")
     parser.add_argument("--config", help="the checkpoint's config.yaml (default: <dcp-ckpt-path>/../config.yaml)")
     parser.add_argument("--dcp-ckpt-path", required=True, help="the checkpoint's policy folder, e.g. results/x/step_40/policy")
-    parser.add_argument("--hf-ckpt-path", required=True, help="output folder")
+    parser.add_argument("--hf-ckpt-path", required=True, help="output folder (new or empty, unless --force)")
+    parser.add_argument("--force", action="store_true", help="write into a non-empty output folder, replacing its files")
     parser.add_argument(
         "--allow-unverified",
         action="store_true",
-        help="convert a checkpoint that has no manifest.json (written before checkpoints had manifests); its files are still read "
-        "without running pickled code",
+        help="convert a checkpoint that has no manifest.json (written before checkpoints had manifests); its files are "
+        "still read without running pickled code",
     )
     parser.set_defaults(run=run)
 
@@ -27,10 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from reinforge.core.load import load_config
     from reinforge.core.registry import Registry
 
-    dcp = Path(args.dcp_ckpt_path)
-    if not dcp.is_dir():
-        raise ReinforgeError(f"checkpoint folder '{dcp}' does not exist; pass the policy/ folder inside a step_N/ checkpoint")
-    verify_before_reading(dcp, allow_unverified=args.allow_unverified)
+    dcp = checkpoint_input(Path(args.dcp_ckpt_path))
+    verify_before_reading(dcp, allow_unverified=args.allow_unverified)  # before anything in it is read
+    check_output(Path(args.hf_ckpt_path), force=args.force)
     config_path = Path(args.config) if args.config else dcp.parent / "config.yaml"
     registry = Registry.create(project_file=args.plugins)
     config = load_config(config_path, (), registry)
@@ -56,11 +56,6 @@ def verify_before_reading(dcp: Path, *, allow_unverified: bool) -> None:
     if root is None:
         if allow_unverified:
             return
-        if (dcp / "config.json").is_file() and any(dcp.glob("*.safetensors")):
-            raise ReinforgeError(
-                f"'{dcp}' is a Hugging Face model folder, not a training checkpoint; convert reads the policy/ folder "
-                "of a step_N checkpoint (e.g. results/run/checkpoints/step_40/policy). A Hugging Face folder needs no conversion"
-            )
         raise ReinforgeError(
             f"'{dcp}' is not inside a checkpoint with a manifest.json, so reinforge cannot check it before reading it "
             "(it was written before reinforge checkpoints had manifests, or not by reinforge). Nothing was read. If you trust it, pass "
@@ -71,4 +66,40 @@ def verify_before_reading(dcp: Path, *, allow_unverified: bool) -> None:
         raise ReinforgeError(
             f"checkpoint {root} is damaged or was altered: {'; '.join(problems[:5])}. Nothing was read; convert "
             "another step_N folder"
+        )
+
+
+def checkpoint_input(path: Path) -> Path:
+    """The policy/ folder of the checkpoint `path` names (a step_N/ folder is accepted for its policy/)."""
+    from reinforge.core.model_folder import looks_like_checkpoint, looks_like_hf_folder
+
+    if not path.exists():
+        raise ReinforgeError(f"checkpoint folder '{path}' does not exist; pass the policy/ folder inside a step_N/ checkpoint")
+    if not path.is_dir():
+        raise ReinforgeError(f"--dcp-ckpt-path '{path}' is a file; pass the policy/ folder inside a step_N/ checkpoint")
+    if (path / "policy").is_dir() and looks_like_checkpoint(path / "policy"):
+        return path / "policy"  # a step_N/ folder: its policy is what converts
+    if looks_like_hf_folder(path) and not looks_like_checkpoint(path):
+        raise ReinforgeError(
+            f"--dcp-ckpt-path '{path}' is a Hugging Face model folder already (config.json and weights), not a "
+            "training checkpoint; use it as it is (policy.model_name / generation.model_name), or pass a "
+            "step_N/policy folder of a reinforge run to convert"
+        )
+    if not looks_like_checkpoint(path):
+        raise ReinforgeError(
+            f"--dcp-ckpt-path '{path}' holds no training checkpoint (no dcp/.metadata); pass the policy/ folder "
+            "inside a step_N/ folder of checkpointing.checkpoint_dir"
+        )
+    return path
+
+
+def check_output(out: Path, *, force: bool) -> None:
+    """Refuse to write over a file, or (without --force) into a folder that already holds something."""
+    if out.exists() and not out.is_dir():
+        raise ReinforgeError(f"--hf-ckpt-path '{out}' is an existing file; name a new or empty folder for the Hugging Face export")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        what = "another model (config.json)" if (out / "config.json").exists() else "files"
+        raise ReinforgeError(
+            f"--hf-ckpt-path '{out}' is not empty: it holds {what}, which the export would overwrite; name a new "
+            "folder, empty this one, or pass --force to replace its files"
         )

@@ -7,12 +7,14 @@ from typing import Any
 
 import attrs
 
-from reinforge.core.errors import ReinforgeError
+from reinforge.core.env_guard import guard_environment
+from reinforge.core.errors import ReinforgeError, read_user_text
+from reinforge.core.model_folder import check_model_folder
 from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBackend
 from reinforge.core.registry import Registry
 from reinforge.core.timer import Timer
 from reinforge.data.loader import PromptLoader
-from reinforge.data.prompts import PromptConfig, build_prompts, ensure_chat_template
+from reinforge.data.prompts import PromptConfig, build_prompts, ensure_chat_template, report_overlong
 
 
 @attrs.define
@@ -40,13 +42,14 @@ class RunParts:
         self.logger.close()
 
 
-def load_tokenizer(policy: Any) -> Any:
+def load_tokenizer(policy: Any, *, setting: str = "policy.model_name") -> Any:
     from transformers import AutoTokenizer
 
+    check_model_folder(policy.model_name, setting=setting, tokenizer_folder=policy.tokenizer_name)
     name = policy.tokenizer_name or policy.model_name
     if name.startswith(("/", ".", "~")) and not Path(name).expanduser().exists():
         raise ReinforgeError(
-            f"model folder '{name}' does not exist; check policy.model_name (or policy.tokenizer_name), "
+            f"model folder '{name}' does not exist; check {setting} (or policy.tokenizer_name), "
             "e.g. the hf/ folder that `reinforge convert` wrote for the previous stage"
         )
     try:
@@ -54,7 +57,7 @@ def load_tokenizer(policy: Any) -> Any:
     except OSError as exc:
         raise ReinforgeError(
             f"cannot load the tokenizer from '{name}' ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
-            "point policy.model_name (or policy.tokenizer_name) at a Hugging Face model folder"
+            f"point {setting} (or policy.tokenizer_name) at a Hugging Face model folder"
         ) from None
     apply_chat_template_option(tokenizer, getattr(policy, "chat_template", None))
     if tokenizer.pad_token_id is None:
@@ -74,7 +77,7 @@ def apply_chat_template_option(tokenizer: Any, option: str | None) -> None:
             f"{path.resolve()}); give the path to a Jinja chat-template file, 'default' for ChatML, or null to keep "
             "the tokenizer's own template"
         )
-    tokenizer.chat_template = path.read_text(encoding="utf-8")
+    tokenizer.chat_template = read_user_text(path, "policy.chat_template file")
 
 
 def load_dataset_records(registry: Registry, name: str | None, options: Any) -> list[dict[str, Any]]:
@@ -122,6 +125,14 @@ def build_run_parts(
         val_records = load_dataset_records(registry, config.data.val_dataset, config.data.val_dataset_cfg)
         train_prompts, train_stats = build_prompt_set(config, tokenizer, train_records)
         val_prompts, val_stats = build_prompt_set(config, tokenizer, val_records) if val_records else ([], {})
+    limit = (
+        f"policy.max_total_sequence_length={config.policy.max_total_sequence_length}"
+        if prepare is not None
+        else f"data.max_input_seq_length={config.data.max_input_seq_length}"
+    )
+    for split, stats in (("training", train_stats), ("validation", val_stats)):
+        noun = "prompts" if prepare is None else "examples"
+        report_overlong(stats, split=split, limit=limit, max_dropped_share=config.data.max_dropped_share, noun=noun)
     if not train_prompts:
         raise ReinforgeError(
             f"no training data: the dataset '{config.data.dataset}' was empty or every example was dropped as too "
@@ -137,6 +148,7 @@ def build_run_parts(
     environment = None
     if getattr(algorithm, "needs_environment", False):
         environment = overrides.get("environment") or executor.environment(config.env)
+        environment = guard_environment(environment, name=config.env.name, config=config.env.guard)
     logger = MultiLogger.from_config(config.logger, registry, run_name=Path(config.logger.log_dir).name)
     return RunParts(
         config=config,
