@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from reinforge.core.registry import Registry
 
     dcp = checkpoint_input(Path(args.dcp_ckpt_path))
-    verify_before_reading(dcp, allow_unverified=args.allow_unverified)  # before anything in it is read
     check_output(Path(args.hf_ckpt_path), force=args.force)
+    verify_before_reading(dcp, allow_unverified=args.allow_unverified)  # before anything in it is read
     config_path = Path(args.config) if args.config else dcp.parent / "config.yaml"
     registry = Registry.create(project_file=args.plugins)
     config = load_config(config_path, (), registry)

@@ -444,7 +444,13 @@ def _check_kind(kind: str) -> None:
         raise PluginError(unknown_name_message("plugin kind", kind, list(KINDS)))
 
 
+# Folders this process appended to sys.path for local plugins (sys.path itself is process-wide):
+# a module found in one of them is another project's local plugin, not an installed module.
+_LOCAL_PLUGIN_FOLDERS: set[str] = set()
+
+
 def _append_sys_path(folder: str) -> None:
+    _LOCAL_PLUGIN_FOLDERS.add(str(Path(folder).resolve()))
     if folder not in sys.path:
         sys.path.append(folder)
 
@@ -461,7 +467,8 @@ def _import_file(file: Path) -> Any:
             f"{getattr(existing, '__file__', None) or 'a built-in'}; rename the file so it cannot shadow (or be shadowed by) it"
         )
     found = importlib.util.find_spec(name) if existing is None else None
-    if found is not None and (found.origin is None or Path(found.origin).resolve() != file):
+    installed = found is not None and (found.origin is None or str(Path(found.origin).resolve().parent) not in _LOCAL_PLUGIN_FOLDERS)
+    if installed and Path(found.origin or "").resolve() != file:
         raise PluginError(
             f"local plugin file {file} has the name of the installed module '{name}' ({found.origin}); rename the file "
             "so it cannot shadow (or be shadowed by) it"
