@@ -64,6 +64,12 @@ class GRPO:
     def val_at_end(self) -> bool:
         return self.config.grpo.val_at_end
 
+    @property
+    def validation_metrics(self) -> tuple[str, ...]:
+        """The keys `validate` returns (checkpointing.metric_name must be one of them)."""
+        k = self.config.grpo.val_num_generations_per_prompt
+        return ("val/accuracy", "val/reward_mean", f"val/pass@{k}", "val/response_length_mean", "val/truncation_rate")
+
     def setup(self, run: Any) -> None:
         self.run = run
 

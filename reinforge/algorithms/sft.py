@@ -61,6 +61,7 @@ class SFT:
     val_period = property(lambda self: self.config.sft.val_period)
     val_at_start = property(lambda self: self.config.sft.val_at_start)
     val_at_end = property(lambda self: self.config.sft.val_at_end)
+    validation_metrics = ("val/loss",)  # what `validate` returns (checkpointing.metric_name must be one of them)
 
     def prepare_data(self, config: SFTRunConfig, tokenizer: Any, registry: Any) -> tuple[list, list, dict]:
         limit = config.policy.max_total_sequence_length

@@ -20,6 +20,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    config = load_config(args.config, args.overrides, Registry.create(project_file=args.plugins))
+    config = load_config(args.config, args.overrides, Registry.create(project_file=args.plugins, config_file=args.config))
     console.print(dump_yaml(config), end="", markup=False, highlight=False)
     return 0

@@ -15,6 +15,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--dcp-ckpt-path", required=True, help="the checkpoint's policy folder, e.g. results/x/step_40/policy")
     parser.add_argument("--hf-ckpt-path", required=True, help="output folder (new or empty, unless --force)")
     parser.add_argument("--force", action="store_true", help="write into a non-empty output folder, replacing its files")
+    parser.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="convert a checkpoint that has no manifest.json (written before checkpoints had manifests); its files are "
+        "still read without running pickled code",
+    )
     parser.set_defaults(run=run)
 
 
@@ -24,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     dcp = checkpoint_input(Path(args.dcp_ckpt_path))
     check_output(Path(args.hf_ckpt_path), force=args.force)
+    verify_before_reading(dcp, allow_unverified=args.allow_unverified)  # before anything in it is read
     config_path = Path(args.config) if args.config else dcp.parent / "config.yaml"
     registry = Registry.create(project_file=args.plugins)
     config = load_config(config_path, (), registry)
@@ -39,6 +46,27 @@ def _converter(backend_cls: type):  # noqa: ANN202
     if convert is None:
         raise ReinforgeError(f"the training backend {backend_cls.__name__} cannot convert checkpoints (no checkpoint_to_hf)")
     return convert
+
+
+def verify_before_reading(dcp: Path, *, allow_unverified: bool) -> None:
+    """The checkpoint holding `dcp` must match its manifest before anything in it is deserialised."""
+    from reinforge.core.checkpoint_manifest import find_manifest_root, verify_checkpoint
+
+    root = find_manifest_root(dcp)
+    if root is None:
+        if allow_unverified:
+            return
+        raise ReinforgeError(
+            f"'{dcp}' is not inside a checkpoint with a manifest.json, so reinforge cannot check it before reading it "
+            "(it was written before reinforge checkpoints had manifests, or not by reinforge). Nothing was read. If you trust it, pass "
+            "--allow-unverified (files are still read without running pickled code)"
+        )
+    problems = verify_checkpoint(root)
+    if problems:
+        raise ReinforgeError(
+            f"checkpoint {root} is damaged or was altered: {'; '.join(problems[:5])}. Nothing was read; convert "
+            "another step_N folder"
+        )
 
 
 def checkpoint_input(path: Path) -> Path:

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from reinforge.eval.config import EvalConfig
     from reinforge.eval.runner import evaluate
 
-    registry = Registry.create(project_file=args.plugins)
+    registry = Registry.create(project_file=args.plugins, config_file=args.config)
     path = args.config or default_config()
     if args.config is None and path == CPU_DEFAULT_CONFIG:
         console.print(

@@ -49,9 +49,12 @@ def run_list(args: argparse.Namespace) -> int:
     registry = Registry.create(project_file=args.plugins)
     records = [spec_record(s) for s in registry.specs(args.kind)]
     failures = [{"module": f.source.module, "source": str(f.source), "error": f.error} for f in registry.load_failures]
+    project = registry.settings.project_file
     if args.json:
-        print_json({"plugins": records, "load_failures": failures})
+        print_json({"plugins": records, "load_failures": failures, "project_file": project})
         return 0
+    # Local plugins run code from that folder: always say which file (or that none) was loaded.
+    console.print(f"project plugins: {escape(project)}" if project else "project plugins: none (no plugins.toml here or named by --plugins)")
     table = Table(title="reinforge plugins", title_justify="left")
     for column in ("kind", "name", "source", "status"):
         table.add_column(column, no_wrap=True)

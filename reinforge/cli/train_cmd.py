@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from reinforge.cli.output import console
+from reinforge.cli.output import console, error_console
 from reinforge.core.load import load_config
 from reinforge.core.registry import Registry
 
@@ -19,7 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from reinforge.core.trainer import Trainer  # imports torch: only when training
 
-    registry = Registry.create(project_file=args.plugins)
+    registry = Registry.create(project_file=args.plugins, config_file=args.config)
+    if registry.settings.project_file:  # local code is about to run: say whose
+        error_console.print(f"project plugins from {registry.settings.project_file}", markup=False, style="dim")
     config = load_config(args.config, args.overrides, registry)
     trainer = Trainer.from_config(config, registry)
     metrics = trainer.fit()

@@ -6,11 +6,14 @@ A checkpoint is a folder `step_{N}/` under `checkpointing.checkpoint_dir`:
       ...                  what the trainer's `write` callable puts there (policy, optimizer, dataloader)
       training_info.json   {"step": N, "metrics": {...}, ...anything the trainer adds}
       config.yaml          the run's resolved config
+      manifest.json        every file above with its size and SHA-256 (`checkpoint_manifest`)
 
 It is written as `tmp_step_{N}/` and renamed to `step_{N}/` only when every part is on disk
 (fsynced), so a crash or an exception mid-save never leaves a `step_{N}/` that resume would
 pick up half-written. Leftover `tmp_step_*` folders from a crash are removed when the manager
-starts. Resume looks only at `step_{N}/` folders holding `training_info.json`.
+starts. Resume looks only at `step_{N}/` folders holding `training_info.json`, newest first, and
+takes the first one that matches its manifest (`find_resumable`); a damaged one is skipped with
+a warning naming it and what is wrong.
 
 Retention (`keep_top_k`): with a `metric_name` ("val:accuracy" means the metric key
 `val/accuracy`), the k best checkpoints by that metric are kept, plus always the latest one,
@@ -29,6 +32,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from reinforge.core.checkpoint_manifest import verify_checkpoint, write_manifest
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.run_config import CheckpointingConfig
 
@@ -68,6 +72,43 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist") and callable(value.tolist):
         return _jsonable(value.tolist())
     return value
+
+
+def check_writable(config: Any) -> None:
+    """Fail at start, not at the first save, when the checkpoint or log folder cannot be written."""
+    folders = [("logger.log_dir", getattr(getattr(config, "logger", None), "log_dir", None))]
+    ckpt = getattr(config, "checkpointing", None)
+    if ckpt is not None and ckpt.enabled:
+        folders.insert(0, ("checkpointing.checkpoint_dir", ckpt.checkpoint_dir))
+    for key, folder in folders:
+        if folder is None:
+            continue
+        path = Path(folder).expanduser()
+        probe = path / f".reinforge_write_test_{os.getpid()}"
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise ReinforgeError(
+                f"{key} '{folder}' is not writable: {exc.strerror or exc} ({exc.filename or path}); pick a folder you "
+                "can write to (or fix its permissions) before training starts"
+            ) from None
+
+
+def _probe_write(folder: Path, size: int = 1 << 20) -> OSError | None:
+    """The OS error writing (and syncing) `size` bytes into `folder` gives now, or None if it works."""
+    probe = folder / f".reinforge_probe_{os.getpid()}"
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(b"\0" * size)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        return exc
+    finally:
+        probe.unlink(missing_ok=True)
+    return None
 
 
 def _fsync_tree(root: Path) -> None:
@@ -130,6 +171,29 @@ class CheckpointManager:
         step = self.latest_step()
         return None if step is None else self.checkpoints()[step]
 
+    def find_resumable(self, warn: Callable[[str], None]) -> Path | None:
+        """The newest checkpoint that matches its manifest; each damaged newer one is skipped through `warn`.
+
+        Raises when checkpoints exist but none is intact: starting over silently would write new
+        step folders beside damaged ones and hide the problem.
+        """
+        checkpoints = self.checkpoints()
+        skipped = []
+        for step in sorted(checkpoints, reverse=True):
+            path = checkpoints[step]
+            problems = verify_checkpoint(path)
+            if not problems:
+                return path
+            skipped.append(f"{path.name}: {problems[0]}")
+            more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+            warn(f"skipping damaged checkpoint {path}: {'; '.join(problems[:3])}{more}")
+        if skipped:
+            raise ReinforgeError(
+                f"no intact checkpoint to resume from in {self.root}: {'; '.join(skipped)}. Nothing in them was loaded. "
+                "Pass checkpointing.resume=false to start over (or point checkpointing.checkpoint_dir at a new folder)"
+            )
+        return None
+
     @staticmethod
     def load_training_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         """The `training_info.json` of a checkpoint folder (see the module-level function)."""
@@ -162,23 +226,42 @@ class CheckpointManager:
         """
         if step < 0:
             raise ValueError(f"checkpoint step must be >= 0, got {step}")
-        self.root.mkdir(parents=True, exist_ok=True)
         final = self.root / f"step_{step}"
         tmp = self.root / f"tmp_step_{step}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
             write(tmp)
             info = {**_jsonable(dict(training_info)), "step": step, "metrics": _jsonable(dict(metrics))}
             (tmp / TRAINING_INFO).write_text(json.dumps(info, indent=2, allow_nan=False, default=str) + "\n", encoding="utf-8")
             (tmp / CONFIG_FILE).write_text(config_yaml, encoding="utf-8")
+            write_manifest(tmp)
             _fsync_tree(tmp)
             self._publish(tmp, final)
-        except BaseException:
+        except BaseException as exc:
+            # Libraries often hide the OS error (DCP turns ENOSPC into "unexpected pos" inside its own
+            # exception): while the partial save still fills the disk, a small probe write recovers it.
+            # (DCP's CheckpointException derives from BaseException, so only interrupts are left out.)
+            interrupted = isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit)
+            os_error = exc if isinstance(exc, OSError) else (None if interrupted else _probe_write(self.root))
             shutil.rmtree(tmp, ignore_errors=True)
+            if os_error is not None:
+                where = (os_error.filename if os_error is exc else None) or tmp
+                raise self._save_failed(step, Path(where), os_error) from exc
             raise
         self.apply_retention()
         return final
+
+    def _save_failed(self, step: int, where: Path, exc: OSError) -> ReinforgeError:
+        """A full disk, a quota, a permission change: name the path and the OS error, and what is still safe."""
+        latest = self.latest_path()
+        kept = f"the previous checkpoint {latest} is intact" if latest else "no earlier checkpoint exists"
+        return ReinforgeError(
+            f"saving checkpoint step {step} failed at {where}: {exc.strerror or exc} (errno {exc.errno}); the partial "
+            f"save was removed and {kept}. The run stopped; free space or fix the folder's permissions, then run the "
+            "same command again to resume"
+        )
 
     def _publish(self, tmp: Path, final: Path) -> None:
         """Rename `tmp` to `final`; an existing `final` (the step saved again) is moved aside first."""

@@ -24,6 +24,7 @@ from typing import Any
 from reinforge.core.colocation import Colocation
 from reinforge.core.environment_group import RayEnvironment
 from reinforge.core.errors import ReinforgeError
+from reinforge.core.listeners import prepare_local_ray
 from reinforge.core.generation_group import RayGenerationBackend
 from reinforge.core.ray_placement import Placement, Slot, plan_placement
 from reinforge.core.ray_workers import EnvironmentWorker, GenerationWorker, TrainingWorker
@@ -181,7 +182,6 @@ class RayExecutor:
 
 def _connect(cluster: ClusterConfig) -> bool:
     """Join `cluster.address` or start a local Ray; True if this call started it."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
     if ray.is_initialized():
@@ -189,8 +189,10 @@ def _connect(cluster: ClusterConfig) -> bool:
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
     if cluster.address:
         kwargs["address"] = cluster.address
-    elif cluster.local_num_cpus is not None:
-        kwargs["num_cpus"] = cluster.local_num_cpus
+    else:  # a Ray of our own: loopback only unless cluster.bind_address opts in (see core/listeners.py)
+        kwargs.update(prepare_local_ray(cluster.bind_address))
+        if cluster.local_num_cpus is not None:
+            kwargs["num_cpus"] = cluster.local_num_cpus
     try:
         ray.init(**kwargs)
     except ConnectionError as exc:

@@ -93,14 +93,10 @@ class TrainingWorker(_PluginWorker):
 
     def rendezvous_address(self) -> tuple[str, int]:
         """This node's address and a free port, for rank 0 to host the process-group store."""
-        import socket
+        from reinforge.core.listeners import free_port, worker_bind_host
 
-        import ray
-
-        with socket.socket() as sock:
-            sock.bind(("", 0))
-            port = sock.getsockname()[1]
-        return ray.util.get_node_ip_address(), port
+        host = worker_bind_host()  # loopback on a single-node run: the store binds there, not on every interface
+        return host, free_port(host)
 
     def setup(self, *, master_addr: str, master_port: int, world_size: int, local_rank: int, dist_backend: str, threads: int) -> None:
         """Join the process group (every rank at once), then build the backend by name."""
@@ -117,7 +113,14 @@ class TrainingWorker(_PluginWorker):
         torch.set_num_threads(threads)
         backend_name, policy, options, need_reference, seed = self._arguments()
         if world_size > 1 and not dist.is_initialized():
-            dist.init_process_group(dist_backend, init_method="env://", rank=self.index, world_size=world_size)
+            from reinforge.core.listeners import host_tcp_store, restrict_gloo
+
+            restrict_gloo(master_addr)
+            if self.index == 0:
+                store = host_tcp_store(master_addr, master_port, 600.0)
+            else:
+                store = dist.TCPStore(master_addr, master_port, is_master=False)
+            dist.init_process_group(dist_backend, store=store, rank=self.index, world_size=world_size)
         backend_cls = self.registry.resolve("training_backend", backend_name)
         self.plugin = backend_cls(policy, options, need_reference=need_reference, seed=seed)
 

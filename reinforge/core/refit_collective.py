@@ -122,13 +122,12 @@ class RefitEndpoint:
 
     def host_store(self, timeout_s: float) -> tuple[str, int]:
         """Trainer rank 0: start the group's TCPStore on a port the OS picks; returns (this node's address, port)."""
-        import ray
-        import torch.distributed as dist
+        from reinforge.core.listeners import host_tcp_store, restrict_gloo, worker_bind_host
 
-        self.store = dist.TCPStore(
-            "0.0.0.0", 0, is_master=True, wait_for_workers=False, timeout=datetime.timedelta(seconds=timeout_s)
-        )
-        return ray.util.get_node_ip_address(), int(self.store.port)
+        host = worker_bind_host()  # loopback on a single-node run (core/listeners.py), never every interface
+        restrict_gloo(host)
+        self.store = host_tcp_store(host, 0, timeout_s)
+        return host, int(self.store.port)
 
     def join(self, address: str, port: int, rank: int, size: int, device: str, timeout_s: float) -> None:
         """Build the broadcast group (rank 0 = trainer rank 0) beside, not inside, the default process group."""
@@ -139,6 +138,9 @@ class RefitEndpoint:
         backend = "nccl" if device == "cuda" else "gloo"
         try:
             if self.store is None:
+                from reinforge.core.listeners import restrict_gloo
+
+                restrict_gloo(address)
                 self.store = dist.TCPStore(address, port, is_master=False, timeout=timeout)
             store = dist.PrefixStore(STORE_PREFIX, self.store)
             if device == "cuda":

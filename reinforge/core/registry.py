@@ -4,8 +4,12 @@ Plugins come from three places and all go through the same path:
 
 1. built-in modules listed in `reinforge/plugins.toml` (shipped inside the wheel);
 2. installed packages exposing an entry point in the group `reinforge`;
-3. the user's project: a `plugins.toml` in the working directory (or the file named by
-   `REINFORGE_PLUGINS` / `--plugins`) with `local = [...]` modules or files and `block = [...]` names.
+3. the user's project: the `plugins.toml` named by `--plugins` / `REINFORGE_PLUGINS`, else the one
+   next to the `--config` file, else the one in the working directory (the project root), with
+   `local = [...]` modules or files and `block = [...]` names. Whichever is used is reported
+   (`reinforge plugins list` prints its path; `train` announces it). Its folder is appended to
+   `sys.path`, never put first, and a local `.py` file is imported from its own path: a local
+   file cannot shadow an installed package (`math_verify.py`, `json.py`, ...) or be shadowed by one.
 
 Registering never imports an implementation: a plugin hands over import paths, the packages
 they require and the pip extra that provides them. The registry imports an implementation
@@ -157,8 +161,13 @@ class RegistrySettings:
     sys_path: tuple[str, ...] = ()  # folders local plugin files live in, prepended to sys.path
 
 
-def find_project_file(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> Path | None:
-    """The user's plugins.toml: `explicit`, else $REINFORGE_PLUGINS, else ./plugins.toml when present."""
+def find_project_file(
+    explicit: str | os.PathLike[str] | None = None,
+    cwd: Path | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+) -> Path | None:
+    """The user's plugins.toml: `explicit`, else $REINFORGE_PLUGINS, else the one beside `config_file`,
+    else ./plugins.toml when present."""
     if explicit is not None or os.environ.get(PROJECT_FILE_ENV):
         path = Path(explicit if explicit is not None else os.environ[PROJECT_FILE_ENV]).expanduser()
         if not path.is_file():
@@ -167,8 +176,12 @@ def find_project_file(explicit: str | os.PathLike[str] | None = None, cwd: Path 
                 f"{'--plugins' if explicit is not None else PROJECT_FILE_ENV}); create it or point to an existing plugins.toml"
             )
         return path.resolve()
-    candidate = (cwd or Path.cwd()) / PROJECT_FILE_NAME
-    return candidate.resolve() if candidate.is_file() else None
+    folders = [Path(config_file).expanduser().resolve().parent] if config_file else []
+    for folder in [*folders, cwd or Path.cwd()]:
+        candidate = folder / PROJECT_FILE_NAME
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
 
 
 class Registry:
@@ -190,6 +203,7 @@ class Registry:
         settings: RegistrySettings | None = None,
         *,
         project_file: str | os.PathLike[str] | None = None,
+        config_file: str | os.PathLike[str] | None = None,
         plugins: Iterable[tuple[str, object]] = (),
     ) -> Registry:
         """Load built-ins, installed packages and the project's plugins; validate; return the registry.
@@ -198,7 +212,7 @@ class Registry:
         not part of `settings`, so a worker process does not see them.
         """
         if settings is None:
-            found = find_project_file(project_file)
+            found = find_project_file(project_file, config_file=config_file)
             settings = RegistrySettings(project_file=str(found) if found else None)
         registry = cls(settings)
         registry._load(list(plugins))
@@ -208,8 +222,7 @@ class Registry:
         local_modules, blocked = self._read_project_file()
         blocked += list(self.settings.blocked)
         for folder in self.settings.sys_path:
-            if folder not in sys.path:
-                sys.path.insert(0, folder)
+            _append_sys_path(folder)
         for name in blocked:
             # A blocked name is either a plugin module (never imported) or an implementation name (hidden).
             self.plugin_manager.set_blocked(name)
@@ -262,10 +275,8 @@ class Registry:
                 resolved.append(str(file))
             else:
                 resolved.append(entry)
-        if any(e.endswith(".py") for e in local) or local:
-            folder = str(path.parent)
-            if folder not in sys.path:
-                sys.path.insert(0, folder)
+        if local:
+            _append_sys_path(str(path.parent))  # last: installed packages keep precedence
         return resolved, list(block)
 
     def _register_module(self, module_name: str, source: PluginSource) -> None:
@@ -307,13 +318,22 @@ class Registry:
                 self._register_object(plugin, source)
 
     def _register_local(self, entry: str) -> None:
-        if entry.endswith(".py"):
-            file = Path(entry)
-            if str(file.parent) not in sys.path:
-                sys.path.insert(0, str(file.parent))
-            self._register_module(file.stem, PluginSource("local", file.stem, str(file)))
-        else:
+        if not entry.endswith(".py"):
             self._register_module(entry, PluginSource("local", entry, entry))
+            return
+        file = Path(entry).resolve()
+        source = PluginSource("local", file.stem, str(file))
+        if self.plugin_manager.is_blocked(source.module):
+            return
+        _append_sys_path(str(file.parent))  # so the file's own sibling imports resolve (after installed packages)
+        try:
+            module = _import_file(file)
+        except PluginError:
+            raise
+        except Exception as exc:  # a broken plugin must not take the others down
+            self.load_failures.append(LoadFailure(source, f"{type(exc).__name__}: {exc}"))
+            return
+        self._register_object(module, source)
 
     def _collect(self) -> None:
         for kind, (hook_name, _) in KINDS.items():
@@ -387,8 +407,17 @@ class Registry:
             if self.load_failures:  # the plugin meant to provide `name` may be one that failed to import
                 failed = "; ".join(f"{f.source}: {f.error}" for f in self.load_failures)
                 message += f". {len(self.load_failures)} plugin module(s) failed to load and may have provided it: {failed}"
-            raise PluginError(message)
+            raise PluginError(message + self._project_hint())
         return spec
+
+    def _project_hint(self) -> str:
+        """Where project plugins come from, for unknown-name errors (the plugin may live in a plugins.toml not loaded)."""
+        if self.settings.project_file:
+            return f" (project plugins loaded from {self.settings.project_file})"
+        return (
+            f". No project {PROJECT_FILE_NAME} was loaded: if the name comes from your own plugin, pass "
+            f"--plugins FILE, set {PROJECT_FILE_ENV}, or put {PROJECT_FILE_NAME} next to the --config file"
+        )
 
     def find(self, name: str) -> list[PluginSpec]:
         """Every spec called `name`, whatever its kind (for `plugins show NAME`)."""
@@ -413,6 +442,50 @@ def unknown_name_message(what: str, name: str, known: Sequence[str]) -> str:
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise PluginError(unknown_name_message("plugin kind", kind, list(KINDS)))
+
+
+# Folders this process appended to sys.path for local plugins (sys.path itself is process-wide):
+# a module found in one of them is another project's local plugin, not an installed module.
+_LOCAL_PLUGIN_FOLDERS: set[str] = set()
+
+
+def _append_sys_path(folder: str) -> None:
+    _LOCAL_PLUGIN_FOLDERS.add(str(Path(folder).resolve()))
+    if folder not in sys.path:
+        sys.path.append(folder)
+
+
+def _import_file(file: Path) -> Any:
+    """Import a local plugin file from its path, under its stem; a clash with another module is an error."""
+    name = file.stem
+    existing = sys.modules.get(name)
+    if existing is not None and not getattr(existing, "__reinforge_local_plugin__", False):
+        if getattr(existing, "__file__", None) and Path(existing.__file__).resolve() == file:
+            return existing
+        raise PluginError(
+            f"local plugin file {file} has the name of the module '{name}' already imported from "
+            f"{getattr(existing, '__file__', None) or 'a built-in'}; rename the file so it cannot shadow (or be shadowed by) it"
+        )
+    found = importlib.util.find_spec(name) if existing is None else None
+    installed = found is not None and (found.origin is None or str(Path(found.origin).resolve().parent) not in _LOCAL_PLUGIN_FOLDERS)
+    if installed and Path(found.origin or "").resolve() != file:
+        raise PluginError(
+            f"local plugin file {file} has the name of the installed module '{name}' ({found.origin}); rename the file "
+            "so it cannot shadow (or be shadowed by) it"
+        )
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"cannot import local plugin file {file}")
+    module = importlib.util.module_from_spec(spec)
+    # Marked, so a later registry in this process (another project, a test) may load its own file of this name.
+    module.__reinforge_local_plugin__ = True  # type: ignore[attr-defined]
+    sys.modules[name] = module  # by name, so pickled references (Ray workers) resolve to this module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
 
 
 def _builtin_modules() -> list[str]:

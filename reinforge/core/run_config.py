@@ -173,6 +173,12 @@ class ClusterConfig:
         "The local executor ignores it",
         default="object_store",
     )
+    bind_address: str | None = doc(
+        "address the run's listeners bind (Ray's head, the refit store, the training rendezvous). null = 127.0.0.1: "
+        "a locally started single-node run is reachable from this machine only. Multi-node runs must opt in with "
+        "this node's address (or 0.0.0.0) and keep Ray's token authentication on (RAY_AUTH_MODE=token)",
+        default=None,
+    )
     refit_timeout_s: float = doc(
         "seconds the collective refit group may take to form, and one broadcast to finish", default=300.0, validator=positive
     )
@@ -221,7 +227,18 @@ class CheckpointingConfig:
     keep_top_k: int | None = doc("keep the best k checkpoints by metric_name (null = all)", default=None, validator=_optional(positive))
     metric_name: str | None = doc("metric ranking checkpoints, e.g. val:accuracy (null = keep the latest)", default=None)
     higher_is_better: bool = doc("whether a larger metric is better", default=True)
-    resume: bool = doc("resume from the latest complete step in checkpoint_dir", default=True)
+    resume: Literal[True, False, "force"] = doc(
+        "true: resume from the newest intact step in checkpoint_dir (damaged ones are skipped with a warning); "
+        "false: start over; force: resume even from another run's checkpoint (other model, data or algorithm)",
+        default=True,
+    )
+    save_before_minutes: float | None = doc(
+        "wall-clock budget in minutes, counted from the start of training: when another step (at the slowest step's "
+        "pace) and its save would not fit, save a checkpoint and exit with status 0 (null = no budget); the first "
+        "SIGTERM does the same after the current step",
+        default=None,
+        validator=_optional(positive),
+    )
 
 
 @attrs.define(kw_only=True, frozen=True)

@@ -7,15 +7,18 @@ worker *processes* that this module owns: one answer in flight per worker, a wal
 deadline per answer, and a worker that misses its deadline is killed and replaced. A bad
 answer costs its own reward (0) and a counter in the metrics, never the run.
 
-Workers are started with `subprocess` running `python -c` on this module, not with
+Workers are started with `subprocess` running `python -I -c` on this module, not with
 `multiprocessing`: they never re-import the user's `__main__` (no `if __name__ == "__main__"`
 guard needed, no torch imported into each worker) and they behave the same under every
-start method. They talk to the parent over a private socket pair with
+start method. `-I` keeps the working directory (and PYTHON* variables) off the worker's
+`sys.path`: a `math_verify.py` in the folder a run starts from cannot stand in for the package.
+The worker gets the parent's import path explicitly instead, minus the working directory. They talk to the parent over a private socket pair with
 `multiprocessing.connection` framing. POSIX only (it passes a file descriptor).
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -42,7 +45,7 @@ _STARTUP_TIMEOUT_S = 120.0
 # library) to the worker's sys.path so that a checkout that is not installed works too.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _WORKER_CODE = (
-    "import sys; sys.path.append(sys.argv[3]); "
+    "import sys, json; sys.path[:] = json.loads(sys.argv[3]); "
     "from reinforge.environments.math import _worker_main; _worker_main(int(sys.argv[1]), int(sys.argv[2]))"
 )
 # Seconds a worker gets to exit after being asked to, before it is killed.
@@ -242,6 +245,13 @@ class _Worker:
     deadline: float = 0.0  # time.monotonic() by which the worker must answer (or become ready)
 
 
+def _worker_sys_path() -> str:
+    """The parent's import path without the working directory ('' or its absolute path), plus this package's root."""
+    cwd = Path.cwd().resolve()
+    paths = [p for p in sys.path if p and Path(p).resolve() != cwd]
+    return json.dumps([*paths, _PACKAGE_ROOT])
+
+
 class _VerifyPool:
     """`size` verifier processes, each answering one job at a time, each job under `timeout` seconds."""
 
@@ -325,7 +335,7 @@ class _VerifyPool:
         fd = child_sock.fileno()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-c", _WORKER_CODE, str(fd), str(self.inner_timeout), _PACKAGE_ROOT],
+                [sys.executable, "-I", "-c", _WORKER_CODE, str(fd), str(self.inner_timeout), _worker_sys_path()],
                 pass_fds=(fd,),
                 stdin=subprocess.DEVNULL,
             )

@@ -97,6 +97,13 @@ class MultiLogger:
             if method is not None:
                 method(config)
 
+    def resume_at(self, step: int, checkpoint_metrics: Mapping[str, Any]) -> None:
+        """A run resumed from checkpoint `step`: each logger that keeps files drops what it logged after it."""
+        for logger in self.loggers:
+            method = getattr(logger, "resume_at", None)
+            if method is not None:
+                method(step, checkpoint_metrics)
+
     def close(self) -> None:
         errors: list[BaseException] = []
         for logger in self.loggers:

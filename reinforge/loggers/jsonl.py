@@ -7,14 +7,17 @@ Layout under the run's log directory:
     params.json              the run's resolved config (`log_config`)
 
 Every line is flushed as it is written, so a crashed run keeps every step it finished. The
-files are opened for appending: a resumed run continues them, and a step that is logged
-again after a resume appears twice (readers such as `reinforge.plotting` keep the last one).
+files are opened for appending: a resumed run continues them. On resume from step N the trainer
+calls `resume_at(N, ...)`: rows and sample files of steps after N (logged after the last
+checkpoint, and about to be logged again) are removed, so no step appears twice.
 Values are strict JSON: NaN and infinities are written as null.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -60,6 +63,32 @@ class JsonlLogger:
         """Write the run's config to `params.json` (replaced, not appended: a resumed run's config wins)."""
         path = self.log_dir / PARAMS_FILE
         path.write_text(json.dumps(jsonable(config), indent=2, allow_nan=False, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    def resume_at(self, step: int, checkpoint_metrics: Mapping[str, Any]) -> None:
+        """Drop what was logged after `step`; restore step `step`'s row from the checkpoint if it never made it to disk."""
+        if self._metrics_file is not None:
+            self._metrics_file.close()
+        kept, have_step = [], False
+        if self.metrics_path.is_file():
+            for line in self.metrics_path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    row_step = json.loads(line)["step"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line torn by a kill mid-write
+                if isinstance(row_step, int) and row_step <= step:
+                    kept.append(line)
+                    have_step = have_step or row_step == step
+        if not have_step and checkpoint_metrics:
+            # A crash between the checkpoint's save and the log line: the checkpoint holds the step's metrics.
+            kept.append(_dumps({"step": step, **{k: v for k, v in checkpoint_metrics.items() if k != "step"}}))
+        tmp = self.metrics_path.with_name(self.metrics_path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        os.replace(tmp, self.metrics_path)
+        for sample_file in (self.log_dir / SAMPLES_DIR).glob("step_*.jsonl"):
+            match = re.fullmatch(r"step_(\d+)\.jsonl", sample_file.name)
+            if match and int(match.group(1)) > step:
+                sample_file.unlink()
+        self._metrics_file = self.metrics_path.open("a", encoding="utf-8")
 
     def close(self) -> None:
         if self._metrics_file is not None:

@@ -56,5 +56,12 @@ class TensorBoardLogger:
         self.writer.add_text("config", "\n".join("    " + line for line in text.splitlines()), global_step=0)
         self.writer.flush()
 
+    def resume_at(self, step: int, checkpoint_metrics: Mapping[str, Any]) -> None:
+        """Hide events after `step` (logged after the last checkpoint): TensorBoard purges them on read."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer.close()
+        self.writer = SummaryWriter(log_dir=str(self.directory), purge_step=step + 1)
+
     def close(self) -> None:
         self.writer.close()

@@ -50,8 +50,9 @@ def test_a_failing_write_leaves_no_checkpoint_and_no_temporary_folder(tmp_path):
         (folder / "policy" / "half.bin").write_bytes(b"\x01")
         raise OSError("disk full")
 
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ReinforgeError, match="saving checkpoint step 2 failed .*disk full") as failure:
         mgr.save(2, crash, training_info={}, config_yaml="", metrics={})
+    assert f"the previous checkpoint {mgr.root / 'step_1'} is intact" in str(failure.value)
 
     assert steps_on_disk(mgr) == ["step_1"]
     assert mgr.latest_step() == 1

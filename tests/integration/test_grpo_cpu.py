@@ -39,7 +39,7 @@ def test_grpo_steps_log_metrics_timings_and_checkpoint(tiny_model_dir, tmp_path)
     assert [r["step"] for r in rows] == [1, 2]
     steps = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     assert steps == ["step_1", "step_2"]
-    for name in ("config.yaml", "training_info.json", "dataloader.json", "trainer_state.pt"):
+    for name in ("config.yaml", "training_info.json", "dataloader.json", "trainer_state.json", "trainer_rng.safetensors", "manifest.json"):
         assert (tmp_path / "ckpt" / "step_2" / name).exists(), name
     samples = list((tmp_path / "logs" / "samples").glob("*.jsonl"))
     assert samples, "samples are written per step"

@@ -12,6 +12,10 @@ Layout of `save(directory)`:
 DCP writes every rank's shards in parallel and reshards on load, so a checkpoint saved with N
 ranks loads with M. In one process it runs with `no_dist=True`: no process group is needed.
 `dcp_to_hf` reads only the "model." keys, offline, in one process (`reinforge convert`).
+
+Loading never unpickles arbitrary objects: DCP's `.metadata` and non-tensor entries go through
+`safe_dcp` (an allow-list unpickler and `weights_only=True`), and the `.pt` files load with
+`weights_only=True`. The caller checks the checkpoint's manifest before any of this.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from reinforge.backends.training.dtensor.distributed import ParallelContext
+from reinforge.backends.training.safe_dcp import SafeFileSystemReader, SafeLoadPlanner
 from reinforge.core.errors import ReinforgeError
 
 DCP_DIR = "dcp"
@@ -89,10 +94,17 @@ def load_checkpoint(
             f"'{path}' is not a dtensor checkpoint (expected {DCP_DIR}/.metadata and {STATE_FILE}); "
             "pass the policy/ folder that DTensorBackend.save wrote"
         )
+    # Read (safely) before DCP does, so a refused .metadata is our clear error, not one wrapped in DCP's exception.
+    SafeFileSystemReader(path / DCP_DIR).read_metadata()
     # get_state_dict gives a fresh optimizer zero-filled state, which DCP then fills in place.
     model_sd, optim_sd = get_state_dict(causal_lm, optimizer)
     with _single_process_quiet(ctx):
-        dcp.load({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=path / DCP_DIR, no_dist=not ctx.distributed)
+        dcp.load(
+            {"model": model_sd, "optimizer": optim_sd},
+            storage_reader=SafeFileSystemReader(path / DCP_DIR),
+            planner=SafeLoadPlanner(),
+            no_dist=not ctx.distributed,
+        )
     set_state_dict(causal_lm, optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd)
     state = torch.load(path / STATE_FILE, weights_only=True)
     scheduler.load_state_dict(state["scheduler"])
@@ -171,7 +183,6 @@ def dcp_to_hf(
     architecture config and, unless `tokenizer_dir` is given, the tokenizer and generation config.
     """
     from transformers import AutoConfig, GenerationConfig
-    from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
     source = Path(dcp_dir)
@@ -187,7 +198,7 @@ def dcp_to_hf(
         raise ReinforgeError(
             f"cannot read the model config from '{base_model_dir}' ({exc}); pass the base model folder"
         ) from None
-    metadata = FileSystemReader(str(source)).read_metadata()
+    metadata = SafeFileSystemReader(str(source)).read_metadata()
     state_dict = {
         key.removeprefix("model."): torch.empty(tuple(entry.size), dtype=entry.properties.dtype)
         for key, entry in metadata.state_dict_metadata.items()
@@ -196,7 +207,7 @@ def dcp_to_hf(
     if not state_dict:
         raise ReinforgeError(f"the checkpoint in '{source}' holds no model weights (no 'model.' keys)")
     with _single_process_quiet(None):
-        dcp.load({"model": state_dict}, checkpoint_id=source, no_dist=True)
+        dcp.load({"model": state_dict}, storage_reader=SafeFileSystemReader(source), planner=SafeLoadPlanner(), no_dist=True)
     try:
         generation_config = GenerationConfig.from_pretrained(base_model_dir)
     except OSError:

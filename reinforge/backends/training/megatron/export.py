@@ -41,8 +41,9 @@ def checkpoint_to_hf(
     and (unless `tokenizer_dir` is given) the tokenizer and generation config.
     """
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    from reinforge.backends.training.safe_dcp import SafeFileSystemReader, SafeLoadPlanner
     from transformers import AutoConfig
 
     from reinforge.backends.training.megatron.checkpointing import MCORE_DIR
@@ -58,7 +59,7 @@ def checkpoint_to_hf(
     except (OSError, ValueError) as exc:
         raise ReinforgeError(f"cannot read the model config from '{base_model_dir}' ({exc}); pass the base model folder") from None
     spec = spec_from_hf_config(config)
-    metadata = FileSystemReader(str(source)).read_metadata()
+    metadata = SafeFileSystemReader(str(source)).read_metadata()  # no pickled code: see safe_dcp
     stored = {
         key: torch.empty(tuple(entry.size), dtype=entry.properties.dtype)
         for key, entry in metadata.state_dict_metadata.items()
@@ -68,7 +69,7 @@ def checkpoint_to_hf(
         raise ReinforgeError(f"the checkpoint in '{source}' holds no model weights")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*single process.*", category=UserWarning)
-        dcp.load(stored, checkpoint_id=source, no_dist=True)
+        dcp.load(stored, storage_reader=SafeFileSystemReader(source), planner=SafeLoadPlanner(), no_dist=True)
     state: dict[str, torch.Tensor] = {}
     for key, tensor in stored.items():
         if key.startswith("decoder.layers."):  # [L, ...]: one slice per layer
