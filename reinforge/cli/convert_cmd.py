@@ -87,7 +87,7 @@ def checkpoint_input(path: Path) -> Path:
         )
     if not looks_like_checkpoint(path):
         raise ReinforgeError(
-            f"--dcp-ckpt-path '{path}' holds no training checkpoint (no dcp/.metadata); pass the policy/ folder "
+            f"--dcp-ckpt-path '{path}' holds no training checkpoint (no dcp/.metadata or mcore/ metadata); pass the policy/ folder "
             "inside a step_N/ folder of checkpointing.checkpoint_dir"
         )
     return path

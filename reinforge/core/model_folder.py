@@ -25,7 +25,12 @@ def looks_like_checkpoint(folder: Path) -> bool:
     """A reinforge training checkpoint (a step_N/ folder or its policy/ folder), not a Hugging Face folder."""
     if (folder / "policy").is_dir() and (folder / "training_info.json").exists():
         return True
-    return (folder / "dcp" / ".metadata").exists() or (folder / ".metadata").exists() or any(folder.glob("*.distcp"))
+    if (folder / ".metadata").exists() or any(folder.glob("*.distcp")):
+        return True
+    # the backend's own subfolder: dtensor writes dcp/, megatron mcore/ (torch DCP or megatron's metadata.json)
+    return folder.is_dir() and any(
+        (sub / ".metadata").exists() or (sub / "metadata.json").exists() for sub in folder.iterdir() if sub.is_dir()
+    )
 
 
 def looks_like_hf_folder(folder: Path) -> bool:
