@@ -34,15 +34,15 @@ class LocalExecutor:
         self.registry = registry
 
     def training(self, policy: PolicyConfig, *, need_reference: bool, seed: int) -> TrainingBackend:
-        backend_cls = self.registry.resolve("training_backend", policy.backend)
+        backend_cls = self.registry.training_backend(policy.backend)
         return backend_cls(policy, policy.backend_cfg, need_reference=need_reference, seed=seed)
 
     def generation(self, policy: PolicyConfig, *, seed: int) -> GenerationBackend:
-        backend_cls = self.registry.resolve("generation_backend", policy.generation.backend)
+        backend_cls = self.registry.generation_backend(policy.generation.backend)
         return backend_cls(policy, policy.generation.backend_cfg, seed=seed)
 
     def environment(self, env: EnvConfig) -> Environment:
-        env_cls = self.registry.resolve("environment", env.name)
+        env_cls = self.registry.environment(env.name)
         return env_cls(env.env_cfg) if env.env_cfg is not None else env_cls()
 
     def shutdown(self) -> None:

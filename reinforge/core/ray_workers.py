@@ -118,7 +118,7 @@ class TrainingWorker(_PluginWorker):
         backend_name, policy, options, need_reference, seed = self._arguments()
         if world_size > 1 and not dist.is_initialized():
             dist.init_process_group(dist_backend, init_method="env://", rank=self.index, world_size=world_size)
-        backend_cls = self.registry.resolve("training_backend", backend_name)
+        backend_cls = self.registry.training_backend(backend_name)
         self.plugin = backend_cls(policy, options, need_reference=need_reference, seed=seed)
 
     def begin_weights(self, bucket_bytes: int) -> None:
@@ -170,7 +170,7 @@ class GenerationWorker(_PluginWorker):
 
         torch.set_num_threads(threads)
         backend_name, policy, options, seed = self._arguments()
-        backend_cls = self.registry.resolve("generation_backend", backend_name)
+        backend_cls = self.registry.generation_backend(backend_name)
         self.plugin = backend_cls(policy, options, seed=seed)
         pad = getattr(self.plugin, "pad_token_id", None)
         return int(pad) if isinstance(pad, int) else None
@@ -207,7 +207,7 @@ class EnvironmentWorker(_PluginWorker):
     def _environment(self) -> Any:
         if self.plugin is None:
             name, env_cfg = self._arguments()
-            env_cls = self.registry.resolve("environment", name)
+            env_cls = self.registry.environment(name)
             self.plugin = env_cls(env_cfg) if env_cfg is not None else env_cls()
         return self.plugin
 

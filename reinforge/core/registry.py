@@ -34,6 +34,14 @@ import attrs
 import pluggy
 
 from reinforge.core import hookspecs
+from reinforge.core.constructors import (
+    AlgorithmClass,
+    DatasetReader,
+    EnvironmentClass,
+    GenerationBackendClass,
+    LoggerClass,
+    TrainingBackendClass,
+)
 from reinforge.core.errors import PluginError
 
 ENTRY_POINT_GROUP = "reinforge"
@@ -390,6 +398,31 @@ class Registry:
     def resolve(self, kind: str, name: str) -> Any:
         """Import and return the implementation registered under `name`."""
         return self.get(kind, name).load()
+
+    # One typed accessor per kind (what `resolve(kind, name)` returns, with its constructor protocol).
+    def training_backend(self, name: str) -> TrainingBackendClass:
+        """The training backend class registered as `name`."""
+        return self.resolve("training_backend", name)
+
+    def generation_backend(self, name: str) -> GenerationBackendClass:
+        """The generation backend class registered as `name`."""
+        return self.resolve("generation_backend", name)
+
+    def algorithm(self, name: str) -> AlgorithmClass:
+        """The algorithm constructor registered as `name` (called with a whole run config)."""
+        return self.resolve("algorithm", name)
+
+    def environment(self, name: str) -> EnvironmentClass:
+        """The environment class registered as `name`."""
+        return self.resolve("environment", name)
+
+    def dataset(self, name: str) -> DatasetReader:
+        """The dataset reader registered as `name`."""
+        return self.resolve("dataset", name)
+
+    def logger(self, name: str) -> LoggerClass:
+        """The logger class registered as `name`."""
+        return self.resolve("logger", name)
 
     def config_class(self, kind: str, name: str) -> type | None:
         """The options class the plugin registered for `name` (None if it takes no options)."""

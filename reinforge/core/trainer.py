@@ -1,10 +1,11 @@
-"""`Trainer`: owns the loop's bookkeeping — steps, validation schedule, checkpoints, resume,
+"""`TrainingLoop`: owns the loop's bookkeeping — steps, validation schedule, checkpoints, resume,
 logging, timing — and leaves the step itself to the algorithm plugin.
 
-    trainer = Trainer.from_config(load_config("recipe.yaml", ["policy.model_name=/ckpt/hf"]))
-    trainer.fit()
+It receives parts that are already built (`RunParts`); `reinforge.Trainer` is the composition
+root that builds them, from Python objects or from a YAML config, and runs this loop:
 
-`reinforge train` runs exactly this.
+    trainer = reinforge.Trainer.from_config(reinforge.load_config("recipe.yaml"))
+    trainer.fit()
 """
 
 from __future__ import annotations
@@ -18,59 +19,33 @@ import torch
 
 from reinforge.core.checkpoint import CheckpointManager
 from reinforge.core.config import dump_yaml
-from reinforge.core.interfaces import Algorithm, Environment, GenerationBackend, TrainingBackend
-from reinforge.core.registry import Registry
-from reinforge.core.run_parts import RunParts, build_run_parts
+from reinforge.core.interfaces import Algorithm
+from reinforge.core.run import RunParts
 
 
-class Trainer:
-    def __init__(self, algorithm: Algorithm, run: RunParts, config: Any) -> None:
+class TrainingLoop:
+    def __init__(self, algorithm: Algorithm, run: RunParts) -> None:
         self.algorithm = algorithm
         self.run = run
-        self.config = config
-        self.checkpoints = CheckpointManager(config.checkpointing)
+        self.loop = run.loop
+        self.config = run.config  # the YAML run config, if any (written into every checkpoint)
+        self.checkpoints = CheckpointManager(run.loop.checkpointing())
         self.step = 0
         self.last_metrics: dict[str, float] = {}
         self._last_val: dict[str, float] = {}
         algorithm.setup(run)
-
-    @classmethod
-    def from_config(
-        cls,
-        config: Any,
-        registry: Registry | None = None,
-        *,
-        algorithm: Algorithm | None = None,
-        policy: TrainingBackend | None = None,
-        generation: GenerationBackend | None = None,
-        environment: Environment | None = None,
-    ) -> Trainer:
-        """Resolve every part by name through the registry, unless an object is passed for it."""
-        registry = registry or Registry.create()
-        if algorithm is None:
-            algorithm = registry.resolve("algorithm", config.algorithm)(config)
-        _seed_everything(algorithm.seed)
-        run = build_run_parts(
-            config,
-            registry,
-            algorithm=algorithm,
-            seed=algorithm.seed,
-            prompts_per_step=algorithm.prompts_per_step,
-            overrides={"policy": policy, "generation": generation, "environment": environment},
-        )
-        return cls(algorithm, run, config)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, float]:
         """Train to `max_steps` (resuming from the latest checkpoint when configured); return the last metrics."""
         algorithm, run = self.algorithm, self.run
         try:
-            if self.config.checkpointing.enabled and self.config.checkpointing.resume:
+            if self.checkpoints.config.enabled and self.loop.resume:
                 self.resume()
-            run.logger.log_config(_plain(self.config))
-            if self.step == 0 and algorithm.val_at_start:
+            run.logger.log_config(self._plain_config())
+            if self.step == 0 and self.loop.val_at_start:
                 self._log(algorithm.validate(0), 0)
-            while self.step < algorithm.max_steps:
+            while self.step < self.loop.max_steps:
                 self.step += 1
                 metrics = self._one_step(self.step)
                 self._log(metrics, self.step)
@@ -83,17 +58,23 @@ class Trainer:
         with run.timer.phase("total"):
             prompts = next(run.loader)
             metrics = dict(algorithm.train_step(step, prompts))
-            last = step == algorithm.max_steps
-            period = algorithm.val_period
-            if (period and step % period == 0) or (last and algorithm.val_at_end and run.val_prompts):
+            last = step == self.loop.max_steps
+            period = self.loop.val_period
+            if (period and step % period == 0) or (last and self.loop.val_at_end and run.val_prompts):
                 self._last_val = algorithm.validate(step)
                 metrics.update(self._last_val)
-            ckpt = self.config.checkpointing
+            ckpt = self.checkpoints.config
             if ckpt.enabled and (step % ckpt.save_period == 0 or last):
                 with run.timer.phase("checkpoint"):
                     self.save(step, {**self._last_val, **metrics})
         metrics.update(run.timer.pop())
         return metrics
+
+    def _plain_config(self) -> dict[str, Any]:
+        """The run's settings as plain data: the YAML run config, else the loop and the policy."""
+        if self.config is not None:
+            return _plain(self.config)
+        return {"loop": _plain(self.loop), "policy": _plain(self.run.policy_config)}
 
     def _log(self, metrics: dict[str, float], step: int) -> None:
         self.last_metrics = metrics
@@ -114,8 +95,8 @@ class Trainer:
         return self.checkpoints.save(
             step,
             write,
-            training_info={"step": step, "consumed_prompts": step * self.algorithm.prompts_per_step},
-            config_yaml=dump_yaml(self.config),
+            training_info={"step": step, "consumed_prompts": step * self.run.loader.batch_size},
+            config_yaml=dump_yaml(self.config) if self.config is not None else dump_yaml(self._plain_config()),
             metrics=metrics,
         )
 
@@ -134,7 +115,7 @@ class Trainer:
         return True
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
 

@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reinforge.algorithms.rollout import run_rollouts
+from reinforge.rollouts.turns import run_rollouts
 from reinforge.core.cluster import make_executor
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.registry import Registry
-from reinforge.core.run_parts import build_prompt_set, load_dataset_records, load_tokenizer
+from reinforge.compose import load_dataset_records, load_tokenizer
 from reinforge.core.sampling import SamplingParams
+from reinforge.data.prompts import build_prompt_set
 from reinforge.eval.config import EvalConfig
 from reinforge.eval.metrics import batch_avg_at_k, batch_cons_at_k, batch_pass_at_k
 
@@ -22,7 +23,7 @@ def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, 
     policy = gen.as_policy()
     tokenizer = load_tokenizer(policy)
     records = load_dataset_records(registry, config.data.dataset, config.data.dataset_cfg)
-    prompts, _ = build_prompt_set(config, tokenizer, records)
+    prompts, _ = build_prompt_set(config.data, tokenizer, records)
     if not prompts:
         raise ReinforgeError(f"the evaluation set '{config.data.dataset}' is empty (or every prompt was too long)")
     executor = make_executor(config.cluster, registry)

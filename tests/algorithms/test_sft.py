@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 from reinforge.algorithms.sft import encode_conversation, to_messages
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.load import load_config
-from reinforge.core.trainer import Trainer
+from reinforge.trainer import Trainer
 from tests.integration.grpo_helpers import REPO
 
 CONVERSATION = [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reinforge.core.load import load_config
-from reinforge.core.trainer import Trainer
+from reinforge.trainer import Trainer
 from tests.integration.grpo_helpers import CPU_RECIPE, REPO, tiny_overrides
 
 pytestmark = pytest.mark.integration

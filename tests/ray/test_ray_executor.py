@@ -31,7 +31,7 @@ from reinforge.core.load import load_config
 from reinforge.core.registry import Registry, RegistrySettings
 from reinforge.core.run_config import ClusterConfig, EnvConfig, OptimizerConfig, PolicyConfig, WorkerRuntimeConfig
 from reinforge.core.sampling import SamplingParams
-from reinforge.core.trainer import Trainer
+from reinforge.trainer import Trainer
 from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch, weights
 from reinforge.testing.tiny_model import build_model
 from tests.integration.grpo_helpers import CPU_RECIPE, tiny_overrides
