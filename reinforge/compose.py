@@ -103,7 +103,7 @@ def build_run_parts(
 ) -> RunParts:
     """Build every part a run needs, in a fixed order (so a seeded run is reproducible): executor,
     tokenizer, data, loader, training backend, generator, environment, loggers."""
-    from reinforge.core.cluster import make_executor
+    from reinforge.executors.local import make_executor
     from reinforge.loggers import MultiLogger
 
     policy_config = policy.policy

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from reinforge.rollouts.turns import run_rollouts
-from reinforge.core.cluster import make_executor
+from reinforge.executors.local import make_executor
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.registry import Registry
 from reinforge.compose import load_dataset_records, load_tokenizer

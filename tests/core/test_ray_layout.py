@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from reinforge.core.batch import Batch
-from reinforge.core.colocation import Colocation
-from reinforge.core.environment_group import merge_steps
+from reinforge.executors.ray.colocation import Colocation
+from reinforge.executors.ray.environment_group import merge_steps
 from reinforge.core.errors import ReinforgeError
-from reinforge.core.generation_group import SEED_STRIDE, replica_sampling
+from reinforge.executors.ray.generation_group import SEED_STRIDE, replica_sampling
 from reinforge.core.interfaces import EnvironmentStep
-from reinforge.core.ray_placement import Slot, plan_placement
+from reinforge.executors.ray.placement import Slot, plan_placement
 from reinforge.core.run_config import ClusterConfig, WorkerRuntimeConfig
 from reinforge.core.sampling import SamplingParams
-from reinforge.core.weight_sync import pack_bucket, unpack_bucket
-from reinforge.core.worker_group import WorkerInfo, replica_leaders, shard_for_ranks, split_bounds
+from reinforge.executors.ray.weight_sync import pack_bucket, unpack_bucket
+from reinforge.executors.ray.worker_group import WorkerInfo, replica_leaders, shard_for_ranks, split_bounds
 
 
 def ray_cluster(**fields) -> ClusterConfig:

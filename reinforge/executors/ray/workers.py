@@ -6,7 +6,7 @@ never needs the driver's objects, and core never imports a backend. The construc
 travel as cloudpickled bytes and are unpickled only after the registry has loaded, because an
 options class may live in a local plugin module that the worker can import only then.
 
-These classes are plain; `reinforge.core.ray_executor` turns them into actors with `ray.remote`.
+These classes are plain; `reinforge.executors.ray.executor` turns them into actors with `ray.remote`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import os
 import sys
 from typing import Any
 
-from reinforge.core.refit_collective import BucketLayout, RefitEndpoint, bucket_views, cuda_device_uuid, open_ipc_buffer
+from reinforge.executors.ray.refit_collective import BucketLayout, RefitEndpoint, bucket_views, cuda_device_uuid, open_ipc_buffer
 from reinforge.core.registry import Registry, RegistrySettings
-from reinforge.core.weight_sync import PackedBucket, pack_bucket, unpack_bucket
-from reinforge.core.worker_group import WorkerInfo
+from reinforge.executors.ray.weight_sync import PackedBucket, pack_bucket, unpack_bucket
+from reinforge.executors.ray.worker_group import WorkerInfo
 
 
 class _PluginWorker:

@@ -53,5 +53,5 @@ def make_executor(cluster: ClusterConfig, registry: Registry) -> Any:
     """The executor `cluster.executor` names (the Ray one is imported only when asked for)."""
     if cluster.executor == "local":
         return LocalExecutor(cluster, registry)
-    ray_executor = importlib.import_module("reinforge.core.ray_executor")
+    ray_executor = importlib.import_module("reinforge.executors.ray.executor")
     return ray_executor.RayExecutor(cluster, registry)

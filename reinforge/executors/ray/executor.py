@@ -21,18 +21,18 @@ import shlex
 import shutil
 from typing import Any
 
-from reinforge.core.colocation import Colocation
-from reinforge.core.environment_group import RayEnvironment
+from reinforge.executors.ray.colocation import Colocation
+from reinforge.executors.ray.environment_group import RayEnvironment
 from reinforge.core.errors import ReinforgeError
-from reinforge.core.generation_group import RayGenerationBackend
-from reinforge.core.ray_placement import Placement, Slot, plan_placement
-from reinforge.core.ray_workers import EnvironmentWorker, GenerationWorker, TrainingWorker
-from reinforge.core.refit_collective import PeerRefit
+from reinforge.executors.ray.generation_group import RayGenerationBackend
+from reinforge.executors.ray.placement import Placement, Slot, plan_placement
+from reinforge.executors.ray.workers import EnvironmentWorker, GenerationWorker, TrainingWorker
+from reinforge.executors.ray.refit_collective import PeerRefit
 from reinforge.core.registry import Registry
 from reinforge.core.run_config import ClusterConfig, EnvConfig, PolicyConfig, WorkerRuntimeConfig
-from reinforge.core.training_group import RayTrainingBackend
-from reinforge.core.weight_sync import RefitStats
-from reinforge.core.worker_group import WorkerGroup, WorkerInfo
+from reinforge.executors.ray.training_group import RayTrainingBackend
+from reinforge.executors.ray.weight_sync import RefitStats
+from reinforge.executors.ray.worker_group import WorkerGroup, WorkerInfo
 
 log = logging.getLogger(__name__)
 
