@@ -93,14 +93,7 @@ class GRPO:
 
         batch = rollouts.batch
         group = cfg.num_generations_per_prompt
-        advantages = grpo_advantages(
-            rewards,
-            group,
-            leave_one_out=cfg.use_leave_one_out_baseline,
-            normalize=cfg.normalize_rewards,
-            clip_low=cfg.advantage_clip_low,
-            clip_high=cfg.advantage_clip_high,
-        ).to(torch.float32)  # [N]
+        advantages = self.advantages(rewards, group).to(torch.float32)  # [N]
         batch["advantages"] = advantages[:, None] * batch["token_mask"]  # [N, T]
         if cfg.overlong_filtering:
             batch["sample_mask"] = (~batch["truncated"]).to(torch.float32)
@@ -120,6 +113,22 @@ class GRPO:
         metrics.update(self._rollout_metrics(rollouts, rewards, batch, advantages, prefix="train/"))
         run.logger.log_samples(self._samples(rollouts, rewards, advantages), step)
         return metrics
+
+    def advantages(self, rewards: torch.Tensor, group: int) -> torch.Tensor:
+        """Per-rollout advantages `# [N]` from shaped rewards `# [N]` (groups of `group` adjacent samples).
+
+        The hook for variants (RLOO, REINFORCE++, ...): override it in a subclass; the loss
+        (`self.loss_fn`, any `LossFn`) is the other one.
+        """
+        cfg = self.config
+        return grpo_advantages(
+            rewards,
+            group,
+            leave_one_out=cfg.use_leave_one_out_baseline,
+            normalize=cfg.normalize_rewards,
+            clip_low=cfg.advantage_clip_low,
+            clip_high=cfg.advantage_clip_high,
+        )
 
     def _collect(self, step: int, prompts: list[dict[str, Any]]) -> tuple[RolloutResult, torch.Tensor, dict[str, float]]:
         """Rollouts for the step; with dynamic sampling, only groups whose rewards differ, topped up."""

@@ -69,3 +69,11 @@ def SGLangGeneration(**settings: Any) -> Any:  # noqa: N802
 def TRTLLMGeneration(**settings: Any) -> Any:  # noqa: N802
     """TensorRT-LLM's LLM API (NVIDIA GPU); options: `TrtllmConfig`."""
     return generation_spec("trtllm", **settings)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "kit":  # imports torch: only when a backend author asks for it
+        import importlib
+
+        return importlib.import_module("reinforge.backends.kit")
+    raise AttributeError(f"module 'reinforge.backends' has no attribute {name!r}")
