@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -34,7 +33,7 @@ from reinforge.core.sampling import SamplingParams
 from reinforge.trainer import Trainer
 from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch, weights
 from reinforge.testing.tiny_model import build_model
-from tests.integration.grpo_helpers import CPU_RECIPE, tiny_overrides
+from tests.integration.grpo_helpers import CPU_RECIPE, read_metrics, tiny_overrides
 
 pytestmark = pytest.mark.ray
 
@@ -116,8 +115,6 @@ def as_training_rows(out: Batch) -> Batch:
     return Batch(input_ids=out["output_ids"], input_lengths=out["sequence_lengths"])
 
 
-def read_metrics(log_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 # --------------------------------------------------------------------------- (1) and (3)

@@ -4,15 +4,14 @@ reproduces the same seeded run on the local executor."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 import reinforge as rf
+from tests.integration.grpo_helpers import read_metrics
 from tests.integration.third_party_helpers import third_party_trainer
 
 pytestmark = pytest.mark.ray
@@ -27,10 +26,6 @@ def ray_session() -> Iterator[None]:
     ray.shutdown()
 
 
-def metrics_rows(log_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-
-
 def test_third_party_parts_train_on_ray_as_on_the_local_executor(ray_session, tiny_model_dir, tmp_path):
     ray_trainer = third_party_trainer(
         tiny_model_dir, tmp_path / "ray", rf.ClusterConfig(executor="ray", cpus_per_worker=0.5)
@@ -39,7 +34,7 @@ def test_third_party_parts_train_on_ray_as_on_the_local_executor(ray_session, ti
     ray_metrics = ray_trainer.fit()
     third_party_trainer(tiny_model_dir, tmp_path / "local").fit()
 
-    ray_rows, local_rows = metrics_rows(tmp_path / "ray" / "logs"), metrics_rows(tmp_path / "local" / "logs")
+    ray_rows, local_rows = read_metrics(tmp_path / "ray" / "logs"), read_metrics(tmp_path / "local" / "logs")
     assert [r["step"] for r in ray_rows] == [1, 2]
     for ray_row, local_row in zip(ray_rows, local_rows):
         for key in ("train/reward_mean", "train/loss", "train/grad_norm", "train/advantages_std", "train/response_length_mean"):
