@@ -35,11 +35,11 @@ class LocalExecutor:
 
     def training(self, policy: PolicyConfig, *, need_reference: bool, seed: int) -> TrainingBackend:
         backend_cls = self.registry.training_backend(policy.backend)
-        return backend_cls(policy, policy.backend_cfg, need_reference=need_reference, seed=seed)
+        return backend_cls(policy.for_training(), policy.backend_cfg, need_reference=need_reference, seed=seed)
 
     def generation(self, policy: PolicyConfig, *, seed: int) -> GenerationBackend:
         backend_cls = self.registry.generation_backend(policy.generation.backend)
-        return backend_cls(policy, policy.generation.backend_cfg, seed=seed)
+        return backend_cls(policy.for_generation(), policy.generation.backend_cfg, seed=seed)
 
     def environment(self, env: EnvConfig) -> Environment:
         env_cls = self.registry.environment(env.name)

@@ -66,7 +66,7 @@ class RayExecutor:
                 f"cluster.training_workers ({n}) must be a multiple of the backend's tensor_parallel_size ({tp}): "
                 "each data-parallel replica needs that many ranks"
             )
-        payload = _pickle((policy.backend, policy, policy.backend_cfg, need_reference, seed))
+        payload = _pickle((policy.backend, policy.for_training(), policy.backend_cfg, need_reference, seed))  # only its own part's options
         group = self._start("training", TrainingWorker, self.plan.training, payload, self.cluster.training_runtime)
         group.ready()  # the rendezvous needs rank 0's address and every rank's node
         master_addr, master_port = group.gather([group.actors[0].rendezvous_address.remote()], [0], what="start")[0]
@@ -96,7 +96,7 @@ class RayExecutor:
         name = policy.generation.backend
         self._check_reproducible("generation_backend", name)
         slots = self.plan.generation
-        payloads = [_pickle((name, policy, policy.generation.backend_cfg, seed + r)) for r in range(len(slots))]
+        payloads = [_pickle((name, policy.for_generation(), policy.generation.backend_cfg, seed + r)) for r in range(len(slots))]
         group = self._start("generation", GenerationWorker, slots, payloads, self.cluster.generation_runtime)
         proxy = RayGenerationBackend(group, colocation=self.colocation, refit_stats=self.refit_stats)
         threads = _threads(self.cluster.generation_cpus)
