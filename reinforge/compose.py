@@ -71,6 +71,31 @@ def load_dataset_records(registry: Registry, name: str | None, options: Any) -> 
 __all__ = ["apply_chat_template_option", "build_prompt_set", "build_run_parts", "load_dataset_records", "load_tokenizer", "read_records"]
 
 
+def run_name(log_dir: str) -> str:
+    """The run's name for progress bars and trackers: the log folder's, or its parent's for the usual `<run>/logs`."""
+    path = Path(log_dir)
+    return path.parent.name if path.name == "logs" and path.parent.name else path.name
+
+
+def quiet_library_progress_bars() -> None:
+    """Turn off the loading/download bars of transformers, datasets and the hub, which would interleave with ours."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+
+
 def read_records(data: Any, registry: Registry) -> tuple[list[dict[str, Any]], str]:
     """Records from a list of dicts, a Hugging Face `datasets.Dataset` (any iterable of mappings) or a
     `DatasetSpec` naming a registered reader; returns them and a name for messages."""
@@ -109,6 +134,8 @@ def build_run_parts(
     policy_config = policy.policy
     if generation is not None:
         policy_config = attrs.evolve(policy_config, generation=generation.generation)
+    if "console" in loggers.loggers:
+        quiet_library_progress_bars()  # one progress bar: the run's, not each library's loading bars
     executor = make_executor(cluster, registry)
     tokenizer = load_tokenizer(policy_config)
     prepared = []
@@ -152,7 +179,7 @@ def build_run_parts(
         rollouts = RolloutService(
             built_generation, built_environment, tokenizer, max_total_length=policy_config.max_total_sequence_length, timer=timer
         )
-    logger = MultiLogger.from_config(loggers, registry, run_name=Path(loggers.log_dir).name, total_steps=loop.max_steps)
+    logger = MultiLogger.from_config(loggers, registry, run_name=run_name(loggers.log_dir), total_steps=loop.max_steps)
     logger.loggers.extend(extra_loggers)
     return RunParts(
         config=config,

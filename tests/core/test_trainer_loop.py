@@ -163,3 +163,18 @@ def make_with(model_dir: Path, **overrides: Any) -> rf.Trainer:
         "loggers": [],
     }
     return rf.Trainer(**{**parts, **overrides})
+
+
+def test_the_console_shows_step_of_total_with_an_eta(tiny_model_dir, tmp_path, capsys):
+    trainer = make_with(tiny_model_dir, loop=rf.LoopConfig(max_steps=3), loggers=["console"], log_dir=str(tmp_path / "my-run" / "logs"))
+    trainer.fit()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]  # not piped to a terminal: one line per step
+    assert "loss 1.000" in lines[0] and "eta " in lines[0] and lines[-1].endswith("eta 0.0s")
+
+
+def test_the_run_is_named_after_its_folder_not_logs():
+    from reinforge.compose import run_name
+
+    assert run_name("results/grpo-arith-cpu/logs") == "grpo-arith-cpu"  # the bar was titled "logs"
+    assert run_name("results/exp7") == "exp7" and run_name("logs") == "logs"
