@@ -14,7 +14,7 @@ import attrs
 from attrs import validators as v
 
 from reinforge.core.config import doc
-from reinforge.core.run_config import CheckpointingConfig
+from reinforge.core.run_config import CheckpointingConfig, PolicyConfig
 
 _optional_positive = v.optional(v.gt(0))
 
@@ -51,6 +51,15 @@ class LoopConfig:
             higher_is_better=self.higher_is_better,
             resume=self.resume,
         )
+
+
+@attrs.define(kw_only=True, frozen=True)
+class ComposedRunConfig:
+    """What a run composed in Python writes as its checkpoints' config.yaml (a YAML recipe writes itself):
+    enough for `reinforge convert` (the policy) and to see the schedule."""
+
+    policy: PolicyConfig = doc("the trained policy and its generator")
+    loop: LoopConfig = doc("the schedule", factory=LoopConfig)
 
 
 _SCHEDULE_KEYS = {

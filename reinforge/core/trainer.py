@@ -20,6 +20,7 @@ import torch
 from reinforge.core.checkpoint import CheckpointManager
 from reinforge.core.config import dump_yaml
 from reinforge.core.interfaces import Algorithm
+from reinforge.core.loop import ComposedRunConfig
 from reinforge.core.run import RunParts
 
 
@@ -74,7 +75,7 @@ class TrainingLoop:
         """The run's settings as plain data: the YAML run config, else the loop and the policy."""
         if self.config is not None:
             return _plain(self.config)
-        return {"loop": _plain(self.loop), "policy": _plain(self.run.policy_config)}
+        return _plain(ComposedRunConfig(policy=self.run.policy_config, loop=self.loop))
 
     def _log(self, metrics: dict[str, float], step: int) -> None:
         self.last_metrics = metrics

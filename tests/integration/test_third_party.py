@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.integration.third_party_helpers import ReinforcePlusPlus, third_party_trainer
+from tests.integration.grpo_helpers import run_reinforge
+from tests.integration.third_party_helpers import THIRD_PARTY, ReinforcePlusPlus, third_party_trainer
 
 
 def reference_advantages(rewards: np.ndarray, group: int, eps: float = 1e-6) -> np.ndarray:
@@ -47,3 +48,8 @@ def test_third_party_algorithm_and_generator_train_on_the_local_executor(tiny_mo
     # After the refit, the third-party generator's logprobs are the trainer's: its sampling and weight loading are right.
     assert metrics["train/token_mult_prob_error"] == pytest.approx(1.0, abs=1e-4)
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["step_2"]
+    # `reinforge convert` reads the checkpoint's config.yaml, which a run composed in Python writes too.
+    step = tmp_path / "ckpt" / "step_2"
+    plugins = f"--plugins={THIRD_PARTY / 'plugins.toml'}"  # the config names the third-party generator
+    run_reinforge(plugins, "convert", f"--dcp-ckpt-path={step / 'policy'}", f"--hf-ckpt-path={tmp_path / 'hf'}")
+    assert (tmp_path / "hf" / "config.json").is_file() and (tmp_path / "hf" / "tokenizer.json").is_file()
