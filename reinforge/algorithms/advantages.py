@@ -29,6 +29,32 @@ def _group_index(groups: Groups, num_samples: int, device: torch.device) -> torc
     return torch.unique(ids, return_inverse=True)[1]
 
 
+def _others_matrix(
+    r: torch.Tensor,  # [N] float64
+    index: torch.Tensor,  # [N] dense group index
+    leave_one_out: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:  # values [N, M], mask [N, M] bool
+    """Row i holds the rewards each sample is compared with: its group, without itself under leave-one-out.
+
+    M is the largest group size; shorter rows are padded and masked out. Memory is N x M, which
+    stays small because groups are (G samples of one prompt).
+    """
+    n = r.numel()
+    order = torch.sort(index, stable=True).indices  # samples grouped, original order within a group
+    sizes = torch.bincount(index)  # [K]
+    starts = torch.cumsum(sizes, 0) - sizes  # [K] first position of each group in `order`
+    slot = torch.empty_like(index)
+    slot[order] = torch.arange(n, device=r.device) - starts[index[order]]  # [N] position within the group
+    width = int(sizes.max().item())
+    padded = torch.zeros(sizes.numel(), width, dtype=r.dtype, device=r.device)  # [K, M]
+    padded[index, slot] = r
+    present = torch.arange(width, device=r.device)[None, :] < sizes[:, None]  # [K, M]
+    values, mask = padded[index], present[index]  # [N, M]
+    if leave_one_out:
+        mask = mask & (torch.arange(width, device=r.device)[None, :] != slot[:, None])
+    return values, mask
+
+
 def baseline_and_std_per_group(
     rewards: torch.Tensor | Sequence[float],  # [N]
     groups: Groups,
@@ -39,31 +65,33 @@ def baseline_and_std_per_group(
     leave_one_out: b_i = mean of the other rewards of the group, s_i = their Bessel-corrected
     std (0 when fewer than two others). Otherwise: the group mean and Bessel std (0 for one sample).
     A group of one sample gets b = r (advantage 0) and s = 0 either way.
-    Computed in float64 around the group mean, so that large rewards lose no precision.
+
+    Computed directly over each sample's comparison set, in float64, in two passes around one
+    member of that set: equal rewards then give a mean equal to them and deviations of exactly 0,
+    so s_i is exactly 0 and never a rounding residue that a later division would blow up
+    (the shortcut D - d_i^2 n/(n-1) left ~1e-16 there and turned advantages into ~1e6).
     """
     r = torch.as_tensor(rewards)
     out_dtype = r.dtype if r.is_floating_point() else torch.float32
     r = r.to(torch.float64)
     if r.dim() != 1:
         raise ValueError(f"rewards must be 1-D [N], got shape {tuple(r.shape)}")
+    if r.numel() == 0:
+        empty = torch.zeros(0, dtype=out_dtype, device=r.device)
+        return empty, empty.clone()
     index = _group_index(groups, r.numel(), r.device)  # [N]
-    num_groups = int(index.max().item()) + 1 if r.numel() else 0
-    zeros = torch.zeros(num_groups, dtype=torch.float64, device=r.device)
-    size = zeros.index_add(0, index, torch.ones_like(r))[index]  # [N] n of the sample's group
-    group_mean = (zeros.index_add(0, index, r) / zeros.index_add(0, index, torch.ones_like(r)))[index]  # [N]
-    centred = r - group_mean  # d_i
-    sum_sq = zeros.index_add(0, index, centred.square())[index]  # [N] D = sum_j d_j^2
-
-    if leave_one_out:
-        others = size - 1
-        # mean of the others: group_mean - d_i / (n - 1)
-        baseline = torch.where(others > 0, group_mean - centred / others.clamp_min(1), r)
-        # sum over others of (d_j - mean_others)^2 = D - d_i^2 n / (n - 1); Bessel divides by n - 2
-        spread = (sum_sq - centred.square() * size / others.clamp_min(1)).clamp_min(0)
-        std = torch.where(others > 1, (spread / (others - 1).clamp_min(1)).sqrt(), 0.0)
-    else:
-        baseline = torch.where(size > 1, group_mean, r)
-        std = torch.where(size > 1, (sum_sq / (size - 1).clamp_min(1)).sqrt(), 0.0)
+    values, mask = _others_matrix(r, index, leave_one_out)  # [N, M]
+    count = mask.sum(dim=1).to(torch.float64)  # [N] size of the comparison set
+    # shift by a member of the set (its first one): exact for equal values, and no cancellation for large rewards
+    first = torch.argmax(mask.to(torch.int8), dim=1, keepdim=True)  # [N, 1]
+    reference = values.gather(1, first)  # [N, 1]
+    shifted = torch.where(mask, values - reference, 0.0)  # [N, M]
+    mean = reference.squeeze(1) + shifted.sum(dim=1) / count.clamp_min(1)  # [N]
+    deviations = torch.where(mask, values - mean[:, None], 0.0)  # [N, M]
+    variance = deviations.square().sum(dim=1) / (count - 1).clamp_min(1)  # [N] Bessel
+    # a sample compared with nobody keeps its own reward as baseline (advantage 0)
+    baseline = torch.where(count > 0, mean, r) if leave_one_out else torch.where(count > 1, mean, r)
+    std = torch.where(count > 1, variance.sqrt(), 0.0)
     return baseline.to(out_dtype), std.to(out_dtype)
 
 
@@ -86,15 +114,15 @@ def grpo_advantages(
     if clip_low is not None and clip_high is not None and clip_low > clip_high:
         raise ValueError(f"advantage clip_low ({clip_low}) must not exceed clip_high ({clip_high})")
     r = torch.as_tensor(rewards)
-    if not r.is_floating_point():
-        r = r.to(torch.float32)
+    out_dtype = r.dtype if r.is_floating_point() else torch.float32
+    r = r.to(torch.float64)  # rounding the baseline to float32 first would lose r - b for large rewards
     baseline, std = baseline_and_std_per_group(r, group_size, leave_one_out=leave_one_out)
     advantages = r - baseline
     if normalize:
         advantages = torch.where(std > 0, advantages / (std + eps), advantages)
     if clip_low is not None or clip_high is not None:
         advantages = advantages.clamp(min=clip_low, max=clip_high)
-    return advantages
+    return advantages.to(out_dtype)
 
 
 def group_has_variance(rewards: torch.Tensor | Sequence[float], group_size: Groups) -> torch.Tensor:  # [N] bool

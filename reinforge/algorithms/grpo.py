@@ -76,6 +76,14 @@ class GRPO:
                 f"prompts per step x grpo.num_generations_per_prompt ({rollouts}) must be a multiple of "
                 f"policy.train_global_batch_size ({global_batch}), so that every optimizer step is whole"
             )
+        if self.loss_config.force_on_policy_ratio and rollouts // global_batch > 1:
+            raise ReinforgeError(
+                f"loss_fn.force_on_policy_ratio assumes one optimizer step per rollout batch, but {rollouts} rollouts "
+                f"in steps of policy.train_global_batch_size ({global_batch}) make {rollouts // global_batch}; set "
+                f"train_global_batch_size to {rollouts} or turn force_on_policy_ratio off"
+            )
+        if self.config.use_dynamic_sampling and self.config.num_generations_per_prompt < 2:
+            raise ReinforgeError("dynamic sampling needs grpo.num_generations_per_prompt >= 2")
         if run.rollouts is None:
             raise ReinforgeError("GRPO needs a generation backend and an environment (the run has no rollout service)")
         self.run = run
@@ -100,14 +108,19 @@ class GRPO:
 
         temperature = self._train_temperature()
         with run.timer.phase("logprobs"):
-            batch["prev_logprobs"] = run.policy.logprobs(batch, temperature=temperature)
+            # A forced ratio (one optimizer step per rollout batch, checked by the config) uses the
+            # detached current logprobs in the loss, so the previous-policy pass would be wasted.
+            if not self.loss_config.force_on_policy_ratio:
+                batch["prev_logprobs"] = run.policy.logprobs(batch, temperature=temperature)
             if self.needs_reference:
                 batch["reference_logprobs"] = run.policy.reference_logprobs(batch, temperature=temperature)
 
         with run.timer.phase("training"):
             chunks = batch.split(len(batch) // self.run.policy_config.train_global_batch_size)
-            train_metrics = [run.policy.train(chunk, self.loss_fn, temperature=temperature) for chunk in chunks]
-        self.policy_version += 1
+            train_metrics = []
+            for chunk in chunks:
+                train_metrics.append(run.policy.train(chunk, self.loss_fn, temperature=temperature))
+                self.policy_version += 1  # one optimizer step: the generator's weights are now one more behind
 
         metrics.update(_mean_metrics(train_metrics, prefix="train/"))
         metrics.update(self._rollout_metrics(rollouts, rewards, batch, advantages, prefix="train/"))
@@ -166,7 +179,7 @@ class GRPO:
         cfg = self.config
         rewards = cfg.reward_scaling.apply(rollouts.rewards)
         lengths = rollouts.batch["token_mask"].sum(dim=1)
-        return cfg.reward_shaping.apply(rewards, lengths).to(torch.float32)
+        return cfg.reward_shaping.apply(rewards, lengths, rollouts.batch["truncated"]).to(torch.float32)
 
     # ------------------------------------------------------------------ generation (through the rollout service)
     def rollout(self, prompts: list[dict[str, Any]], sampling: SamplingParams) -> RolloutResult:
@@ -232,8 +245,6 @@ class GRPO:
         self, rollouts: RolloutResult, rewards: torch.Tensor, batch: Batch, advantages: torch.Tensor, prefix: str
     ) -> dict[str, float]:
         lengths = batch["token_mask"].sum(dim=1)
-        valid = batch["token_mask"] > 0
-        mismatch = torch.exp((batch["prev_logprobs"] - batch["generation_logprobs"]).abs())[valid]
         metrics = {
             "reward_mean": float(rewards.mean()),
             "reward_std": float(rewards.std(unbiased=False)),
@@ -245,7 +256,8 @@ class GRPO:
             "advantages_std": float(advantages.std(unbiased=False)),
             "advantages_min": float(advantages.min()),
             "advantages_max": float(advantages.max()),
-            "token_mult_prob_error": float(mismatch.mean()) if mismatch.numel() else 1.0,
+            # one exploding sample shows here on its first step, whatever its sign
+            "advantages_max_abs": float(advantages.abs().max()),
             "mean_prompt_length": float(batch["prompt_lengths"].float().mean()),
             "num_rollouts": float(len(rewards)),
         }

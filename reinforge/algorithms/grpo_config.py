@@ -67,5 +67,14 @@ class GRPORunConfig:
                 f"grpo.num_prompts_per_step x grpo.num_generations_per_prompt ({rollouts}) must be a multiple of "
                 f"policy.train_global_batch_size ({self.policy.train_global_batch_size})"
             )
+        steps = rollouts // self.policy.train_global_batch_size
+        if self.loss_fn.force_on_policy_ratio and steps > 1:
+            raise ValueError(
+                f"loss_fn.force_on_policy_ratio assumes one optimizer step per rollout batch, but "
+                f"grpo.num_prompts_per_step x grpo.num_generations_per_prompt ({rollouts}) / "
+                f"policy.train_global_batch_size ({self.policy.train_global_batch_size}) gives {steps} steps, and from "
+                "the second one on the samples are off-policy; set policy.train_global_batch_size to "
+                f"{rollouts} or turn force_on_policy_ratio off"
+            )
         if self.grpo.use_dynamic_sampling and self.grpo.num_generations_per_prompt < 2:
             raise ValueError("dynamic sampling needs grpo.num_generations_per_prompt >= 2")

@@ -55,6 +55,7 @@ def kl_penalty(
     kind: KLKind | str = "k3",
     input_clamp: float | None = 20.0,
     output_clamp: float | None = 10.0,
+    sampling_logprobs: torch.Tensor | None = None,  # [B, T] log pi_gen, for the on-policy approximation
 ) -> torch.Tensor:  # [B, T]
     """Per-token estimate of KL(pi_theta || pi_ref) from tokens sampled by the policy (Schulman's k1/k2/k3).
 
@@ -63,6 +64,9 @@ def kl_penalty(
     w = exp(log pi_theta - sg(log pi_theta)): w equals 1, but its gradient adds the
     score-function term k * grad log pi_theta, which an estimator evaluated on samples of the
     policy itself needs to be the gradient of the KL (the pathwise part alone is biased).
+    With `sampling_logprobs` (the tokens came from another policy, the generator), w is instead
+    pi_theta / pi_gen with its gradient (NeMo-RL's `use_on_policy_kl_approximation`): an importance
+    weight that makes the estimate one of the KL of the current policy; non-finite weights become 0.
     Where logr was clamped the estimate is a constant and w is detached too, so a clamped token
     contributes no gradient at all. The product is then clamped to +-output_clamp (None: no clamp).
     """
@@ -83,9 +87,10 @@ def kl_penalty(
     else:
         kl = log_ratio.exp() - 1.0 - log_ratio
 
-    log_weight = logprobs - logprobs.detach()  # value 0, gradient d log pi_theta
-    log_weight = torch.where(clamped, torch.zeros_like(log_weight), log_weight)
-    kl = log_weight.exp() * kl
+    behaviour = logprobs.detach() if sampling_logprobs is None else sampling_logprobs.detach()
+    weight = torch.nan_to_num((logprobs - behaviour).exp(), nan=0.0, posinf=0.0, neginf=0.0)
+    weight = torch.where(clamped, weight.detach(), weight)
+    kl = weight * kl
     if output_clamp is not None:
         kl = kl.clamp(-output_clamp, output_clamp)
     return kl

@@ -18,7 +18,7 @@ from reinforge.core.config import doc
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-TRUNCATED_IS_TYPES: tuple[str, ...] = ("tis", "icepop")
+TRUNCATED_IS_TYPES: tuple[str, ...] = ("tis", "icepop", "seq-mask-tis")
 
 
 def _non_negative(instance: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -84,6 +84,11 @@ class ClippedPGLossConfig:
         "the per-token KL estimate is clamped to +-this (null = no clamp)", default=10.0, validator=_positive_or_none
     )
     disable_ppo_ratio: bool = doc("REINFORCE/RLOO: loss = -A * log pi, no ratio and no clipping", default=False)
+    use_cispo: bool = doc(
+        "CISPO (MiniMax-M1): loss = -A * sg(clip(r, 1 - ratio_clip_min, 1 + ratio_clip_max)) * log pi; the clipped "
+        "ratio only weights the token, so clipped tokens keep their gradient",
+        default=False,
+    )
     force_on_policy_ratio: bool = doc(
         "ratio = exp(log pi - sg(log pi)) == 1 with the on-policy gradient; only valid with one optimizer step "
         "per rollout, and makes the prev_logprobs pass unnecessary",
@@ -101,21 +106,45 @@ class ClippedPGLossConfig:
         "reweight tokens by sg(pi_old / pi_gen), correcting for the sampling engine's numerics or stale samples",
         default=False,
     )
-    truncated_importance_sampling_type: Literal["tis", "icepop", None] = doc(
-        "truncation of those weights: null, 'tis' (clamp to [min, max]) or 'icepop' (zero tokens outside [min, max])",
+    truncated_importance_sampling_type: Literal["tis", "icepop", "seq-mask-tis", None] = doc(
+        "truncation of those weights: null, 'tis' (clamp to [min, max]), 'icepop' (zero tokens outside [min, max]) "
+        "or 'seq-mask-tis' (zero whole sequences whose geometric-mean weight is outside [min, max]; kept "
+        "sequences keep their untruncated token weights)",
         default=None,
         validator=_one_of((None, *TRUNCATED_IS_TYPES)),
     )
     truncated_importance_sampling_ratio_min: float = doc(
-        "lower bound of the truncation (tis: clamp floor; icepop: keep threshold)", default=0.0, validator=_non_negative
+        "lower bound of the truncation (tis: clamp floor; icepop, seq-mask-tis: keep threshold)",
+        default=0.0,
+        validator=_non_negative,
     )
     truncated_importance_sampling_ratio_max: float | None = doc(
-        "upper bound of the truncation; required when a truncation type is set", default=None
+        "upper bound of the truncation; required when a truncation type is set "
+        "(NeMo-RL: truncated_importance_sampling_ratio)",
+        default=None,
+    )
+    use_on_policy_kl_approximation: bool = doc(
+        "weight the per-token KL by pi_theta / pi_gen (with its gradient) instead of 1, so the KL is estimated "
+        "for the current policy from the generator's samples; needs generation logprobs and beta > 0",
+        default=False,
     )
 
     def __attrs_post_init__(self) -> None:
         if self.disable_ppo_ratio and self.force_on_policy_ratio:
             raise ValueError("disable_ppo_ratio and force_on_policy_ratio exclude each other; set one of them")
+        if self.ratio_clip_c is not None and (self.disable_ppo_ratio or self.force_on_policy_ratio):
+            switch = "disable_ppo_ratio" if self.disable_ppo_ratio else "force_on_policy_ratio"
+            raise ValueError(
+                f"ratio_clip_c ({self.ratio_clip_c}) would have no effect under {switch}: dual clipping bounds the "
+                "loss of a ratio far above 1, and there is no such ratio; set ratio_clip_c to null"
+            )
+        if self.use_cispo:
+            self._check_cispo()
+        if self.use_on_policy_kl_approximation and self.reference_policy_kl_penalty == 0:
+            raise ValueError(
+                "use_on_policy_kl_approximation reweights the KL penalty, but reference_policy_kl_penalty is 0 so "
+                "there is none; set a KL penalty or drop the option"
+            )
         if self.disable_ppo_ratio and self.sequence_level_importance_ratios:
             raise ValueError(
                 "disable_ppo_ratio uses no ratio, so sequence_level_importance_ratios cannot apply; set one of them"
@@ -142,20 +171,43 @@ class ClippedPGLossConfig:
                     f"truncated_importance_sampling_ratio_max ({high}) must exceed "
                     f"truncated_importance_sampling_ratio_min ({self.truncated_importance_sampling_ratio_min})"
                 )
+            if self.truncated_importance_sampling_type == "seq-mask-tis" and self.sequence_level_importance_ratios:
+                raise ValueError(
+                    "seq-mask-tis masks sequences but keeps token-level weights, so it cannot be combined with "
+                    "sequence_level_importance_ratios (GSPO); use 'tis' or 'icepop' there"
+                )
+
+    def _check_cispo(self) -> None:
+        conflicts = {
+            "disable_ppo_ratio": "CISPO weights tokens by the clipped ratio, which disable_ppo_ratio removes",
+            "force_on_policy_ratio": "a ratio forced to 1 leaves CISPO nothing to clip",
+            "sequence_level_importance_ratios": "CISPO clips token-level ratios",
+        }
+        for name, why in conflicts.items():
+            if getattr(self, name):
+                raise ValueError(f"use_cispo and {name} exclude each other: {why}; set one of them")
+        if self.ratio_clip_c is not None:
+            raise ValueError("use_cispo replaces the clipped surrogate, so dual clipping (ratio_clip_c) cannot apply")
+        if not self.token_level_loss:
+            raise ValueError("use_cispo needs token_level_loss=true (CISPO averages over all tokens of the batch)")
 
 
 class ClippedPGLoss:
     """PPO-style clipped policy gradient with an optional KL penalty to the reference policy (a `LossFn`).
 
     Per valid token (mask m = token_mask * sample_mask), with r = exp(log pi_theta - log pi_old):
-    l = max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high)); with dual clip, l = min(l, -c A) where A < 0.
-    The loss is sum(m l) / N_tok + beta sum(m KL) / N_tok over the *global* token count N_tok
-    (or, with token_level_loss=False, the per-sequence token mean summed over sequences / N_seq),
-    so microbatch losses add up to the loss of the whole batch.
+    l = max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high)); with dual clip, l = min(l, -c A) where A < 0;
+    with CISPO, l = -A sg(clip(r)) log pi_theta; with REINFORCE, l = -A log pi_theta.
+    The importance-sampling correction multiplies l by w = sg(pi_old / pi_gen) (truncated by
+    tis / icepop / seq-mask-tis). The loss is sum(m l) / N_tok + beta sum(m KL) / N_tok over the
+    *global* token count N_tok (or, with token_level_loss=False, the per-sequence token mean summed
+    over sequences / N_seq), so microbatch losses add up to the loss of the whole batch.
 
     Reads `advantages [B, T]` (or [B]), `prev_logprobs` (unless the ratio is forced or disabled),
-    `generation_logprobs` (for the importance-sampling correction and the mismatch metrics),
-    `reference_logprobs` (only when beta > 0), `token_mask` and `sample_mask`.
+    `generation_logprobs` (for the importance-sampling correction, the on-policy KL approximation
+    and the mismatch metrics), `reference_logprobs` (only when beta > 0), `token_mask` and `sample_mask`.
+    Whatever sits outside token_mask (padding, prompt) is replaced by 0 first, so it can reach
+    neither the loss nor, as 0 * inf, the gradient.
     """
 
     def __init__(self, config: ClippedPGLossConfig | None = None) -> None:
@@ -172,16 +224,23 @@ class ClippedPGLoss:
         token_mask = batch["token_mask"].to(logprobs.dtype)  # [B, T]
         sample_mask = batch["sample_mask"].to(logprobs.dtype)  # [B]
         mask = token_mask * sample_mask[:, None]  # [B, T]
+        scored = token_mask != 0  # [B, T]
+
+        def column(values: torch.Tensor) -> torch.Tensor:  # [B, T], 0 outside the response tokens
+            values = values.to(logprobs.dtype)
+            return torch.where(scored, values, torch.zeros_like(values))
+
+        logprobs = column(logprobs)
         advantages = batch["advantages"].to(logprobs.dtype)
         if advantages.dim() == 1:
             advantages = advantages[:, None].expand_as(logprobs)  # [B, T]
-
+        advantages = column(advantages)
         if cfg.force_on_policy_ratio or (cfg.disable_ppo_ratio and "prev_logprobs" not in batch):
-            prev_logprobs = logprobs.detach()  # [B, T]
+            prev_logprobs = logprobs.detach()  # [B, T]; forced: no previous-policy pass needed at all
         else:
-            prev_logprobs = batch["prev_logprobs"].to(logprobs.dtype)
+            prev_logprobs = column(batch["prev_logprobs"])
         has_generation = "generation_logprobs" in batch
-        generation_logprobs = batch["generation_logprobs"].to(logprobs.dtype) if has_generation else None
+        generation_logprobs = column(batch["generation_logprobs"]) if has_generation else None
 
         def reduce(per_token: torch.Tensor) -> torch.Tensor:
             """Global-batch share of a per-token quantity under the configured reduction."""
@@ -194,48 +253,24 @@ class ClippedPGLoss:
             """Global-batch share of a per-token metric (always a token mean)."""
             return masked_mean(per_token.detach(), mask, global_normalization_factor=global_valid_tokens).item()
 
-        # --- ratio and clipped surrogate -------------------------------------------------
-        if cfg.disable_ppo_ratio:
-            ratios = torch.ones_like(logprobs).detach()  # for the metrics only
-            ratios_clamped = ratios
-            per_token_loss = -advantages * logprobs  # [B, T]
-            clipped = torch.zeros_like(mask, dtype=torch.bool)
-        else:
-            if cfg.force_on_policy_ratio:
-                log_ratios = logprobs - logprobs.detach()  # value 0, gradient of log pi
-            else:
-                log_ratios = logprobs - prev_logprobs  # [B, T]
-            # padded columns may hold anything; exp of garbage there would turn masked gradients into NaN
-            log_ratios = torch.where(token_mask != 0, log_ratios, torch.zeros_like(log_ratios))
-            if cfg.sequence_level_importance_ratios:
-                seq_log_ratio = masked_mean(log_ratios, token_mask, dim=-1)  # [B]
-                ratios = seq_log_ratio.exp()[:, None].expand_as(logprobs)  # [B, T]
-            else:
-                ratios = log_ratios.exp()  # [B, T]
-            ratios_clamped = ratios.clamp(1.0 - cfg.ratio_clip_min, 1.0 + cfg.ratio_clip_max)
-            unclipped_loss = -advantages * ratios
-            clipped_loss = -advantages * ratios_clamped
-            per_token_loss = torch.maximum(unclipped_loss, clipped_loss)
-            # the clipped branch is active (gradient cut) where it is strictly larger
-            clipped = clipped_loss.detach() > unclipped_loss.detach()
-            if cfg.ratio_clip_c is not None:
-                dual_cap = -cfg.ratio_clip_c * advantages
-                dual_active = (advantages < 0) & (per_token_loss.detach() > dual_cap)
-                per_token_loss = torch.where(dual_active, dual_cap, per_token_loss)
-                clipped = clipped | dual_active
+        def sequence_mean(per_sequence: torch.Tensor) -> float:
+            """Global-batch share of a per-sequence metric."""
+            return masked_mean(per_sequence.detach(), sample_mask, global_normalization_factor=global_valid_seqs).item()
+
+        per_token_loss, ratios, ratios_clamped, clipped = self._surrogate(logprobs, prev_logprobs, advantages, token_mask)
 
         # --- off-policy importance-sampling correction ------------------------------------
         metrics: dict[str, float] = {}
-        if has_generation:
+        is_weights = None
+        if generation_logprobs is not None:
             is_weights = self._importance_weights(prev_logprobs, generation_logprobs, token_mask)  # [B, T]
-        else:
-            is_weights = None
         if cfg.use_importance_sampling_correction:
-            if is_weights is None:
+            if is_weights is None or generation_logprobs is None:
                 raise KeyError("use_importance_sampling_correction needs batch['generation_logprobs']")
-            is_weights, kept = self._truncate(is_weights)
-            if kept is not None:
-                metrics["is_oob_ratio"] = token_mean(1.0 - kept.to(logprobs.dtype))
+            is_weights, out_of_bounds = self._truncate(is_weights, prev_logprobs, generation_logprobs, token_mask)
+            if out_of_bounds is not None:
+                per_sequence = cfg.truncated_importance_sampling_type == "seq-mask-tis"
+                metrics["is_oob_ratio"] = sequence_mean(out_of_bounds) if per_sequence else token_mean(out_of_bounds)
             per_token_loss = per_token_loss * is_weights
 
         pg_loss = reduce(per_token_loss)
@@ -243,12 +278,15 @@ class ClippedPGLoss:
         # --- KL penalty to the reference policy ---------------------------------------------
         beta = cfg.reference_policy_kl_penalty
         if beta > 0:
+            if cfg.use_on_policy_kl_approximation and generation_logprobs is None:
+                raise KeyError("use_on_policy_kl_approximation needs batch['generation_logprobs']")
             kl = kl_penalty(
                 logprobs,
-                batch["reference_logprobs"].to(logprobs.dtype),
+                column(batch["reference_logprobs"]),
                 kind=cfg.reference_policy_kl_type,
                 input_clamp=cfg.kl_input_clamp_value,
                 output_clamp=cfg.kl_output_clamp_value,
+                sampling_logprobs=generation_logprobs if cfg.use_on_policy_kl_approximation else None,
             )
             kl_term = reduce(kl)
             loss = pg_loss + beta * kl_term
@@ -260,10 +298,13 @@ class ClippedPGLoss:
         valid = mask != 0
         metrics["loss"] = loss.item()
         metrics["pg_loss"] = pg_loss.item()
-        metrics["clip_fraction"] = token_mean(clipped.to(logprobs.dtype))
-        metrics["probs_ratio"] = token_mean(ratios)
-        metrics["probs_ratio_clamped"] = token_mean(ratios_clamped)
-        metrics.update(_min_max("probs_ratio", ratios.detach(), valid))
+        if ratios is not None and ratios_clamped is not None and clipped is not None:
+            # REINFORCE has no ratio: NeMo-RL logs mean log pi as probs_ratio there; reinforge logs none
+            metrics["clip_fraction"] = token_mean(clipped.to(logprobs.dtype))
+            metrics["probs_ratio"] = token_mean(ratios)
+            metrics["probs_ratio_clamped"] = token_mean(ratios_clamped)
+            metrics.update(_min_max("probs_ratio", ratios.detach(), valid))
+            metrics.update(_min_max("probs_ratio_clamped", ratios_clamped.detach(), valid))
         if is_weights is not None:
             metrics["is_weight"] = token_mean(is_weights)
             metrics.update(_min_max("is_weight", is_weights.detach(), valid))
@@ -272,9 +313,49 @@ class ClippedPGLoss:
             # entropy of pi_theta estimated on the engine's samples: -E_gen[(pi_theta / pi_gen) log pi_theta]
             detached = logprobs.detach()
             metrics["approx_entropy"] = token_mean(-(detached - generation_logprobs).exp() * detached)
-        has_tokens = (token_mask.sum(-1) > 0).to(logprobs.dtype)
-        metrics["num_valid_samples"] = (sample_mask * has_tokens).sum().item()
+        # what the sequence-level denominator counts (rows without tokens included), as in NeMo-RL
+        metrics["num_valid_samples"] = sample_mask.sum().item()
         return loss, metrics
+
+    def _surrogate(
+        self,
+        logprobs: torch.Tensor,  # [B, T]
+        prev_logprobs: torch.Tensor,  # [B, T]
+        advantages: torch.Tensor,  # [B, T]
+        token_mask: torch.Tensor,  # [B, T]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """Per-token policy-gradient loss, plus the ratio, the clamped ratio and the clipped tokens (None: REINFORCE).
+
+        `clipped` marks tokens whose gradient the clipping cut (PPO, dual clip); under CISPO, whose
+        weight it clipped (CISPO keeps their gradient).
+        """
+        cfg = self.config
+        if cfg.disable_ppo_ratio:
+            return -advantages * logprobs, None, None, None
+        if cfg.force_on_policy_ratio:
+            log_ratios = logprobs - logprobs.detach()  # value 0, gradient of log pi
+        else:
+            log_ratios = logprobs - prev_logprobs  # [B, T]
+        if cfg.sequence_level_importance_ratios:
+            seq_log_ratio = masked_mean(log_ratios, token_mask, dim=-1)  # [B]
+            ratios = seq_log_ratio.exp()[:, None].expand_as(logprobs)  # [B, T]
+        else:
+            ratios = log_ratios.exp()  # [B, T]
+        ratios_clamped = ratios.clamp(1.0 - cfg.ratio_clip_min, 1.0 + cfg.ratio_clip_max)
+        if cfg.use_cispo:
+            per_token_loss = -advantages * ratios_clamped.detach() * logprobs
+            return per_token_loss, ratios, ratios_clamped, ratios.detach() != ratios_clamped.detach()
+        unclipped_loss = -advantages * ratios
+        clipped_loss = -advantages * ratios_clamped
+        per_token_loss = torch.maximum(unclipped_loss, clipped_loss)
+        # the clipped branch is active (gradient cut) where it is strictly larger
+        clipped = clipped_loss.detach() > unclipped_loss.detach()
+        if cfg.ratio_clip_c is not None:
+            dual_cap = -cfg.ratio_clip_c * advantages
+            dual_active = (advantages < 0) & (per_token_loss.detach() > dual_cap)
+            per_token_loss = torch.where(dual_active, dual_cap, per_token_loss)
+            clipped = clipped | dual_active
+        return per_token_loss, ratios, ratios_clamped, clipped
 
     def _importance_weights(
         self,
@@ -288,16 +369,33 @@ class ClippedPGLoss:
             log_w = masked_sum(log_w, token_mask, dim=-1)[:, None].expand_as(prev_logprobs)
         return torch.nan_to_num(log_w.exp(), nan=0.0, posinf=0.0, neginf=0.0)
 
-    def _truncate(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Apply TIS (clamp) or ICEPOP (drop out-of-range tokens); returns the weights and the kept mask."""
+    def _truncate(
+        self,
+        weights: torch.Tensor,  # [B, T]
+        prev_logprobs: torch.Tensor,  # [B, T]
+        generation_logprobs: torch.Tensor,  # [B, T]
+        token_mask: torch.Tensor,  # [B, T]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Apply the truncation; returns the weights and what fell out of [min, max] (as 0/1).
+
+        The out-of-bounds marks are per token ([B, T]) for tis and icepop, per sequence ([B]) for
+        seq-mask-tis; None without truncation.
+        """
         cfg = self.config
         low, high = cfg.truncated_importance_sampling_ratio_min, cfg.truncated_importance_sampling_ratio_max
-        if cfg.truncated_importance_sampling_type == "tis":
-            return weights.clamp(low, high), None
-        if cfg.truncated_importance_sampling_type == "icepop":
-            kept = (weights >= low) & (weights <= high)
-            return torch.where(kept, weights, torch.zeros_like(weights)), kept
-        return weights, None
+        kind = cfg.truncated_importance_sampling_type
+        if kind is None:
+            return weights, None
+        assert high is not None  # checked by the config
+        if kind == "seq-mask-tis":
+            log_w = torch.nan_to_num((prev_logprobs - generation_logprobs).detach(), nan=0.0, posinf=0.0, neginf=0.0)
+            geometric_mean = masked_mean(log_w, token_mask, dim=-1).exp()  # [B]
+            kept = (geometric_mean >= low) & (geometric_mean <= high)  # [B]
+            return weights * kept[:, None].to(weights.dtype), (~kept).to(weights.dtype)
+        inside = (weights >= low) & (weights <= high)  # [B, T]
+        if kind == "tis":
+            return weights.clamp(low, high), (~inside).to(weights.dtype)
+        return torch.where(inside, weights, torch.zeros_like(weights)), (~inside).to(weights.dtype)
 
 
 def _min_max(name: str, values: torch.Tensor, valid: torch.Tensor) -> dict[str, float]:

@@ -60,7 +60,8 @@ class DPOLoss:
     L = sum_pairs w_p [preference_loss_weight * -log sigmoid(beta (r_c - r_r)) + sft_loss_weight * NLL(chosen)]
         / (global_valid_seqs / 2),
     where w_p is the chosen row's sample_mask (a pair is expected to carry one mask on both rows).
-    Reads `reference_logprobs`, `token_mask` and `sample_mask`.
+    Reads `reference_logprobs`, `token_mask` and `sample_mask`. Metrics as NeMo-RL's: rewards_chosen_mean /
+    rewards_rejected_mean are the mean log-ratios r (not multiplied by beta), num_valid_samples counts pairs.
     """
 
     def __init__(self, config: DPOLossConfig | None = None) -> None:
@@ -97,25 +98,26 @@ class DPOLoss:
         pair_weight = sample_mask[0::2]  # [P]
         global_pairs = torch.as_tensor(global_valid_seqs, dtype=logprobs.dtype, device=logprobs.device) / 2
 
-        def pair_mean(per_pair: torch.Tensor) -> torch.Tensor:
+        def pair_mean(per_pair: torch.Tensor, weight: torch.Tensor = pair_weight) -> torch.Tensor:
             """Global-batch share of a per-pair quantity."""
-            return safe_divide((pair_weight * per_pair).sum(), global_pairs)
+            return safe_divide((weight * per_pair).sum(), global_pairs)
 
         preference_term = pair_mean(preference_loss)
         sft_term = pair_mean(nll_chosen)
         loss = cfg.preference_loss_weight * preference_term + cfg.sft_loss_weight * sft_term
 
         with torch.no_grad():
-            reward_chosen = (beta * ratio_chosen).detach()  # implicit DPO rewards
-            reward_rejected = (beta * ratio_rejected).detach()
+            # As NeMo-RL: the "rewards" are the unscaled log-ratios r (the implicit DPO reward is beta * r),
+            # the rejected mean is weighted by the rejected rows' mask, and samples are counted in pairs.
+            chosen, rejected = ratio_chosen.detach(), ratio_rejected.detach()
             metrics = {
                 "loss": loss.item(),
                 "preference_loss": preference_term.item(),
                 "sft_loss": sft_term.item(),
-                "accuracy": pair_mean((ratio_chosen > ratio_rejected).to(logprobs.dtype)).item(),
-                "rewards_chosen_mean": pair_mean(reward_chosen).item(),
-                "rewards_rejected_mean": pair_mean(reward_rejected).item(),
-                "reward_margin": pair_mean(reward_chosen - reward_rejected).item(),
-                "num_valid_samples": sample_mask.sum().item(),
+                "accuracy": pair_mean((chosen > rejected).to(logprobs.dtype)).item(),
+                "rewards_chosen_mean": pair_mean(chosen).item(),
+                "rewards_rejected_mean": pair_mean(rejected, sample_mask[1::2]).item(),
+                "reward_margin": pair_mean(chosen - rejected).item(),  # reinforge's: r_c - r_r, unscaled too
+                "num_valid_samples": (sample_mask.sum() / 2).item(),  # pairs
             }
         return loss, metrics

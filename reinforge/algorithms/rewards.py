@@ -1,4 +1,4 @@
-"""Reward post-processing applied before advantages: DAPO's overlong shaping and a linear rescale.
+"""Reward post-processing applied before advantages: length shaping (DAPO overlong or "stop properly") and a linear rescale.
 
 Both run on the flat per-sample rewards `# [N]`, after the environments have scored and before
 the group baselines, so the advantages see the shaped values.
@@ -41,6 +41,25 @@ def overlong_reward_shaping(
     return r + penalty.clamp(max=0.0)
 
 
+def stop_properly_penalty(
+    rewards: torch.Tensor | Sequence[float],  # [N]
+    truncated: torch.Tensor | Sequence[bool],  # [N] response hit the length limit without stopping
+    coef: float,
+) -> torch.Tensor:  # [N]
+    """NeMo-RL's "stop properly" penalty: the reward of a truncated response is multiplied by `coef` in [0, 1].
+
+    0 takes all credit from an answer that never stopped; 1 leaves rewards unchanged.
+    """
+    if not 0 <= coef <= 1:
+        raise ValueError(f"stop_properly_penalty_coef must be in [0, 1], got {coef}")
+    r = torch.as_tensor(rewards)
+    r = r if r.is_floating_point() else r.to(torch.float32)
+    cut = torch.as_tensor(truncated, device=r.device).to(torch.bool)
+    if cut.shape != r.shape:
+        raise ValueError(f"rewards {tuple(r.shape)} and truncated {tuple(cut.shape)} must have the same shape")
+    return torch.where(cut, r * coef, r)
+
+
 def scale_rewards(
     rewards: torch.Tensor | Sequence[float],  # [N]
     source_min: float,
@@ -74,9 +93,9 @@ def _check_shaping(max_response_length: int, overlong_buffer_length: int, overlo
 
 @attrs.define(kw_only=True, frozen=True)
 class RewardShapingConfig:
-    """DAPO overlong reward shaping (`grpo.reward_shaping` in NeMo-RL)."""
+    """Length-based reward shaping (`grpo.reward_shaping` in NeMo-RL): DAPO overlong, or the "stop properly" penalty."""
 
-    enabled: bool = doc("apply the overlong shaping", default=False)
+    enabled: bool = doc("apply the shaping", default=False)
     overlong_buffer_length: int = doc(
         "tokens before max_response_length over which the penalty ramps from 0 to overlong_buffer_penalty",
         default=128,
@@ -88,18 +107,44 @@ class RewardShapingConfig:
         default=None,
         validator=v.optional(v.gt(0)),
     )
+    stop_properly_penalty_coef: float | None = doc(
+        "instead of the DAPO ramp: multiply the reward of a truncated response (no stop before the limit) by "
+        "this, in [0, 1] (0 = no credit, 1 = no penalty); null = use the DAPO overlong shaping",
+        default=None,
+        validator=v.optional([v.ge(0), v.le(1)]),
+    )
 
     def __attrs_post_init__(self) -> None:
         if not self.enabled:
             return
+        if self.stop_properly_penalty_coef is not None:
+            if self.max_response_length is not None:
+                # NeMo-RL silently ignores the DAPO settings then; refuse rather than ignore
+                raise ValueError(
+                    "stop_properly_penalty_coef replaces the DAPO overlong shaping, so max_response_length would be "
+                    "ignored; set one of them"
+                )
+            return
         if self.max_response_length is None:
-            raise ValueError("max_response_length is required when reward shaping is enabled")
+            raise ValueError(
+                "max_response_length is required when reward shaping is enabled "
+                "(or set stop_properly_penalty_coef for the truncation penalty)"
+            )
         _check_shaping(self.max_response_length, self.overlong_buffer_length, self.overlong_buffer_penalty)
 
-    def apply(self, rewards: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:  # [N]
+    def apply(
+        self,
+        rewards: torch.Tensor,  # [N]
+        lengths: torch.Tensor,  # [N] response lengths in tokens
+        truncated: torch.Tensor | None = None,  # [N] bool, needed by the stop-properly penalty
+    ) -> torch.Tensor:  # [N]
         """Shaped rewards, or the rewards unchanged when disabled."""
         if not self.enabled:
             return torch.as_tensor(rewards)
+        if self.stop_properly_penalty_coef is not None:
+            if truncated is None:
+                raise ValueError("the stop-properly penalty needs each response's truncated flag")
+            return stop_properly_penalty(rewards, truncated, self.stop_properly_penalty_coef)
         assert self.max_response_length is not None  # checked at construction
         return overlong_reward_shaping(
             rewards, lengths, self.max_response_length, self.overlong_buffer_length, self.overlong_buffer_penalty

@@ -14,7 +14,7 @@ from reinforge.compose import load_dataset_records, load_tokenizer
 from reinforge.core.sampling import SamplingParams
 from reinforge.data.prompts import build_prompt_set
 from reinforge.eval.config import EvalConfig
-from reinforge.eval.metrics import batch_avg_at_k, batch_cons_at_k, batch_pass_at_k
+from reinforge.eval.metrics import batch_avg_at_k, batch_cons_at_k, batch_pass_at_k, cons_metric_name
 
 
 def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, float]:
@@ -68,9 +68,9 @@ def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, 
         "num_samples": float(len(correct)),
         f"avg@{n}": batch_avg_at_k(correct, n),
         f"pass@{k}": batch_pass_at_k(correct, n, k),
-        f"cons@{k}": batch_cons_at_k(answers, correct, n, k),
+        cons_metric_name(k, n): batch_cons_at_k(answers, correct, n, k),  # "cons@k_estimate" beyond n = 64
     }
-    score_key = {"pass@k": f"pass@{k}", "avg@k": f"avg@{n}", "cons@k": f"cons@{k}"}[settings.metric]
+    score_key = {"pass@k": f"pass@{k}", "avg@k": f"avg@{n}", "cons@k": cons_metric_name(k, n)}[settings.metric]
     metrics["score"] = metrics[score_key]
     if settings.save_path:
         path = Path(settings.save_path)

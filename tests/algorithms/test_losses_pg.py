@@ -167,7 +167,11 @@ def test_importance_sampling_correction(truncation: dict, expected_weights: list
     assert metrics["is_weight"] == pytest.approx(sum(expected_weights) / 3, abs=1e-5)
     assert metrics["token_mult_prob_error"] == pytest.approx((2 + 1 + 3) / 3, abs=1e-5)  # exp|prev - gen|
     if truncation.get("truncated_importance_sampling_type") == "icepop":
-        assert metrics["is_oob_ratio"] == pytest.approx(2 / 3, abs=1e-6)
+        assert metrics["is_oob_ratio"] == pytest.approx(2 / 3, abs=1e-6)  # 0.5 and 3 outside [0.6, 2]
+    elif truncation.get("truncated_importance_sampling_type") == "tis":
+        assert metrics["is_oob_ratio"] == pytest.approx(1 / 3, abs=1e-6)  # 3 outside [0, 2], clamped
+    else:
+        assert "is_oob_ratio" not in metrics
     loss.backward()
     torch.testing.assert_close(logprobs.grad[0, 1:], -torch.tensor(expected_weights) / 3, atol=1e-5, rtol=0)
 
@@ -178,6 +182,89 @@ def test_without_correction_weights_are_only_reported() -> None:
     assert loss.item() == pytest.approx(-1.0)
     assert metrics["is_weight"] == pytest.approx(4.5 / 3, abs=1e-5)
     assert metrics["is_weight_max"] == pytest.approx(3.0, abs=1e-5)
+
+
+def test_cispo_weights_tokens_by_the_clipped_ratio_and_keeps_their_gradient() -> None:
+    logprobs = policy(RATIO_LOGPROBS)  # ratios [0.5, 1, 1.5] against logpi_old = -1 -> weights [0.8, 1, 1.2]
+    loss, metrics = run(ClippedPGLossConfig(use_cispo=True), logprobs, one_row_batch([1.0, -1.0, 2.0], -1.0))
+    # per token -A w log pi: -(0.8)(-1.69315) = 1.35452, -(-1)(1)(-1) = -1, -(2)(1.2)(-0.59453) = 1.42687
+    assert loss.item() == pytest.approx((1.35452 - 1.0 + 1.42687) / 3, abs=1e-4)
+    assert loss.item() == pytest.approx(0.59380, abs=1e-4)
+    assert metrics["clip_fraction"] == pytest.approx(2 / 3)  # weights of tokens 1 and 3 were clipped
+    assert metrics["probs_ratio_clamped"] == pytest.approx(1.0, abs=1e-4)  # (0.8 + 1 + 1.2) / 3
+    loss.backward()
+    # d/d log pi = -A w / N: clipped tokens keep a gradient (PPO would give 0 for the third)
+    torch.testing.assert_close(logprobs.grad, torch.tensor([[0.0, -0.8 / 3, 1 / 3, -2.4 / 3]]), atol=1e-5, rtol=0)
+
+
+def test_seq_mask_tis_drops_whole_sequences_by_geometric_mean() -> None:
+    # row 0: pi_old / pi_gen = [0.5, 1, 3], geometric mean 1.5^(1/3) = 1.1447 -> outside [0.9, 1.1], dropped
+    # row 1: [1, 1, 1.2], geometric mean 1.2^(1/3) = 1.0627 -> kept with its raw (untruncated) token weights
+    prev = torch.full((2, 4), -1.0)
+    gen = prev - torch.log(torch.tensor([[1.0, 0.5, 1.0, 3.0], [1.0, 1.0, 1.0, 1.2]]))
+    batch = {
+        "token_mask": torch.tensor([TOKEN_MASK, TOKEN_MASK]),
+        "sample_mask": torch.ones(2),
+        "advantages": torch.ones(2, 4),
+        "prev_logprobs": prev,
+        "generation_logprobs": gen,
+    }
+    config = ClippedPGLossConfig(
+        use_importance_sampling_correction=True,
+        truncated_importance_sampling_type="seq-mask-tis",
+        truncated_importance_sampling_ratio_min=0.9,
+        truncated_importance_sampling_ratio_max=1.1,
+    )
+    logprobs = prev.clone().requires_grad_()
+    loss, metrics = ClippedPGLoss(config)(logprobs, batch, torch.tensor(6.0), torch.tensor(2.0))
+    assert loss.item() == pytest.approx(-3.2 / 6, abs=1e-5)  # ratio 1, A 1: -w over 6 tokens
+    assert metrics["is_oob_ratio"] == pytest.approx(0.5)  # a share of sequences, not tokens
+    assert metrics["is_weight"] == pytest.approx(3.2 / 6, abs=1e-5)
+    loss.backward()
+    expected = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, -1 / 6, -1 / 6, -1.2 / 6]])
+    torch.testing.assert_close(logprobs.grad, expected, atol=1e-6, rtol=0)
+
+
+def test_on_policy_kl_approximation_weights_kl_by_current_over_generator() -> None:
+    beta = 0.1
+    logprobs = policy([0.0, -1.0, -2.0])
+    batch = one_row_batch([0.0, 0.0, 0.0], [0.0, -1.0, -2.0], [0.0, -1.0, -1.0], reference_logprobs=-1.0)
+    config = ClippedPGLossConfig(reference_policy_kl_penalty=beta, use_on_policy_kl_approximation=True)
+    loss, metrics = run(config, logprobs, batch)
+    # logr = [-1, 0, 1]: k3 = [e^-1, 0, e - 2]; weights pi / pi_gen = [1, 1, e^-1]
+    weighted = [math.exp(-1), 0.0, (math.e - 2) * math.exp(-1)]
+    assert metrics["kl_penalty"] == pytest.approx(sum(weighted) / 3, abs=1e-6)
+    assert loss.item() == pytest.approx(beta * 0.210707, abs=1e-6)
+    loss.backward()
+    # d(w k3)/d log pi = w (k3 + 1 - e^logr): [1, 0, -e^-1]
+    expected = beta * torch.tensor([1.0, 0.0, -math.exp(-1)]) / 3
+    torch.testing.assert_close(logprobs.grad[0, 1:], expected, atol=1e-6, rtol=0)
+
+    # without the approximation the same tokens give the plain k3 mean (weights 1)
+    loss, metrics = run(ClippedPGLossConfig(reference_policy_kl_penalty=beta), policy([0.0, -1.0, -2.0]), batch)
+    assert metrics["kl_penalty"] == pytest.approx((math.exp(-1) + math.e - 2) / 3, abs=1e-6)
+
+    del batch["generation_logprobs"]
+    with pytest.raises(KeyError, match="use_on_policy_kl_approximation needs"):
+        run(config, policy([0.0, -1.0, -2.0]), batch)
+
+
+def test_reinforce_reports_no_ratio_metrics() -> None:
+    _, metrics = run(ClippedPGLossConfig(disable_ppo_ratio=True), policy([-1.0] * 3), one_row_batch([1.0] * 3, -1.0))
+    # NeMo-RL logs mean log pi under the name probs_ratio in this mode; reinforge logs no ratio at all
+    assert not {key for key in metrics if key.startswith(("probs_ratio", "clip_fraction"))}
+    assert metrics["loss"] == pytest.approx(1.0)  # -A log pi = -(1)(-1)
+
+
+def test_num_valid_samples_counts_what_the_sequence_denominator_counts() -> None:
+    batch = {
+        "token_mask": torch.tensor([TOKEN_MASK, [0.0] * 4, TOKEN_MASK]),  # row 1 has no response tokens
+        "sample_mask": torch.tensor([1.0, 1.0, 0.0]),
+        "advantages": torch.ones(3, 4),
+        "prev_logprobs": torch.full((3, 4), -1.0),
+    }
+    _, metrics = ClippedPGLoss()(torch.full((3, 4), -1.0), batch, torch.tensor(3.0), torch.tensor(2.0))
+    assert metrics["num_valid_samples"] == 2.0  # sum of sample_mask, like global_valid_seqs
 
 
 def test_sample_mask_drops_rows_and_all_masked_gives_zero() -> None:
@@ -222,8 +309,20 @@ def random_batch(generator: torch.Generator, rows: int = 8, width: int = 7) -> d
         ),
         ClippedPGLossConfig(sequence_level_importance_ratios=True, token_level_loss=False, reference_policy_kl_penalty=0.1),
         ClippedPGLossConfig(disable_ppo_ratio=True),
+        ClippedPGLossConfig(use_cispo=True, reference_policy_kl_penalty=0.05, use_on_policy_kl_approximation=True),
+        ClippedPGLossConfig(
+            use_importance_sampling_correction=True,
+            truncated_importance_sampling_type="seq-mask-tis",
+            truncated_importance_sampling_ratio_min=0.8,
+            truncated_importance_sampling_ratio_max=1.25,
+        ),
+        ClippedPGLossConfig(
+            use_importance_sampling_correction=True,
+            truncated_importance_sampling_type="tis",
+            truncated_importance_sampling_ratio_max=1.2,
+        ),
     ],
-    ids=["token-kl-dualclip", "icepop", "gspo-kl", "reinforce"],
+    ids=["token-kl-dualclip", "icepop", "gspo-kl", "reinforce", "cispo-onpolicy-kl", "seq-mask-tis", "tis"],
 )
 @pytest.mark.parametrize("chunks", [2, 4])
 def test_microbatch_invariance(config: ClippedPGLossConfig, chunks: int) -> None:
@@ -271,7 +370,7 @@ def test_microbatch_invariance(config: ClippedPGLossConfig, chunks: int) -> None
         ({"disable_ppo_ratio": True, "force_on_policy_ratio": True}, "exclude each other"),
         ({"sequence_level_importance_ratios": True}, "token_level_loss=False"),
         ({"truncated_importance_sampling_type": "tis", "truncated_importance_sampling_ratio_max": 2.0}, "use_importance"),
-        ({"use_importance_sampling_correction": True, "truncated_importance_sampling_type": "clip"}, "null, 'tis', 'icepop'"),
+        ({"use_importance_sampling_correction": True, "truncated_importance_sampling_type": "clip"}, "null, 'tis', 'icepop', 'seq-mask-tis'"),
         ({"use_importance_sampling_correction": True, "truncated_importance_sampling_type": "tis"}, "ratio_max is required"),
         (
             {
@@ -281,6 +380,27 @@ def test_microbatch_invariance(config: ClippedPGLossConfig, chunks: int) -> None
                 "truncated_importance_sampling_ratio_max": 1.0,
             },
             "must exceed",
+        ),
+        ({"disable_ppo_ratio": True, "ratio_clip_c": 3.0}, "no effect under disable_ppo_ratio"),
+        ({"force_on_policy_ratio": True, "ratio_clip_c": 3.0}, "no effect under force_on_policy_ratio"),
+        ({"use_cispo": True, "disable_ppo_ratio": True}, "use_cispo and disable_ppo_ratio exclude"),
+        ({"use_cispo": True, "force_on_policy_ratio": True}, "use_cispo and force_on_policy_ratio exclude"),
+        (
+            {"use_cispo": True, "sequence_level_importance_ratios": True, "token_level_loss": False},
+            "use_cispo and sequence_level_importance_ratios exclude",
+        ),
+        ({"use_cispo": True, "ratio_clip_c": 3.0}, "dual clipping"),
+        ({"use_cispo": True, "token_level_loss": False}, "token_level_loss=true"),
+        ({"use_on_policy_kl_approximation": True}, "reference_policy_kl_penalty is 0"),
+        (
+            {
+                "use_importance_sampling_correction": True,
+                "truncated_importance_sampling_type": "seq-mask-tis",
+                "truncated_importance_sampling_ratio_max": 2.0,
+                "sequence_level_importance_ratios": True,
+                "token_level_loss": False,
+            },
+            "seq-mask-tis masks sequences",
         ),
     ],
 )

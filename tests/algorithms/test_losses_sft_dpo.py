@@ -81,9 +81,11 @@ def test_dpo_hand_worked_margin_and_metrics() -> None:
     loss, metrics = DPOLoss(DPOLossConfig(reference_policy_kl_penalty=0.1))(logprobs, batch, *counts(batch))
     assert loss.item() == pytest.approx(math.log1p(math.exp(-0.3)), abs=1e-5)
     assert metrics["accuracy"] == 1.0
-    assert metrics["rewards_chosen_mean"] == pytest.approx(0.2, abs=1e-5)
-    assert metrics["rewards_rejected_mean"] == pytest.approx(-0.1, abs=1e-5)
-    assert metrics["reward_margin"] == pytest.approx(0.3, abs=1e-5)
+    # unscaled log-ratios, as NeMo-RL reports them (beta * r would be 0.2 and -0.1)
+    assert metrics["rewards_chosen_mean"] == pytest.approx(2.0, abs=1e-5)
+    assert metrics["rewards_rejected_mean"] == pytest.approx(-1.0, abs=1e-5)
+    assert metrics["reward_margin"] == pytest.approx(3.0, abs=1e-5)
+    assert metrics["num_valid_samples"] == 1.0  # one pair
     loss.backward()
     slope = 0.1 * torch.sigmoid(torch.tensor(-0.3)).item()  # d/dr_c of softplus(-beta (r_c - r_r))
     torch.testing.assert_close(logprobs.grad[:, 2:], torch.tensor([[-slope] * 2, [slope] * 2]), atol=1e-6, rtol=0)

@@ -1,6 +1,12 @@
-"""pass@k, avg@k and cons@k against hand-worked values."""
+"""pass@k, avg@k and cons@k against hand-worked values; cons@k also against brute-force enumeration."""
 
 from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from fractions import Fraction
+from itertools import combinations
 
 import pytest
 
@@ -10,6 +16,7 @@ from reinforge.eval.metrics import (
     batch_cons_at_k,
     batch_pass_at_k,
     cons_at_k,
+    cons_metric_name,
     majority_answer,
     pass_at_k,
 )
@@ -48,13 +55,56 @@ def test_cons_at_3_of_5_exhaustive() -> None:
     assert batch_cons_at_k(flat, correct, 5, 3) == pytest.approx((0.7 + 0.7) / 2)
 
 
-def test_cons_sampled_subsets_are_seeded_and_close_to_exact() -> None:
-    answers = ["A"] * 8 + ["B"] * 6
-    correct_of = {"A": True, "B": False}
-    exact = cons_at_k(answers, correct_of, 7)  # C(14, 7) = 3432 subsets
-    sampled = cons_at_k(answers, correct_of, 7, max_subsets=1000, seed=3)
-    assert sampled == cons_at_k(answers, correct_of, 7, max_subsets=1000, seed=3)
-    assert sampled == pytest.approx(exact, abs=0.05)
+def brute_force_cons(answers: list[str], correct: set[str], k: int) -> Fraction:
+    """Every k-subset, majority by Counter.most_common (ties: first seen in the subset, as NeMo-RL's eval)."""
+    subsets = list(combinations(range(len(answers)), k))
+    wins = sum(Counter(answers[i] for i in subset).most_common(1)[0][0] in correct for subset in subsets)
+    return Fraction(wins, len(subsets))
+
+
+def test_cons_counting_equals_enumeration_on_random_small_cases() -> None:
+    rng = random.Random(6)
+    for _ in range(400):
+        n = rng.randint(1, 11)
+        alphabet = "ABCDEF"[: rng.randint(1, 6)]
+        answers = [rng.choice(alphabet) for _ in range(n)]
+        correct = {a for a in alphabet if rng.random() < 0.4}
+        k = rng.randint(1, n)
+        expected = brute_force_cons(answers, correct, k)
+        assert cons_at_k(answers, lambda a, c=correct: a in c, k) == pytest.approx(float(expected), abs=1e-15), (
+            answers,
+            correct,
+            k,
+        )
+
+
+def test_cons_at_8_of_16_exact() -> None:
+    answers = list("ABACBDABCABDCABA")  # A 6, B 5, C 3, D 2
+    # 7822 of the C(16, 8) = 12870 subsets elect A
+    assert brute_force_cons(answers, {"A"}, 8) == Fraction(7822, 12870)
+    assert cons_at_k(answers, {"A": True, "B": False, "C": False, "D": False}, 8) == pytest.approx(7822 / 12870, abs=1e-15)
+    assert cons_at_k(answers, {"A": False, "B": True, "C": False, "D": False}, 8) == pytest.approx(
+        float(brute_force_cons(answers, {"B"}, 8)), abs=1e-15
+    )
+
+
+def test_cons_all_distinct_answers_elect_the_first_chosen_sample() -> None:
+    # every subset is a tie of ones, won by its earliest sample: sample 0 wins iff chosen, k / n of the time
+    answers = [str(i) for i in range(64)]
+    assert cons_at_k(answers, lambda a: a == "0", 32) == 0.5
+    assert cons_at_k(answers, lambda a: a == "63", 32) == 0.0  # never the earliest of 32
+    # sample 31 wins iff chosen with 31 of the 32 later ones
+    assert cons_at_k(answers, lambda a: a == "31", 32) == pytest.approx(32 / math.comb(64, 32), rel=1e-12)
+
+
+def test_cons_beyond_64_samples_is_a_seeded_estimate_and_named_so() -> None:
+    rng = random.Random(1)
+    answers = [rng.choice("AAB") for _ in range(80)]
+    estimate = cons_at_k(answers, {"A": True, "B": False}, 9, estimate_subsets=2000, seed=3)
+    assert estimate == cons_at_k(answers, {"A": True, "B": False}, 9, estimate_subsets=2000, seed=3)
+    exact = cons_at_k(answers, {"A": True, "B": False}, 9, exact_up_to=80)
+    assert estimate == pytest.approx(exact, abs=0.03)
+    assert cons_metric_name(8, 64) == "cons@8" and cons_metric_name(8, 65) == "cons@8_estimate"
 
 
 @pytest.mark.parametrize(
@@ -64,7 +114,7 @@ def test_cons_sampled_subsets_are_seeded_and_close_to_exact() -> None:
         (lambda: pass_at_k([], 1), "at least one"),
         (lambda: batch_pass_at_k([1, 0, 1], 2, 1), "groups of num_samples_per_prompt"),
         (lambda: batch_cons_at_k(["A"], [True, False], 1, 1), "verdicts"),
-        (lambda: cons_at_k(["A"], {"A": True}, 1, max_subsets=0), "max_subsets"),
+        (lambda: cons_at_k(["A"], {"A": True}, 1, estimate_subsets=0), "estimate_subsets"),
     ],
 )
 def test_invalid_arguments(call, message: str) -> None:
