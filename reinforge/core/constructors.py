@@ -15,6 +15,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import attrs
+
+from reinforge.core.errors import ReinforgeError
+
 if TYPE_CHECKING:
     from reinforge.core.interfaces import Algorithm, Environment, GenerationBackend, Logger, TrainingBackend
     from reinforge.core.run_config import LoggerConfig, PolicyConfig
@@ -72,3 +76,39 @@ class LoggerClass(Protocol):
     """`cls(config, log_dir, *, run_name=..., total_steps=...) -> Logger` (total_steps feeds progress and ETA)."""
 
     def __call__(self, config: LoggerConfig, log_dir: Path, *, run_name: str, total_steps: int | None) -> Logger: ...
+
+
+@attrs.frozen
+class Capabilities:
+    """What a backend can do, declared when it registers (`register(..., capabilities=Capabilities(...))`).
+
+    The executor checks a run against it before starting any worker, so that, for example, a
+    training backend without data parallelism run on two training workers fails at once instead
+    of training two drifting copies that write the same checkpoint. A backend that declares
+    nothing is not checked.
+    """
+
+    data_parallel: bool = False  # shards each batch over several ranks and keeps their weights identical
+    tensor_parallel: bool = False  # splits layers over ranks (options.tensor_parallel_size)
+    lora: bool = False  # trains low-rank adapters
+    devices: tuple[str, ...] = ("cpu",)  # "cpu", "cuda"
+
+    def check_training(self, backend: str, *, workers: int, tensor_parallel: int, gpus: bool) -> None:
+        """Raise a ReinforgeError naming what `backend` cannot do in this layout."""
+        device = "cuda" if gpus else "cpu"
+        if device not in self.devices:
+            raise ReinforgeError(
+                f"the training backend '{backend}' runs on {', '.join(self.devices)}, not {device}; "
+                f"{'set cluster.gpus_per_node: 0' if gpus else 'run it on GPU workers (cluster.gpus_per_node)'}"
+            )
+        if tensor_parallel > 1 and not self.tensor_parallel:
+            raise ReinforgeError(
+                f"the training backend '{backend}' has no tensor parallelism, but tensor_parallel_size is {tensor_parallel}; set it to 1"
+            )
+        replicas = workers // max(tensor_parallel, 1)
+        if replicas > 1 and not self.data_parallel:
+            raise ReinforgeError(
+                f"the training backend '{backend}' has no data parallelism, but cluster.training_workers={workers} would "
+                f"make {replicas} replicas, each training its own drifting copy; set cluster.training_workers="
+                f"{max(tensor_parallel, 1)}, or use a backend that shards the batch (e.g. dtensor)"
+            )

@@ -36,6 +36,7 @@ import pluggy
 from reinforge.core import hookspecs
 from reinforge.core.constructors import (
     AlgorithmClass,
+    Capabilities,
     DatasetReader,
     EnvironmentClass,
     GenerationBackendClass,
@@ -71,6 +72,7 @@ class Register(Protocol):
         requires: Sequence[str] = (),
         extra: str | None = None,
         description: str = "",
+        capabilities: Capabilities | None = None,
     ) -> None: ...
 
 
@@ -102,6 +104,7 @@ class PluginSpec:
     extra: str | None
     description: str
     source: PluginSource
+    capabilities: Capabilities | None = None  # declared by backends; None = not declared, not checked
 
     def missing_requirements(self) -> list[str]:
         """Import names in `requires` that cannot be found here (checked without importing them)."""
@@ -345,12 +348,13 @@ class Registry:
             requires: Sequence[str] = (),
             extra: str | None = None,
             description: str = "",
+            capabilities: Capabilities | None = None,
         ) -> None:
             if not isinstance(name, str) or not name:
                 raise PluginError(f"plugin {source} registered a {KINDS[kind][1]} without a name")
             if name in self._blocked_names:
                 return
-            spec = PluginSpec(kind, name, implementation, config, tuple(requires), extra, description, source)
+            spec = PluginSpec(kind, name, implementation, config, tuple(requires), extra, description, source, capabilities)
             existing = self._specs.get((kind, name))
             if existing is not None:
                 raise PluginError(

@@ -194,3 +194,12 @@ def test_disaggregated_groups_never_switch():
     colocation.before_generation()
     colocation.before_training()
     assert calls == []
+
+
+def test_environment_actors_that_cannot_get_a_cpu_fail_at_once_naming_the_resource():
+    from reinforge.executors.ray.placement import check_free_cpus
+
+    cluster = ClusterConfig(executor="ray", environment_workers=2, cpus_per_worker=1.0)
+    check_free_cpus(cluster, (2.0, 4.0), what="the environment actors")  # exactly enough: fine
+    with pytest.raises(ReinforgeError, match=r"need 2 CPU \(2 x cluster.cpus_per_worker 1\).*has 1 of its 4 CPU free"):
+        check_free_cpus(cluster, (1.0, 4.0), what="the environment actors")

@@ -25,7 +25,7 @@ from reinforge.executors.ray.colocation import Colocation
 from reinforge.executors.ray.environment_group import RayEnvironment
 from reinforge.core.errors import ReinforgeError
 from reinforge.executors.ray.generation_group import RayGenerationBackend
-from reinforge.executors.ray.placement import Placement, Slot, plan_placement
+from reinforge.executors.ray.placement import Placement, Slot, check_free_cpus, plan_placement
 from reinforge.executors.ray.workers import EnvironmentWorker, GenerationWorker, TrainingWorker
 from reinforge.executors.ray.refit_collective import PeerRefit
 from reinforge.core.registry import Registry
@@ -61,6 +61,9 @@ class RayExecutor:
         self._check_reproducible("training_backend", policy.backend)
         n = self.cluster.training_workers
         tp = int(getattr(policy.backend_cfg, "tensor_parallel_size", 1) or 1)
+        capabilities = self.registry.get("training_backend", policy.backend).capabilities
+        if capabilities is not None:
+            capabilities.check_training(policy.backend, workers=n, tensor_parallel=tp, gpus=self.cluster.training_gpus > 0)
         if n % tp:
             raise ReinforgeError(
                 f"cluster.training_workers ({n}) must be a multiple of the backend's tensor_parallel_size ({tp}): "
@@ -109,6 +112,7 @@ class RayExecutor:
     def environment(self, env: EnvConfig) -> RayEnvironment:
         """`cluster.environment_workers` actors of environment `env.name`, restarted by Ray when they crash."""
         self._check_reproducible("environment", env.name)
+        check_free_cpus(self.cluster, _free_cpus(), what=f"the {self.cluster.environment_workers} environment actor(s)")
         payload = _pickle((env.name, env.env_cfg))
         group = self._start(
             f"environment '{env.name}'",
@@ -177,6 +181,13 @@ class RayExecutor:
                 "so Ray workers cannot load it; put it in a module listed under `local` in your plugins.toml, or "
                 "install it as a package with a `reinforge` entry point"
             )
+
+
+def _free_cpus() -> tuple[float, float]:
+    """(CPUs free outside every placement group, CPUs the Ray cluster has in all)."""
+    import ray
+
+    return ray.available_resources().get("CPU", 0.0), ray.cluster_resources().get("CPU", 0.0)
 
 
 def _connect(cluster: ClusterConfig) -> bool:
