@@ -1,6 +1,7 @@
 """Environments: the built-in `math` verifier, and reward functions as environments.
 
     reinforge.environments.Math(require_boxed=True)   # a spec: built where the run's executor puts it
+    reinforge.environments.Registered("exact_match")  # any registered environment, by name
     reinforge.environments.FunctionEnvironment(fn)    # fn(prompt, response, **metadata) -> float
 """
 
@@ -10,15 +11,15 @@ from typing import Any
 
 from reinforge.environments.function import FunctionEnvironment
 
-__all__ = ["FunctionEnvironment", "Math", "Environment"]
+__all__ = ["FunctionEnvironment", "Math", "Registered"]
 
 
 def Math(**options: Any) -> Any:  # noqa: N802 - reads as a constructor, returns a spec
     """The `math` environment (math-verify in worker processes); options: see MathEnvironmentConfig."""
-    return Environment("math", **options)
+    return Registered("math", **options)
 
 
-def Environment(name: str, **options: Any) -> Any:  # noqa: N802
+def Registered(name: str, **options: Any) -> Any:  # noqa: N802
     """Any registered environment by name, with its options (structured into its registered config class)."""
     from reinforge.core.run_config import EnvConfig
     from reinforge.core.specs import EnvironmentSpec
