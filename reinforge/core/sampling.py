@@ -26,9 +26,14 @@ def _top_p(_: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ValueError(f"{attribute.name} must be in (0, 1] (1 disables nucleus sampling), got {value!r}")
 
 
+def top_k_off(value: Any) -> Any:
+    """0 and -1 mean "off" in every engine (HF, vLLM, SGLang); keep one spelling of off: None."""
+    return None if _is_int(value) and value in (0, -1) else value
+
+
 def _top_k(_: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value is not None and not (_is_int(value) and value >= 1):
-        raise ValueError(f"{attribute.name} must be null (disabled) or an integer >= 1, got {value!r}")
+        raise ValueError(f"{attribute.name} must be null, 0 or -1 (all three: off) or an integer >= 1, got {value!r}")
 
 
 def _positive_int(_: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -78,8 +83,11 @@ class SamplingParams:
     )
     # Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p. 1 = off.
     top_p: float = attrs.field(default=1.0, validator=_top_p, metadata=_doc("nucleus sampling mass in (0, 1]; 1 = off"))
-    # Keep only the k most likely tokens. None (null in YAML) = off, as in NeMo-RL; -1 / 0 are rejected.
-    top_k: int | None = attrs.field(default=None, validator=_top_k, metadata=_doc("top-k filter; null = off"))
+    # Keep only the k most likely tokens. None (null in YAML) = off, as in NeMo-RL; 0 and -1 (the engines'
+    # spellings of off) are accepted and stored as None.
+    top_k: int | None = attrs.field(
+        default=None, converter=top_k_off, validator=_top_k, metadata=_doc("top-k filter; null, 0 or -1 = off")
+    )
     # Longest response, in tokens, not counting the prompt.
     max_new_tokens: int = attrs.field(
         default=512, validator=_positive_int, metadata=_doc("response length cap in tokens")

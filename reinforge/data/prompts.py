@@ -17,9 +17,10 @@ from typing import Any, Literal
 import attrs
 
 from reinforge.core.config import doc
+from reinforge.core.run_config import ChatTurn, check_example_turns
 from reinforge.core.errors import ReinforgeError
 
-BUILTIN_PROMPTS = ("cot", "math")
+BUILTIN_PROMPTS = ("cot", "math", "boxed")
 
 # ChatML, the format of Qwen and many others, offered to tokenizers that ship no template.
 DEFAULT_CHAT_TEMPLATE = (
@@ -35,10 +36,15 @@ class PromptConfig:
     """How a problem becomes a prompt."""
 
     prompt_file: str | None = doc(
-        "prompt template: cot, math, a path to a text file with one {} for the problem, or null for the raw problem",
+        "prompt template: cot, math, boxed, a path to a text file with one {} for the problem, or null for the raw problem",
         default="cot",
     )
     system_prompt: str | None = doc("system message placed before the user message (null: none)", default=None)
+    example_turns: tuple[ChatTurn, ...] = doc(
+        "worked examples as chat messages between the system message and the problem (user, assistant, ...)",
+        default=(),
+        validator=check_example_turns,
+    )
     max_prompt_length: int = doc("longest prompt in tokens, chat template included", default=512, validator=attrs.validators.ge(1))
     on_overlong: Literal["drop", "truncate"] = doc(
         "longer prompts are dropped, or truncated in the middle (keeping the start and the generation prompt) "
@@ -62,7 +68,8 @@ def load_prompt_template(prompt_file: str | None) -> str | None:
                 f"built-in templates {', '.join(BUILTIN_PROMPTS)}, a path to a text file holding one {{}} where "
                 "the problem goes, or null to use the problem as it is."
             )
-        text = path.read_text(encoding="utf-8")
+        # An editor's final newline is not part of the prompt (it would end every user message).
+        text = path.read_text(encoding="utf-8").rstrip()
     _check_template(text, prompt_file)
     return text
 
@@ -116,7 +123,8 @@ def build_prompts(
             raise ReinforgeError(f"record {row} has no 'problem' (keys: {sorted(record)}); dataset readers must return one.")
         user = str(record["problem"]) if template is None else template.format(record["problem"])
         system = [{"role": "system", "content": config.system_prompt}] if config.system_prompt is not None else []
-        conversations.append([*system, {"role": "user", "content": user}])
+        examples = [{"role": turn.role, "content": turn.content} for turn in config.example_turns]
+        conversations.append([*system, *examples, {"role": "user", "content": user}])
 
     token_ids = _tokenize(tokenizer, conversations)
     limit = config.max_prompt_length
@@ -147,6 +155,7 @@ def build_prompt_set(data: Any, tokenizer: Any, records: list[dict[str, Any]]) -
     prompt_config = PromptConfig(
         prompt_file=data.prompt_file,
         system_prompt=data.system_prompt,
+        example_turns=data.example_turns,
         max_prompt_length=data.max_input_seq_length,
         on_overlong=data.on_overlong_prompt,
     )

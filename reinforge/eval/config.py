@@ -9,6 +9,7 @@ from attrs import validators as v
 
 from reinforge.core.config import doc, plugin_options
 from reinforge.core.run_config import ClusterConfig, DataConfig, EnvConfig, GenerationConfig, PolicyConfig
+from reinforge.core.sampling import top_k_off
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -35,7 +36,7 @@ class EvalGenerationConfig:
     backend_cfg: Any = plugin_options("generation_backend", "backend", "options of the generation backend")
     temperature: float = doc("0 = greedy", default=0.0, validator=v.ge(0))
     top_p: float = doc("nucleus mass", default=1.0, validator=[v.gt(0), v.le(1)])
-    top_k: int | None = doc("top-k (null = off)", default=None)
+    top_k: int | None = doc("top-k (null, 0 or -1 = off)", default=None, converter=top_k_off)
     max_new_tokens: int = doc("response tokens", default=2048, validator=v.gt(0))
     stop_strings: tuple[str, ...] = doc("strings that end a response", default=())
 

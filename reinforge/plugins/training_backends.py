@@ -17,3 +17,12 @@ def reinforge_register_training_backends(register: Register) -> None:
         description="Hugging Face causal LM on PyTorch FSDP2 + DTensor tensor parallel (CPU and GPU)",
         capabilities=Capabilities(data_parallel=True, tensor_parallel=True, devices=("cpu", "cuda")),
     )
+    register(
+        "megatron",
+        "reinforge.backends.training.megatron.backend:MegatronBackend",
+        config="reinforge.backends.training.megatron.config:MegatronConfig",
+        requires=("torch", "transformers", "megatron.core"),
+        extra="megatron",
+        description="Megatron-core GPTModel converted from Qwen2/Llama checkpoints: tensor parallel, distributed "
+        "optimizer, recomputation (NVIDIA GPUs; tested on CPU through a test-only shim)",
+    )

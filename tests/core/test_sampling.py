@@ -63,8 +63,7 @@ def test_stop_lists_become_tuples() -> None:
         ("top_p", 0, "top_p must be in \\(0, 1\\]"),
         ("top_p", 1.5, "top_p must be in \\(0, 1\\]"),
         ("top_p", -0.5, "top_p must be in \\(0, 1\\]"),
-        ("top_k", 0, "top_k must be null \\(disabled\\) or an integer >= 1"),
-        ("top_k", -1, "top_k must be null"),
+        ("top_k", -2, "top_k must be null, 0 or -1 \\(all three: off\\) or an integer >= 1"),
         ("top_k", 2.0, "top_k must be null"),
         ("max_new_tokens", 0, "max_new_tokens must be an integer >= 1, got 0"),
         ("max_new_tokens", 16.0, "max_new_tokens must be an integer >= 1"),
@@ -88,8 +87,15 @@ def test_validators_work_without_an_instance() -> None:
     # the config layer calls validator(None, attribute, value) to collect every error at once
     attribute = attrs.fields(SamplingParams).top_k
     with pytest.raises(ValueError, match="top_k must be null"):
-        attribute.validator(None, attribute, 0)
+        attribute.validator(None, attribute, 0.5)
     attribute.validator(None, attribute, None)
+
+
+@pytest.mark.parametrize("off", [0, -1, None])
+def test_top_k_zero_and_minus_one_mean_off(off: Any) -> None:
+    # 0 means "off" in HF generate, -1 in vLLM/SGLang: both are stored as the one spelling of off, None
+    assert SamplingParams(top_k=off).top_k is None
+    assert SamplingParams(top_k=5).top_k == 5
 
 
 def test_every_field_is_documented() -> None:
@@ -104,3 +110,14 @@ def test_cattrs_round_trip() -> None:
     assert converter.structure(converter.unstructure(params), SamplingParams) == params
     with pytest.raises(cattrs.BaseValidationError):
         converter.structure({"temprature": 0.7}, SamplingParams)
+
+
+@pytest.mark.parametrize("off", ["0", "-1", "null"])
+def test_top_k_off_through_a_recipe_override(off: str) -> None:
+    # the config layer runs a field's converter before its range check, as attrs' __init__ does
+    from reinforge.core.load import load_config
+    from tests.integration.grpo_helpers import REPO
+
+    config = load_config(REPO / "examples" / "configs" / "grpo-arith-cpu.yaml", [f"policy.generation.top_k={off}"])
+    assert config.policy.generation.top_k is None
+    assert load_config(REPO / "examples" / "configs" / "grpo-arith-cpu.yaml", ["policy.generation.top_k=7"]).policy.generation.top_k == 7

@@ -139,3 +139,48 @@ def test_with_the_tiny_model_kit_bpe_tokenizer() -> None:
         "the answer (and only answer) inside \\\\boxed{}.\n\nWhat is 7 + 12?<|im_end|>\n<|im_start|>assistant\n"
     )
     assert stats["max_prompt_tokens"] == len(prompts[0]["input_ids"])
+
+
+def test_example_turns_sit_between_system_and_problem() -> None:
+    from reinforge.core.run_config import ChatTurn
+
+    turns = (ChatTurn(role="user", content="What is 1 + 3?"), ChatTurn(role="assistant", content="4"))
+    config = PromptConfig(prompt_file=None, system_prompt="Be brief.", example_turns=turns, max_prompt_length=100)
+    prompts, _ = build_prompts(RECORDS[:1], make_tokenizer(), config)
+    assert prompts[0]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 1 + 3?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "What is 2 + 2?"},
+    ]
+    ids = make_tokenizer().convert_tokens_to_ids
+    # each message is <|im_start|> role <words> <|im_end|>: system 2 words, example 5 and 1, problem 5; then the
+    # generation prompt's 2 tokens
+    assert len(prompts[0]["input_ids"]) == (2 + 3) + (5 + 3) + (1 + 3) + (5 + 3) + 2
+    assert prompts[0]["input_ids"][-2:] == ids(["<|im_start|>", "assistant"])
+
+
+@pytest.mark.parametrize("roles", [("assistant", "user"), ("user",), ("user", "assistant", "user")])
+def test_example_turns_must_be_whole_user_assistant_pairs(roles: tuple[str, ...]) -> None:
+    from reinforge.core.run_config import ChatTurn
+
+    with pytest.raises(ValueError, match="must alternate user and assistant"):
+        PromptConfig(example_turns=tuple(ChatTurn(role=r, content="x") for r in roles))
+
+
+def test_example_turns_from_a_recipe_override() -> None:
+    from reinforge.core.load import load_config
+    from tests.integration.grpo_helpers import REPO
+
+    recipe = REPO / "examples" / "configs" / "grpo-arith-cpu.yaml"
+    config = load_config(recipe, ["data.example_turns=[{role: user, content: 'What is 1 + 1?'}, {role: assistant, content: '2'}]"])
+    assert [(t.role, t.content) for t in config.data.example_turns] == [("user", "What is 1 + 1?"), ("assistant", "2")]
+    with pytest.raises(ReinforgeError, match="must alternate user and assistant"):
+        load_config(recipe, ["data.example_turns=[{role: assistant, content: '2'}]"])
+
+
+def test_a_prompt_files_final_newline_is_not_part_of_the_prompt(tmp_path: Path) -> None:
+    path = tmp_path / "prompt.txt"
+    path.write_text("Q: {}\n\n", encoding="utf-8")  # an editor's trailing newlines
+    prompts, _ = build_prompts(RECORDS[:1], make_tokenizer(), PromptConfig(prompt_file=str(path), max_prompt_length=100))
+    assert prompts[0]["messages"] == [{"role": "user", "content": "Q: What is 2 + 2?"}]

@@ -40,3 +40,26 @@ def test_dpo_recipe_is_nemo_rls():
     assert config.policy.max_total_sequence_length == 1024 and config.loss_fn.reference_policy_kl_penalty == 0.05
     assert config.policy.optimizer.lr == 5.0e-6 and config.policy.scheduler.warmup_steps == 20
     assert config.data.dataset == "helpsteer3" and config.data.val_dataset_cfg.split == "validation"
+
+
+@pytest.mark.parametrize(
+    ("megatron", "dtensor"),
+    [("grpo-deepscaler-1.5b-8K-megatron.yaml", "grpo-deepscaler-1.5b-8K.yaml"), ("dpo-megatron.yaml", "dpo.yaml")],
+)
+def test_megatron_recipes_keep_the_hyperparameters_of_their_dtensor_twins(megatron, dtensor):
+    """Only the training backend, its options and the output folders may differ."""
+    import attrs
+
+    ours = load_config(REPO / "examples" / "configs" / megatron)
+    theirs = load_config(REPO / "examples" / "configs" / dtensor)
+    assert (ours.policy.backend, theirs.policy.backend) == ("megatron", "dtensor")
+    assert type(ours.policy.backend_cfg).__name__ == "MegatronConfig"
+
+    def hyperparameters(config):
+        policy = attrs.evolve(config.policy, backend="-", backend_cfg=None)
+        checkpointing = attrs.evolve(config.checkpointing, checkpoint_dir="-")
+        logger = attrs.evolve(config.logger, log_dir="-")
+        return attrs.evolve(config, policy=policy, checkpointing=checkpointing, logger=logger)
+
+    assert hyperparameters(ours) == hyperparameters(theirs)
+    assert ours.checkpointing.checkpoint_dir != theirs.checkpointing.checkpoint_dir

@@ -1,0 +1,206 @@
+"""One optimizer step through Megatron-core's forward-backward schedule, and logprob inference.
+
+Invariants the step keeps (the seam's contract, as `dtensor` keeps it):
+- The loss function divides by the GLOBAL valid token / sequence counts (every microbatch of
+  every data-parallel rank), so summing microbatch gradients gives the full-batch gradient.
+- Megatron's schedule divides each microbatch loss by the number of microbatches, and its DDP
+  averages gradients over the data-parallel ranks; the loss handed to the schedule is therefore
+  multiplied by (microbatches x data-parallel size), which cancels both.
+- Every data-parallel rank runs the same number of passes (DDP's gradient reduction is
+  collective): a rank with fewer rows runs zero-loss dummy microbatches.
+- A non-finite loss or gradient norm never reaches the optimizer: the gradients are dropped and
+  a ReinforgeError names the step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+# The seam's row checks are shared with `dtensor` (same messages for the same mistakes).
+from reinforge.backends.training.dtensor.training import (
+    REQUIRED_FOR_LOGPROBS,
+    REQUIRED_FOR_TRAIN,
+    check_rows,
+    with_sample_mask,
+)
+from reinforge.backends.training.megatron.logprobs import forward_logprobs
+from reinforge.backends.training.megatron.runtime import MegatronGrid
+from reinforge.core.batch import Batch
+from reinforge.core.errors import ReinforgeError
+
+
+def _dummy(grid: MegatronGrid) -> tuple[torch.Tensor, torch.Tensor]:
+    """A two-token row, run by data-parallel ranks that have run out of rows."""
+    return torch.zeros(1, 2, dtype=torch.long, device=grid.device), torch.full((1,), 2, device=grid.device)
+
+
+def _agree(grid: MegatronGrid, problem: str | None, rows: int, passes: int, what: str) -> int:
+    """Raise on every rank if any rank's rows are unusable or all are empty; return the max pass count."""
+    most, flagged, widest = grid.max_over_dp([passes, int(problem is not None), rows])
+    if flagged:
+        raise ReinforgeError(problem or f"{what}: another data-parallel rank rejected its rows (see its error)")
+    if widest == 0:
+        raise ReinforgeError(f"{what} got an empty batch (no rows); pass at least one sequence")
+    return most
+
+
+def train_step(
+    model: Any,  # Megatron DDP around the GPTModel
+    gpt: Any,
+    optimizer: Any,  # a MegatronOptimizer
+    grid: MegatronGrid,
+    batch: Batch,
+    loss_fn: Callable[..., tuple[torch.Tensor, dict[str, float]]],
+    *,
+    micro_batch_size: int,
+    max_length: int,
+    max_grad_norm: float | None,
+    temperature: float,
+    lr: float,
+    step: int,
+    chunk_size: int,
+    sequence_parallel: bool,
+) -> dict[str, float]:
+    """Accumulate gradients over the microbatches with Megatron's schedule, clip, and step the optimizer at `lr`."""
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    what = f"train (step {step})"
+    problem = check_rows(batch, REQUIRED_FOR_TRAIN, max_length, what)
+    batch = with_sample_mask(batch)
+    micro = [] if problem or len(batch) == 0 else [mb.to(grid.device) for mb in batch.microbatches(size=micro_batch_size)]
+    passes = _agree(grid, problem, len(batch), len(micro), what)
+
+    local = torch.zeros(3, dtype=torch.float64, device=grid.device)  # valid tokens, valid sequences, microbatches
+    for mb in micro:
+        local[0] += mb.valid_token_count().to(local)
+        local[1] += mb["sample_mask"].sum().to(local)
+    local[2] = len(micro)
+    counts = grid.all_reduce(local)
+    global_tokens, global_seqs = counts[0].float(), counts[1].float()  # scalars, equal on every rank
+
+    scale = passes * grid.dp_size
+    items: list[Batch | None] = [*micro, *([None] * (passes - len(micro)))]
+    per_micro: list[dict[str, float]] = []
+    loss_total = torch.zeros((), dtype=torch.float32, device=grid.device)
+
+    def forward_step(data_iterator: Any, module: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
+        mb = next(data_iterator)
+        ids, lengths = _dummy(grid) if mb is None else (mb["input_ids"], mb["input_lengths"])
+        logprobs = forward_logprobs(
+            module, gpt, ids, lengths, temperature=temperature, chunk_size=chunk_size, sequence_parallel=sequence_parallel
+        )  # [b, t]
+
+        def loss_func(output: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+            nonlocal loss_total
+            if mb is None:
+                loss = output.sum() * 0.0
+            else:
+                loss, metrics = loss_fn(output, mb, global_tokens, global_seqs)
+                per_micro.append(metrics)
+            loss_total = loss_total + loss.detach().float()
+            return loss * scale, {}
+
+        return logprobs, loss_func
+
+    model.zero_grad_buffer()
+    optimizer.zero_grad()
+    model.train()
+    width = batch["input_ids"].shape[1] if len(batch) else 2
+    get_forward_backward_func()(
+        forward_step_func=forward_step,
+        data_iterator=iter(items),
+        model=[model],
+        num_microbatches=passes,
+        seq_length=width,
+        micro_batch_size=micro_batch_size,
+        forward_only=False,
+    )
+
+    metrics = reduce_metrics(per_micro, grid)
+    loss_value = float(grid.all_reduce(loss_total))
+    optimizer.prepare_grads()  # model gradients -> the optimizer's (main) gradients
+    norm = float(optimizer.clip_grad_norm(max_grad_norm) if max_grad_norm is not None else optimizer.get_grad_norm())
+    if not (math.isfinite(loss_value) and math.isfinite(norm)):
+        optimizer.zero_grad()
+        model.zero_grad_buffer()
+        raise ReinforgeError(
+            f"train (step {step}): the loss ({loss_value}) or gradient norm ({norm}) is not finite; the gradients "
+            "were discarded and the optimizer did not step. Check the loss inputs (advantages, logprobs, "
+            "masks) and consider a lower learning rate"
+        )
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.step_with_ready_grads()
+    optimizer.zero_grad()
+    model.zero_grad_buffer()
+    metrics.update({
+        "loss": loss_value,
+        "grad_norm": norm,
+        "lr": lr,
+        "tokens": float(counts[0]),
+        "microbatches": float(counts[2]),
+    })
+    return metrics
+
+
+def reduce_metrics(per_micro: list[dict[str, float]], grid: MegatronGrid) -> dict[str, float]:
+    """Sum the loss function's metrics over microbatches and data-parallel ranks (`_min`/`_max` keys: min/max)."""
+    keys = sorted({key for metrics in per_micro for key in metrics})
+    if grid.dp_size > 1:  # a rank with only dummy passes has no keys: agree on the union
+        gathered: list[Any] = [None] * grid.dp_size
+        dist.all_gather_object(gathered, keys, group=grid.group("dp"))
+        keys = sorted({key for ks in gathered for key in ks})
+    kinds = {"min": min, "max": max, "sum": lambda a, b: a + b}
+    start = {"sum": 0.0, "min": math.inf, "max": -math.inf}
+    out: dict[str, float] = {}
+    for op in ("sum", "min", "max"):
+        names = [k for k in keys if (k.rsplit("_", 1)[-1] if k.endswith(("_min", "_max")) else "sum") == op]
+        if not names:
+            continue
+        values = []
+        for name in names:
+            value = start[op]
+            for metrics in per_micro:
+                if name in metrics:
+                    value = kinds[op](value, float(metrics[name]))
+            values.append(value)
+        reduced = grid.all_reduce(torch.tensor(values, dtype=torch.float64, device=grid.device), op)
+        out.update(zip(names, reduced.tolist()))
+    return out
+
+
+@torch.no_grad()
+def compute_logprobs(
+    model: Any,
+    gpt: Any,
+    grid: MegatronGrid,
+    batch: Batch,
+    *,
+    batch_size: int,
+    max_length: int,
+    temperature: float,
+    chunk_size: int,
+    sequence_parallel: bool,
+    what: str,
+) -> torch.Tensor:  # [B, T] float32 on the CPU
+    """Per-token logprobs of this rank's rows, `batch_size` rows per forward pass."""
+    problem = check_rows(batch, REQUIRED_FOR_LOGPROBS, max_length, what)
+    groups = [] if problem or len(batch) == 0 else batch.microbatches(size=batch_size)
+    _agree(grid, problem, len(batch), len(groups), what)
+    model.eval()
+    width = batch["input_ids"].shape[1] if len(batch) else 0
+    out = torch.zeros(len(batch), width, dtype=torch.float32)  # [B, T]
+    row = 0
+    for group in groups:
+        ids, lengths = group["input_ids"].to(grid.device), group["input_lengths"].to(grid.device)
+        logprobs = forward_logprobs(
+            model, gpt, ids, lengths, temperature=temperature, chunk_size=chunk_size, sequence_parallel=sequence_parallel
+        )  # [b, t]
+        out[row : row + len(group), : logprobs.shape[1]] = logprobs.float().cpu()
+        row += len(group)
+    return out

@@ -1,0 +1,36 @@
+"""The `megatron` training backend in one process (CPU shim): the training conformance suite."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reinforge.backends.training.megatron.backend import MegatronBackend
+from reinforge.backends.training.megatron.config import MegatronConfig
+from reinforge.core.interfaces import TrainingBackend
+from reinforge.core.run_config import PolicyConfig
+from reinforge.testing.conformance_training import *  # noqa: F403 - the suite's tests and fixtures
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Two shared cores: one thread is both faster and far less sensitive to a busy neighbour.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def training_backend_factory():
+    # Chunks of 7 positions: the 24-token conformance rows take the chunked (and recomputed) path.
+    options = MegatronConfig(logprob_chunk_size=7, device="cpu")
+
+    def make(policy: PolicyConfig, *, need_reference: bool = False) -> TrainingBackend:
+        return MegatronBackend(policy, options, need_reference=need_reference)
+
+    return make
+
+
+def test_is_a_training_backend(make_training_backend):
+    assert isinstance(make_training_backend(), TrainingBackend)
