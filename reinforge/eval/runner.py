@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reinforge.rollouts.turns import run_rollouts
+from reinforge.rollouts.service import RolloutService
 from reinforge.executors.local import make_executor
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.registry import Registry
@@ -29,6 +29,9 @@ def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, 
     executor = make_executor(config.cluster, registry)
     generation = executor.generation(policy, seed=settings.seed)
     environment = executor.environment(config.env)
+    rollouts = RolloutService(
+        generation, environment, tokenizer, max_total_length=gen.max_total_sequence_length, sleep_between=False
+    )
     n = settings.num_tests_per_prompt
     sampling = SamplingParams(
         temperature=gen.temperature,
@@ -44,14 +47,7 @@ def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, 
     try:
         for start in range(0, len(prompts), settings.batch_size):
             part = [p for p in prompts[start : start + settings.batch_size] for _ in range(n)]
-            result = run_rollouts(
-                part,
-                generation=generation,
-                environment=environment,
-                tokenizer=tokenizer,
-                sampling=SamplingParams(**{**_fields(sampling), "seed": settings.seed + start}),
-                max_total_length=gen.max_total_sequence_length,
-            )
+            result = rollouts.collect(part, SamplingParams(**{**_fields(sampling), "seed": settings.seed + start}))
             for i, reward in enumerate(result.rewards.tolist()):
                 answer = str(result.info[i].get("extracted_answer") or result.responses[i].strip()[-64:])
                 correct.append(reward >= 1.0)

@@ -28,12 +28,15 @@ class RolloutService:
         *,
         max_total_length: int,
         timer: Timer | None = None,
+        sleep_between: bool = True,
     ) -> None:
         self.generation = generation
         self.environment = environment
         self.tokenizer = tokenizer
         self.max_total_length = max_total_length
         self.timer = timer or Timer()
+        # Training shares devices with the generator, so it sleeps between collections; evaluation keeps it awake.
+        self.sleep_between = sleep_between
         # The policy version whose weights the generator holds; a fresh generator holds the initial weights (0).
         self.generator_version = 0
 
@@ -42,7 +45,8 @@ class RolloutService:
 
         Generation and environment time go to the timer's "generation" and "reward" phases.
         """
-        self.generation.wake()
+        if self.sleep_between:
+            self.generation.wake()
         try:
             return run_rollouts(
                 prompts,
@@ -55,7 +59,8 @@ class RolloutService:
                 timer=self.timer,
             )
         finally:
-            self.generation.sleep()
+            if self.sleep_between:
+                self.generation.sleep()
 
     def sync(self, policy: TrainingBackend, version: int, *, bucket_bytes: int) -> dict[str, float]:
         """Push `policy`'s weights into the generator unless it already holds `version`; returns refit metrics."""
