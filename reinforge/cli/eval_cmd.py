@@ -10,16 +10,30 @@ from rich.table import Table
 
 from reinforge.cli.output import console
 
-# Inside the package, so an installed reinforge (not only a repository checkout) has it.
+# Inside the package, so an installed reinforge (not only a repository checkout) has them. AIME 2024 with
+# vLLM in bfloat16 is what the DeepScaleR recipe is judged by, and needs a GPU; without one the default is
+# the CPU recipes' held-out arithmetic with the hf generator in float32, which runs in seconds there.
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "eval" / "aime24.yaml"
+CPU_DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "eval" / "arith-cpu.yaml"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("eval", help="evaluate a model folder on a dataset (pass@k, avg@k, cons@k)")
-    parser.add_argument("--config", help="evaluation YAML (default: AIME 2024, reinforge/eval/aime24.yaml)")
+    parser.add_argument(
+        "--config",
+        help="evaluation YAML (default: AIME 2024, reinforge/eval/aime24.yaml, where a GPU is visible; otherwise the "
+        "CPU recipes' held-out arithmetic, reinforge/eval/arith-cpu.yaml)",
+    )
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. generation.model_name=/path/hf")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.set_defaults(run=run)
+
+
+def default_config() -> Path:
+    """AIME 2024 where a CUDA GPU is visible, the CPU arithmetic evaluation elsewhere."""
+    import torch
+
+    return DEFAULT_CONFIG if torch.cuda.is_available() else CPU_DEFAULT_CONFIG
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +43,14 @@ def run(args: argparse.Namespace) -> int:
     from reinforge.eval.runner import evaluate
 
     registry = Registry.create(project_file=args.plugins)
-    config = load_config(args.config or DEFAULT_CONFIG, args.overrides, registry, schema=EvalConfig)
+    path = args.config or default_config()
+    if args.config is None and path == CPU_DEFAULT_CONFIG:
+        console.print(
+            f"no GPU here: evaluating with the CPU default {path.name} (held-out sums, hf, float32); "
+            f"pass --config {DEFAULT_CONFIG} for AIME 2024",
+            markup=False,
+        )
+    config = load_config(path, args.overrides, registry, schema=EvalConfig)
     metrics = evaluate(config, registry)
     if args.json:
         print(json.dumps(metrics, indent=2))

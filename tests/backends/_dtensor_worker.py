@@ -93,6 +93,25 @@ def main(model_dir: str, out_dir: str) -> None:
     fsdp.export_hf(str(out / "hf"))
     fsdp.shutdown()
 
+    # (a') The same FSDP step with packed rows and the head at response positions only, and with
+    # token-budget microbatches: the two ranks run different numbers of passes (dummy passes pair them).
+    variants = {
+        "fsdp_packed": DTensorConfig(sequence_packing=True, max_tokens_per_microbatch=40, lm_head_positions="response"),
+        "fsdp_token_budget": DTensorConfig(microbatching="token_budget", max_tokens_per_microbatch=30),
+    }
+    for name, options in variants.items():
+        variant = DTensorBackend(policy, options)
+        lp = variant.logprobs(mine)
+        expected_lp = ref_logprobs[: 5 if rank == 0 else 8][-len(mine) :]
+        if options.lm_head_positions == "response":
+            expected_lp = torch.where(mine["token_mask"].bool(), expected_lp, 0.0)
+        results[f"{name}_logprobs"] = (lp - expected_lp).abs().max().item()
+        metrics = variant.train(mine, ConformanceNLLLoss())
+        results[f"{name}_loss"] = abs(metrics["loss"] - ref_loss)
+        results[f"{name}_grad_norm"] = abs(metrics["grad_norm"] - ref_norm)
+        results[f"{name}_weights"] = max_diff(weights(variant), ref_weights)
+        variant.shutdown()
+
     # (c) AdamW + warmup (optimizer moments and the lr depend on restored state): save under torchrun,
     # load into a fresh backend, and the next step is identical. The test reloads it in one process.
     adamw = attrs.evolve(
@@ -130,6 +149,19 @@ def main(model_dir: str, out_dir: str) -> None:
     results["tp_loss"] = abs(metrics["loss"] - ref_loss)
     results["tp_grad_norm"] = abs(metrics["grad_norm"] - ref_norm)
     results["tp_weights"] = max_diff(weights(tp), ref_weights)
+    tp.shutdown()
+
+    # (b') tensor parallel with packed rows and the head at response positions only.
+    tp = DTensorBackend(
+        policy,
+        DTensorConfig(tensor_parallel_size=2, sequence_packing=True, max_tokens_per_microbatch=40, lm_head_positions="response"),
+    )
+    response = batch["token_mask"].bool()
+    results["tp_packed_logprobs"] = (tp.logprobs(batch) - torch.where(response, ref_logprobs, 0.0)).abs().max().item()
+    metrics = tp.train(batch, ConformanceNLLLoss())
+    results["tp_packed_loss"] = abs(metrics["loss"] - ref_loss)
+    results["tp_packed_grad_norm"] = abs(metrics["grad_norm"] - ref_norm)
+    results["tp_packed_weights"] = max_diff(weights(tp), ref_weights)
     tp.shutdown()
 
     # (e) plain data parallel (fsdp off): replicated weights, gradients summed over the ranks.

@@ -31,6 +31,8 @@ TOLERANCES = {
     "fsdp_weights": 1e-5,
     "fsdp_rows_metric": 0.0,
     "fsdp_unsharded_after_logprobs": 0.0,
+    **{f"{variant}_{what}": 1e-5 for variant in ("fsdp_packed", "fsdp_token_budget", "tp_packed")
+       for what in ("logprobs", "loss", "grad_norm", "weights")},
     "tp_logprobs": 1e-5,
     "tp_loss": 1e-5,
     "tp_grad_norm": 1e-5,

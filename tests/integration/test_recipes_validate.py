@@ -63,3 +63,14 @@ def test_megatron_recipes_keep_the_hyperparameters_of_their_dtensor_twins(megatr
 
     assert hyperparameters(ours) == hyperparameters(theirs)
     assert ours.checkpointing.checkpoint_dir != theirs.checkpointing.checkpoint_dir
+
+
+def test_smollm2_eval_config_matches_the_recipes_validation_set():
+    """The real-model recipe is evaluated on exactly its validation problems, prompt and verifier."""
+    evaluation = load_config(REPO / "examples" / "configs" / "evals" / "smollm2-arith-cpu.yaml", schema=EvalConfig)
+    grpo = load_config(REPO / "examples" / "configs" / "grpo-smollm2-arith-cpu.yaml")
+    assert evaluation.data.dataset == grpo.data.val_dataset and evaluation.data.dataset_cfg == grpo.data.val_dataset_cfg
+    for key in ("system_prompt", "prompt_file", "example_turns", "max_input_seq_length"):
+        assert getattr(evaluation.data, key) == getattr(grpo.data, key), key
+    assert evaluation.env.env_cfg.require_boxed and grpo.env.env_cfg.require_boxed
+    assert evaluation.generation.max_new_tokens == grpo.policy.generation.max_new_tokens == 64

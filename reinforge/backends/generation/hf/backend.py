@@ -14,6 +14,7 @@ RNG, and records the sampled tokens' logprobs and each row's stop step with two 
 from __future__ import annotations
 
 import difflib
+import inspect
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,10 +96,14 @@ class HFGenerationBackend:
         generation_lengths = torch.zeros(rows, dtype=torch.long)  # [R]
         truncated = torch.zeros(rows, dtype=torch.bool)  # [R]
         config = self._generation_config(sampling)
+        step = self.options.max_batch_size or rows
+        source = torch.arange(rows) // n  # [R] the prompt each row samples from
         with self._sampling_rng(sampling), torch.inference_mode():
-            for start in range(0, rows, self.options.max_batch_size):
-                chunk = slice(start, min(start + self.options.max_batch_size, rows))
-                ids, lps, gen, trunc = self._generate_chunk(model, prompts[chunk], lengths[chunk], sampling, config)
+            for start in range(0, rows, step):
+                chunk = slice(start, min(start + step, rows))
+                ids, lps, gen, trunc = self._generate_chunk(
+                    model, prompts[chunk], lengths[chunk], sampling, config, source[chunk]
+                )
                 output_ids[chunk, : ids.shape[1]] = ids
                 logprobs[chunk, : lps.shape[1]] = lps
                 generation_lengths[chunk], truncated[chunk] = gen, trunc
@@ -181,9 +186,13 @@ class HFGenerationBackend:
         lengths: torch.Tensor,  # [b]
         sampling: SamplingParams,
         config: GenerationConfig,
+        source: torch.Tensor,  # [b] prompt index of each row (equal for the n samples of a prompt)
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One `generate` call; returns right-padded ids and logprobs `[b, <=P+G]`, generation lengths, truncated."""
         left, mask = to_left_padded(prompts, lengths, self.pad_token_id)  # [b, W], [b, W]
+        extra: dict[str, Any] = {}
+        if self.options.share_prompt_prefill and left.shape[1] > 1 and bool((source[1:] == source[:-1]).any()):
+            extra[_cache_argument(model)] = _shared_prefill(model, left.to(self.device), mask.to(self.device), source)
         width = left.shape[1]
         stop_ids = torch.tensor(sorted({*self.eos_token_ids, *sampling.stop_token_ids}), device=self.device)
         stops = StopRecorder(width, left.shape[0], stop_ids, self._stop_strings(sampling.stop_strings), self.tokenizer)
@@ -194,6 +203,7 @@ class HFGenerationBackend:
             generation_config=config,
             logits_processor=LogitsProcessorList([recorder] if recorder else []),
             stopping_criteria=StoppingCriteriaList([stops]),
+            **extra,
         )  # [b, W + G]
         generated = sequences.shape[1] - width
         stopped_at = stops.stopped_at  # [b], 0 = never stopped
@@ -262,6 +272,34 @@ class HFGenerationBackend:
                 "the hf generation backend is asleep (its weights are off the device); call wake() before generate()."
             )
         return model
+
+
+def _shared_prefill(
+    model: PreTrainedModel,
+    left: torch.Tensor,  # [b, W] left-padded prompts, the n copies of a prompt adjacent
+    mask: torch.Tensor,  # [b, W]
+    source: torch.Tensor,  # [b] prompt index per row
+) -> Any:  # a DynamicCache over the first W-1 positions of all b rows
+    """Prefill every distinct prompt once (all but its last token) and expand the KV cache to its rows.
+
+    `generate` then sees a cache covering W-1 positions and computes only the last prompt token
+    before sampling, with the same position ids it would give the full prompt (from the mask).
+    """
+    from transformers import DynamicCache
+
+    _, group, counts = torch.unique_consecutive(source, return_inverse=True, return_counts=True)
+    starts = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)[:-1]])  # [U] first row of each prompt
+    unique_ids, unique_mask = left[starts.to(left.device), :-1], mask[starts.to(left.device), :-1]  # [U, W-1]
+    positions = (unique_mask.long().cumsum(-1) - 1).clamp(min=0)  # [U, W-1]: as generate derives them
+    cache = DynamicCache(config=model.config)
+    model(input_ids=unique_ids, attention_mask=unique_mask, position_ids=positions, use_cache=True, **{_cache_argument(model): cache})
+    cache.batch_select_indices(group.to(left.device))  # [b, heads, W-1, d]: row i gets its prompt's cache
+    return cache
+
+
+def _cache_argument(model: PreTrainedModel) -> str:
+    """The keyword a KV cache is passed under: `cache` (transformers >= 5.2x), else `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 # ---------------------------------------------------------------------- loading

@@ -26,9 +26,9 @@ from reinforge.backends.training.dtensor.checkpointing import (
 )
 from reinforge.backends.training.dtensor.config import DTensorConfig
 from reinforge.backends.training.dtensor.distributed import ParallelContext
-from reinforge.backends.training.dtensor.logprobs import PolicyModule
+from reinforge.backends.training.dtensor.logprobs import PolicyModule, check_packing
 from reinforge.backends.training.dtensor.optim import build_optimizer, build_scheduler
-from reinforge.backends.training.dtensor.parallelize import check_tensor_parallel, is_dtensor, parallelize
+from reinforge.backends.training.dtensor.parallelize import check_tensor_parallel, is_dtensor, parallelize, reshard
 from reinforge.backends.training.dtensor.training import compute_logprobs, train_step
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
@@ -97,6 +97,9 @@ class DTensorBackend:
         if not train:
             module.requires_grad_(False)
         parallelize(module, causal_lm, self.ctx, self.options, train=train)
+        if self.options.sequence_packing:
+            check_packing(module, self.ctx.device)
+            reshard(module)
         return module
 
     def _reference_module(self) -> PolicyModule:
@@ -133,6 +136,7 @@ class DTensorBackend:
             max_grad_norm=self.policy.max_grad_norm,
             temperature=temperature,
             step=self.step,
+            options=self.options,
         )
         self.scheduler.step()
         self.step += 1
@@ -158,6 +162,7 @@ class DTensorBackend:
             max_length=self.policy.max_total_sequence_length,
             temperature=temperature,
             what=what,
+            options=self.options,
         )
 
     def named_weights(self, bucket_bytes: int | None = None) -> Iterator[list[tuple[str, torch.Tensor]]]:

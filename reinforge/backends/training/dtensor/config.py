@@ -52,6 +52,36 @@ class DTensorConfig:
         default=512,
         validator=v.gt(0),
     )
+    microbatching: Literal["fixed", "sorted", "token_budget"] = doc(
+        "how train and logprobs split rows into forward passes: fixed = consecutive groups of "
+        "policy.train_micro_batch_size / policy.logprob_batch_size rows (today's default); sorted = the same "
+        "group sizes over rows sorted longest first, so each group pads to similar lengths; token_budget = "
+        "rows sorted longest first, grouped so that rows x longest row <= max_tokens_per_microbatch. "
+        "Loss and gradients are the same for every choice (the loss divides by global token counts)",
+        default="fixed",
+    )
+    max_tokens_per_microbatch: int | None = doc(
+        "token budget of one forward pass for microbatching=token_budget and for sequence_packing "
+        "(null = the batch size in rows x the longest row of the batch, the padded size a fixed microbatch "
+        "can reach); must be at least the longest row when packing",
+        default=None,
+        validator=v.optional(v.gt(0)),
+    )
+    sequence_packing: bool = doc(
+        "lay rows end to end in one sequence per forward pass (first-fit decreasing bins of "
+        "max_tokens_per_microbatch tokens, position ids restarting per row, block-diagonal causal attention), "
+        "so no compute is spent on padding; overrides microbatching. Needs a model whose attention takes "
+        "position_ids and builds its mask with transformers' masking utilities (checked at start-up; verified: "
+        "Qwen2, Qwen3, Llama, Mistral, Phi-3 with sdpa and eager, Gemma-2 with eager)",
+        default=False,
+    )
+    lm_head_positions: Literal["all", "response"] = doc(
+        "where the output layer and log-softmax run: all = every position (logprobs() returns the whole "
+        "row); response = only where the batch's token_mask is 1 (when it has one), other positions read 0. "
+        "Saves the head's FLOPs and logits memory on prompt tokens; losses that mask by token_mask get "
+        "the same loss and gradients",
+        default="all",
+    )
     refit_bucket_bytes: int = doc(
         "default size of the buckets `named_weights` yields when the caller does not give one",
         default=DEFAULT_REFIT_BUCKET_BYTES,

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from reinforge.core.errors import ReinforgeError
+
 
 def chunk_logprobs(
     lm_head: nn.Module,
@@ -39,11 +41,15 @@ def token_logprobs(
     temperature: float,
     chunk_size: int,
     recompute: bool,
+    wanted: torch.Tensor | None = None,  # [B, T] bool: the columns to compute (None = all)
 ) -> torch.Tensor:  # [B, T] float32
     """Logprobs aligned with `input_ids`: column t is log p(input_ids[t] | input_ids[:t]); column 0 and padding are 0.
 
     `recompute` checkpoints each chunk (for training), so backward keeps only the hidden states.
+    `wanted` limits the head to those columns (e.g. the response tokens); the others read 0.
     """
+    if wanted is not None:
+        return _selected_logprobs(lm_head, hidden, input_ids, lengths, wanted, temperature, chunk_size, recompute)
     batch, width = input_ids.shape
     targets = input_ids[:, 1:]  # [B, T-1]; position t-1 predicts token t
     pieces = [torch.zeros(batch, 1, dtype=torch.float32, device=hidden.device)]  # column 0: no prefix
@@ -60,6 +66,37 @@ def token_logprobs(
     return torch.where(valid, logprobs, torch.zeros_like(logprobs))
 
 
+def _selected_logprobs(
+    lm_head: nn.Module,
+    hidden: torch.Tensor,  # [B, T, H]
+    input_ids: torch.Tensor,  # [B, T]
+    lengths: torch.Tensor,  # [B]
+    wanted: torch.Tensor,  # [B, T] bool
+    temperature: float,
+    chunk_size: int,
+    recompute: bool,
+) -> torch.Tensor:  # [B, T] float32
+    """`token_logprobs` at the `wanted` columns only: gather their predicting hidden states, run the head on those.
+
+    Chunks hold `chunk_size x B` positions, the same number of logits as one chunk of the full path.
+    """
+    batch, width = input_ids.shape
+    columns = torch.arange(width, device=input_ids.device)  # [T]
+    take = wanted.bool() & (columns[None, :] < lengths[:, None]) & (columns[None, :] > 0)  # [B, T]
+    rows, cols = take.nonzero(as_tuple=True)  # [N], [N]
+    selected = hidden[rows, cols - 1]  # [N, H]: position t-1 predicts token t
+    targets = input_ids[rows, cols]  # [N]
+    step = max(chunk_size * batch, 1)
+    pieces = []
+    for start in range(0, rows.numel(), step):
+        args = (lm_head, selected[None, start : start + step], targets[None, start : start + step], temperature)
+        use_checkpoint = recompute and rows.numel() > step
+        pieces.append((checkpoint(chunk_logprobs, *args, use_reentrant=False) if use_checkpoint else chunk_logprobs(*args))[0])
+    values = torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)  # [N]
+    out = torch.zeros(batch, width, dtype=torch.float32, device=hidden.device)  # [B, T]
+    return out.index_put((rows, cols), values)
+
+
 class PolicyModule(nn.Module):
     """A causal LM whose forward returns per-token logprobs `# [B, T]` (see the module docstring).
 
@@ -73,13 +110,25 @@ class PolicyModule(nn.Module):
 
     def forward(
         self,
-        input_ids: torch.Tensor,  # [B, T] right-padded
+        input_ids: torch.Tensor,  # [B, T] right-padded, or [1, N] packed rows
         lengths: torch.Tensor,  # [B]
         temperature: float = 1.0,
+        wanted: torch.Tensor | None = None,  # [B, T] bool: columns whose logprob is needed (None = all)
+        position_ids: torch.Tensor | None = None,  # [1, N]: packed rows, restarting at 0 per row
     ) -> torch.Tensor:  # [B, T] float32
         width = input_ids.shape[1]
-        attention_mask = (torch.arange(width, device=input_ids.device)[None, :] < lengths[:, None]).long()  # [B, T]
-        outputs = self.causal_lm.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        if position_ids is None:
+            attention_mask = (torch.arange(width, device=input_ids.device)[None, :] < lengths[:, None]).long()  # [B, T]
+        else:
+            # No mask: transformers' mask builder (masking_utils) then reads the restarts of position_ids as row
+            # boundaries and builds block-diagonal causal attention (varlen for flash-attention kernels).
+            attention_mask = None
+            # A row's first token has no prefix in the pack: its column reads 0, as column 0 of a padded row.
+            row_start = position_ids != 0  # [1, N]
+            wanted = row_start if wanted is None else wanted.bool() & row_start
+        outputs = self.causal_lm.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        )
         hidden = outputs.last_hidden_state  # [B, T, H]
         return token_logprobs(
             self.causal_lm.lm_head,
@@ -89,5 +138,27 @@ class PolicyModule(nn.Module):
             temperature=temperature,
             chunk_size=self.chunk_size,
             recompute=torch.is_grad_enabled() and width - 1 > self.chunk_size,
+            wanted=wanted,
         )
 
+
+def check_packing(module: PolicyModule, device: torch.device) -> None:
+    """Raise unless a packed forward of two rows equals their separate forwards (the model honours the restarts).
+
+    Models that build their attention mask outside transformers' masking utilities would let packed
+    rows attend to each other silently; this probe turns that into an error at start-up.
+    """
+    first, second = torch.tensor([[3, 5, 7, 2, 9]], device=device), torch.tensor([[4, 6, 8]], device=device)
+    with torch.no_grad():
+        alone = [module(ids, torch.tensor([ids.shape[1]], device=device)) for ids in (first, second)]
+        positions = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2]], device=device)
+        packed = module(torch.cat([first, second], dim=1), torch.tensor([8], device=device), 1.0, None, positions)
+    worst = max((packed[:, :5] - alone[0]).abs().max().item(), (packed[:, 5:] - alone[1]).abs().max().item())
+    if not worst <= 1e-3:
+        name = type(module.causal_lm).__name__
+        raise ReinforgeError(
+            f"sequence_packing: {name} lets packed rows attend to each other (a packed forward differs from the "
+            f"separate ones by {worst:.3g}); its attention does not read row boundaries from position_ids. "
+            "Turn sequence_packing off for this model (microbatching: token_budget pads little), or use a newer "
+            "transformers / an architecture built on its masking utilities (Llama, Qwen2, Mistral, Gemma)"
+        )

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from reinforge.backends.training.dtensor import microbatching
+from reinforge.backends.training.dtensor.config import DTensorConfig
 from reinforge.backends.training.dtensor.distributed import ParallelContext
 from reinforge.backends.training.dtensor.optim import clip_gradients, grad_norm
 from reinforge.backends.training.dtensor.parallelize import reshard
@@ -89,18 +91,22 @@ def train_step(
     max_grad_norm: float | None,
     temperature: float,
     step: int,
+    options: DTensorConfig | None = None,
 ) -> dict[str, float]:
     """Accumulate gradients over the microbatches, clip, and step the optimizer (not the scheduler)."""
     what = f"train (step {step})"
     problem = check_rows(batch, REQUIRED_FOR_TRAIN, max_length, what)
+    options = options or DTensorConfig()
     batch = with_sample_mask(batch)
-    micro = [] if problem or len(batch) == 0 else [mb.to(ctx.device) for mb in batch.microbatches(size=micro_batch_size)]
+    micro = [] if problem or len(batch) == 0 else microbatching.plan(batch, options, micro_batch_size)
+    for plan in micro:
+        plan.batch = plan.batch.to(ctx.device)
     passes = _agree(ctx, problem, len(batch), len(micro), what)
 
     local = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # valid tokens, valid sequences, microbatches
-    for mb in micro:
-        local[0] += mb.valid_token_count().to(local)
-        local[1] += mb["sample_mask"].sum().to(local)
+    for plan in micro:
+        local[0] += plan.batch.valid_token_count().to(local)
+        local[1] += plan.batch["sample_mask"].sum().to(local)
     local[2] = len(micro)
     counts = ctx.all_reduce(local)
     global_tokens, global_seqs = counts[0].float(), counts[1].float()  # scalars, equal on every rank
@@ -115,9 +121,9 @@ def train_step(
     per_micro: list[dict[str, float]] = []
     for index in range(passes):
         if index < len(micro):
-            mb = micro[index]
-            logprobs = module(mb["input_ids"], mb["input_lengths"], temperature)  # [b, t]
-            loss, metrics = loss_fn(logprobs, mb, global_tokens, global_seqs)
+            plan = micro[index]
+            logprobs = microbatching.forward(module, plan, options, temperature, ctx.device)  # [b, t]
+            loss, metrics = loss_fn(logprobs, plan.batch, global_tokens, global_seqs)
             per_micro.append(metrics)
         else:
             logprobs = module(*_dummy(ctx), temperature)
@@ -200,22 +206,21 @@ def compute_logprobs(
     max_length: int,
     temperature: float,
     what: str,
+    options: DTensorConfig | None = None,
 ) -> torch.Tensor:  # [B, T] float32 on the CPU
-    """Per-token logprobs of this rank's rows, `batch_size` rows per forward pass, padded back to the batch's width."""
+    """Per-token logprobs of this rank's rows, split into passes per `options`, in the batch's row order and width."""
+    options = options or DTensorConfig()
     problem = check_rows(batch, REQUIRED_FOR_LOGPROBS, max_length, what)
-    groups = [] if problem or len(batch) == 0 else batch.microbatches(size=batch_size)
+    groups = [] if problem or len(batch) == 0 else microbatching.plan(batch, options, batch_size)
     passes = _agree(ctx, problem, len(batch), len(groups), what)
     module.eval()
     width = batch["input_ids"].shape[1] if len(batch) else 0
     out = torch.zeros(len(batch), width, dtype=torch.float32)  # [B, T]
-    row = 0
     for index in range(passes):
         if index < len(groups):
-            group = groups[index]
-            ids, lengths = group["input_ids"].to(ctx.device), group["input_lengths"].to(ctx.device)
-            logprobs = module(ids, lengths, temperature)  # [b, t]
-            out[row : row + len(group), : logprobs.shape[1]] = logprobs.float().cpu()
-            row += len(group)
+            plan = groups[index]
+            logprobs = microbatching.forward(module, plan, options, temperature, ctx.device)  # [b, t]
+            out[torch.tensor(plan.rows), : logprobs.shape[1]] = logprobs.float().cpu()
         else:
             module(*_dummy(ctx), temperature)
     reshard(module)

@@ -1,0 +1,1 @@
+"""The side-by-side harness behind `python -m benchmarks.run` (see benchmarks/run.py)."""

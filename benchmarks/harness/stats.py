@@ -1,0 +1,194 @@
+"""The pure parts of the harness: per-phase summaries, per-pair ratios, the JSON document and the table.
+
+Nothing here runs a model, so tests/benchmarks/test_harness_stats.py can pin every number by hand.
+
+A *run* is one framework's process for one pair: a list of steps, each a dict of phase -> seconds
+(`total` included) plus counters (`new_tokens`, `reward_mean`, ...). The first `warmup` steps of
+every run are dropped before anything is summarised.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Step = Mapping[str, float]
+# The phases both sides report, in seconds per step; other step keys are counters (reward_mean, ...).
+PHASES = ("generation", "reward", "logprobs", "training", "refit", "total")
+Run = Sequence[Step]
+
+
+def measured(run: Run, warmup: int) -> list[Step]:
+    """The steps after the warm-up; an error when none are left (nothing would be measured)."""
+    kept = list(run[warmup:])
+    if not kept:
+        raise ValueError(f"a run of {len(run)} steps has none left after {warmup} warm-up step(s)")
+    return kept
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    """median, min, max and count of a list of seconds (or any quantity)."""
+    if not values:
+        raise ValueError("nothing to summarise")
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def phase_summary(runs: Sequence[Run], warmup: int) -> dict[str, dict[str, float]]:
+    """For each of PHASES present in every measured step: the summary over all steps of all runs."""
+    steps = [step for run in runs for step in measured(run, warmup)]
+    phases = [p for p in PHASES if all(p in step for step in steps)]
+    return {phase: summarize([float(step[phase]) for step in steps]) for phase in phases}
+
+
+def run_median(run: Run, warmup: int, key: str = "total") -> float:
+    """The median of `key` over one run's measured steps."""
+    return statistics.median(float(step[key]) for step in measured(run, warmup))
+
+
+def pair_ratios(a_runs: Sequence[Run], b_runs: Sequence[Run], warmup: int, key: str = "total") -> list[float]:
+    """Per pair i: median(a_i[key]) / median(b_i[key]); pairs are the i-th runs of both (interleaved A B A B ...)."""
+    if len(a_runs) != len(b_runs):
+        raise ValueError(f"{len(a_runs)} runs of A but {len(b_runs)} of B: ratios need complete pairs")
+    return [run_median(a, warmup, key) / run_median(b, warmup, key) for a, b in zip(a_runs, b_runs)]
+
+
+def mfu(flops_per_step: float, seconds: float, peak_flops: float) -> float:
+    """Achieved FLOP/s over the measured matmul peak (a fraction)."""
+    if seconds <= 0 or peak_flops <= 0:
+        raise ValueError(f"mfu needs positive seconds and peak, got {seconds} and {peak_flops}")
+    return flops_per_step / seconds / peak_flops
+
+
+def forward_flops(
+    *, layers: int, hidden: int, kv_dim: int, ffn: int, vocab: int, tokens: int, context: float, head_tokens: int | None = None
+) -> float:
+    """FLOPs of one forward pass (the formula of shared/notes/platform.md §5): matmuls 2 x params x tokens,
+    the output layer over `head_tokens` positions (all tokens by default), attention 4 x L x tokens x context x d."""
+    per_token = layers * (2 * hidden * hidden + 2 * hidden * kv_dim + 3 * hidden * ffn)
+    head = vocab * hidden * (tokens if head_tokens is None else head_tokens)
+    return 2.0 * (per_token * tokens + head) + 4.0 * layers * tokens * context * hidden
+
+
+def document(
+    *,
+    suite: str,
+    config: Mapping[str, Any],
+    machine: Mapping[str, Any],
+    versions: Mapping[str, Any],
+    runs: Mapping[str, Sequence[Run]],
+    warmup: int,
+    baseline: str,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON written to benchmarks/results/: settings, every step, summaries, ratios to `baseline`, curves."""
+    frameworks: dict[str, Any] = {}
+    for name, framework_runs in runs.items():
+        frameworks[name] = {
+            "phases": phase_summary(framework_runs, warmup),
+            "steps": [list(map(dict, run)) for run in framework_runs],
+            "reward_curve": reward_curve(framework_runs),
+        }
+        if name != baseline and baseline in runs:
+            ratios = pair_ratios(framework_runs, runs[baseline], warmup)
+            frameworks[name]["ratio_to_" + baseline] = {"per_pair": ratios, **summarize(ratios)}
+    return {
+        "suite": suite,
+        "config": dict(config),
+        "machine": dict(machine),
+        "versions": dict(versions),
+        "warmup_steps": warmup,
+        "pairs": min((len(r) for r in runs.values()), default=0),
+        "frameworks": frameworks,
+        **(dict(extra) if extra else {}),
+    }
+
+
+def reward_curve(runs: Sequence[Run]) -> list[float]:
+    """Mean training reward at each step index, averaged over the runs (warm-up included: it trains too)."""
+    length = min((len(run) for run in runs), default=0)
+    curve = []
+    for index in range(length):
+        values = [float(run[index]["reward_mean"]) for run in runs if "reward_mean" in run[index]]
+        curve.append(statistics.fmean(values) if values else math.nan)
+    return curve
+
+
+def table_rows(doc: Mapping[str, Any], baseline: str) -> list[list[str]]:
+    """Rows of the printed table: framework, then per phase 'median (min-max)', then the ratio to the baseline."""
+    present = {p for f in doc["frameworks"].values() for p in f["phases"]}
+    phases = [p for p in PHASES if p in present]
+    rows = [["framework", *phases, f"/ {baseline} (per pair)"]]
+    for name, framework in doc["frameworks"].items():
+        cells = [name]
+        for phase in phases:
+            s = framework["phases"].get(phase)
+            cells.append(f"{s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f})" if s else "-")
+        ratio = framework.get("ratio_to_" + baseline)
+        cells.append(
+            f"{ratio['median']:.2f}x [{', '.join(f'{r:.2f}' for r in ratio['per_pair'])}]" if ratio else "(baseline)"
+        )
+        rows.append(cells)
+    return rows
+
+
+def print_table(doc: Mapping[str, Any], baseline: str) -> None:
+    """The table with rich (seconds per step; median (min-max) over the measured steps of all pairs)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    header, *body = table_rows(doc, baseline)
+    table = Table(title=f"suite {doc['suite']}: seconds per step, median (min-max), {doc['pairs']} pair(s)")
+    for column in header:
+        table.add_column(column)
+    for row in body:
+        table.add_row(*row)
+    Console(width=160).print(table)
+
+
+def efficiency_rows(doc: Mapping[str, Any]) -> list[list[str]]:
+    """Rows of the second table: MFU of training, generation tokens/s, tokens per response, peak RSS, rewards."""
+    rows = [["framework", "training MFU", "generation tok/s", "new tokens/response", "peak RSS (GiB)", "reward first -> last"]]
+    for name, framework in doc["frameworks"].items():
+        eff = framework.get("efficiency", {})
+        curve = framework.get("reward_curve", [])
+        rows.append([
+            name,
+            f"{eff['training_mfu']:.1%}" if eff.get("training_mfu") is not None else "-",
+            f"{eff['generation_tokens_per_s']:.0f}" if eff.get("generation_tokens_per_s") is not None else "-",
+            f"{eff['response_length_mean']:.1f}" if eff.get("response_length_mean") is not None else "-",
+            f"{eff['peak_rss_bytes'] / 2**30:.2f}" if eff.get("peak_rss_bytes") else "-",
+            f"{curve[0]:.3f} -> {curve[-1]:.3f}" if curve else "-",
+        ])
+    return rows
+
+
+def print_efficiency(doc: Mapping[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    header, *body = efficiency_rows(doc)
+    peak = doc["machine"].get("matmul_peak_gflops")
+    table = Table(title=f"efficiency (MFU against a measured fp32 matmul peak of {peak:.0f} GFLOP/s)")
+    for column in header:
+        table.add_column(column)
+    for row in body:
+        table.add_row(*row)
+    Console(width=160).print(table)
+
+
+def unequal_work(doc: Mapping[str, Any], new_tokens: int) -> list[str]:
+    """Why the frameworks did not do the same work (empty when they did): responses not exactly `new_tokens`
+    long, or different mean prompt lengths (a different prompt template or tokenisation)."""
+    problems = []
+    prompts = {}
+    for name, framework in doc["frameworks"].items():
+        eff = framework.get("efficiency", {})
+        if eff.get("response_length_mean") is not None and abs(eff["response_length_mean"] - new_tokens) > 1e-9:
+            problems.append(f"{name}: responses average {eff['response_length_mean']:.2f} tokens, not {new_tokens}")
+        if eff.get("prompt_length_mean"):
+            prompts[name] = eff["prompt_length_mean"]
+    if len(set(prompts.values())) > 1:
+        problems.append("mean prompt lengths differ: " + ", ".join(f"{k} {v:.2f}" for k, v in prompts.items()))
+    return problems

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install the harness's TRL (the `bench` extra) for `python -m benchmarks.run`.
+# First into .venv (trl 1.16 resolves beside reinforge's pins there); if pip then reports a conflict,
+# trl is removed from .venv again and goes into its own .venv-bench (with reinforge, which its TRL side imports),
+# where the harness finds it by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || bash scripts/install.sh
+.venv/bin/python -m pip install -q -e '.[bench]'
+if .venv/bin/python -m pip check > /dev/null; then
+    echo "bench extra installed into .venv"
+    exit 0
+fi
+echo "pip check reports conflicts with the bench extra: removing trl from .venv and using .venv-bench" >&2
+.venv/bin/python -m pip check >&2 || true
+.venv/bin/python -m pip uninstall -q -y trl
+PYTHON=${PYTHON:-python3}
+[ -x .venv-bench/bin/python ] || "$PYTHON" -m venv .venv-bench
+.venv-bench/bin/python -m pip install -q --upgrade pip
+.venv-bench/bin/python -m pip install -q "torch==${REINFORGE_TORCH_VERSION:-2.13.0}"
+.venv-bench/bin/python -m pip install -q -e '.[bench,math]'
+echo "bench extra installed into .venv-bench"

@@ -1,0 +1,175 @@
+"""The pure parts of the side-by-side harness (benchmarks/run.py): numbers pinned by hand, no model runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.harness import stats
+from benchmarks.harness.sides import reinforge_config, reinforge_steps
+from benchmarks.harness.workload import Workload, no_eos_copy
+from benchmarks.run import parse_variant
+
+
+def _step(total: float, **phases: float) -> dict[str, float]:
+    return {"total": total, **phases}
+
+
+def test_warm_up_steps_are_dropped_and_an_empty_remainder_is_an_error():
+    run = [_step(9.0), _step(2.0), _step(4.0)]
+    assert stats.measured(run, 1) == [_step(2.0), _step(4.0)]
+    with pytest.raises(ValueError, match="none left after 3 warm-up"):
+        stats.measured(run, 3)
+
+
+def test_summary_by_hand():
+    assert stats.summarize([3.0, 1.0, 2.0, 10.0]) == {"median": 2.5, "min": 1.0, "max": 10.0, "n": 4}
+    with pytest.raises(ValueError):
+        stats.summarize([])
+
+
+def test_pair_ratios_compare_the_medians_of_each_pair():
+    a = [[_step(9.0), _step(2.0), _step(4.0)], [_step(9.0), _step(6.0), _step(6.0)]]  # medians 3, 6
+    b = [[_step(1.0), _step(1.0), _step(2.0)], [_step(1.0), _step(4.0), _step(2.0)]]  # medians 1.5, 3
+    assert stats.pair_ratios(a, b, warmup=1) == [2.0, 2.0]
+    with pytest.raises(ValueError, match="complete pairs"):
+        stats.pair_ratios(a, b[:1], warmup=1)
+
+
+def test_phase_summary_pools_the_measured_steps_of_all_runs_and_ignores_counters():
+    runs = [
+        [_step(100.0, generation=50.0), _step(4.0, generation=1.0, reward_mean=0.5)],
+        [_step(100.0, generation=50.0), _step(6.0, generation=3.0, reward_mean=0.7)],
+    ]
+    summary = stats.phase_summary(runs, warmup=1)
+    assert summary == {
+        "generation": {"median": 2.0, "min": 1.0, "max": 3.0, "n": 2},
+        "total": {"median": 5.0, "min": 4.0, "max": 6.0, "n": 2},
+    }
+
+
+def test_flops_and_mfu_by_hand():
+    # per token 1 x (2*2*2 + 2*2*2 + 3*2*3) = 34; head 5*2*4 = 40; 2*(34*4 + 40) = 352; attention 4*1*4*2*2 = 64
+    assert stats.forward_flops(layers=1, hidden=2, kv_dim=2, ffn=3, vocab=5, tokens=4, context=2) == 416.0
+    # the head over 1 position only: 2*(136 + 10) + 64
+    assert stats.forward_flops(layers=1, hidden=2, kv_dim=2, ffn=3, vocab=5, tokens=4, context=2, head_tokens=1) == 356.0
+    assert stats.mfu(100.0, 2.0, 100.0) == 0.5
+    with pytest.raises(ValueError):
+        stats.mfu(100.0, 0.0, 100.0)
+
+
+def test_document_and_tables():
+    runs = {
+        "reinforge": [[_step(9.0, generation=5.0, reward_mean=0.1), _step(3.0, generation=1.0, reward_mean=0.3)]],
+        "trl": [[_step(9.0, generation=5.0, reward_mean=0.2), _step(4.0, generation=2.0, reward_mean=0.4)]],
+    }
+    doc = stats.document(
+        suite="cpu", config={"pairs": 1}, machine={"cpus": 2, "matmul_peak_gflops": 100.0}, versions={"torch": "x"},
+        runs=runs, warmup=1, baseline="trl", extra={"date": "d"},
+    )
+    assert json.loads(json.dumps(doc)) == doc  # plain JSON
+    assert doc["pairs"] == 1 and doc["warmup_steps"] == 1 and doc["date"] == "d"
+    assert doc["frameworks"]["reinforge"]["ratio_to_trl"] == {"per_pair": [0.75], "median": 0.75, "min": 0.75, "max": 0.75, "n": 1}
+    assert "ratio_to_trl" not in doc["frameworks"]["trl"]
+    assert doc["frameworks"]["trl"]["reward_curve"] == [0.2, 0.4]  # the warm-up step trains too: it is on the curve
+    assert stats.table_rows(doc, "trl") == [
+        ["framework", "generation", "total", "/ trl (per pair)"],
+        ["reinforge", "1.00 (1.00-1.00)", "3.00 (3.00-3.00)", "0.75x [0.75]"],
+        ["trl", "2.00 (2.00-2.00)", "4.00 (4.00-4.00)", "(baseline)"],
+    ]
+    doc["frameworks"]["trl"]["efficiency"] = {
+        "training_mfu": 0.4567, "generation_tokens_per_s": 1234.4, "response_length_mean": 64.0, "peak_rss_bytes": 3 * 2**29,
+    }
+    assert stats.efficiency_rows(doc)[2] == ["trl", "45.7%", "1234", "64.0", "1.50", "0.200 -> 0.400"]
+    assert stats.efficiency_rows(doc)[1] == ["reinforge", "-", "-", "-", "-", "0.100 -> 0.300"]
+
+
+def test_unequal_work_is_reported():
+    def doc(**lengths):
+        return {"frameworks": {name: {"efficiency": {"response_length_mean": r, "prompt_length_mean": p}}
+                               for name, (r, p) in lengths.items()}}
+
+    assert stats.unequal_work(doc(a=(64.0, 36.0), b=(64.0, 36.0)), 64) == []
+    assert stats.unequal_work(doc(a=(64.0, 93.0), b=(63.5, 36.0)), 64) == [
+        "b: responses average 63.50 tokens, not 64",
+        "mean prompt lengths differ: a 93.00, b 36.00",
+    ]
+
+
+def test_variants_parse_yaml_values():
+    assert parse_variant("tuned:policy.backend_cfg.microbatching=token_budget,a.b=2,c=null,d=true") == (
+        "tuned", {"policy.backend_cfg.microbatching": "token_budget", "a.b": 2, "c": None, "d": True}
+    )
+    with pytest.raises(SystemExit):
+        parse_variant("no-settings")
+
+
+def test_reinforge_config_is_one_optimizer_step_per_step_and_takes_dotted_overrides(tmp_path):
+    workload = Workload(model_dir="m", records="r.jsonl", prompts_per_step=4, generations=3, new_tokens=16, steps=2)
+    config = reinforge_config(workload, tmp_path, {"policy.backend_cfg.microbatching": "sorted", "grpo.seed": 5})
+    assert config["policy"]["train_global_batch_size"] == 12 == workload.rows
+    assert config["grpo"]["num_prompts_per_step"] * config["grpo"]["num_generations_per_prompt"] == 12
+    assert config["loss_fn"]["reference_policy_kl_penalty"] == 0.0
+    assert config["policy"]["backend_cfg"] == {"microbatching": "sorted"}
+    assert config["grpo"]["seed"] == 5
+    assert config["data"]["shuffle"] is False and config["policy"]["generation"]["max_new_tokens"] == 16
+
+
+def test_reinforge_steps_read_the_phases_of_training_steps_only(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    rows = [
+        {"step": 0, "val/accuracy": 0.5},  # validation only: not a training step
+        {"step": 1, "timing/total": 3.0, "timing/generation": 2.0, "timing/training": 0.5, "train/reward_mean": 0.25,
+         "train/response_length_mean": 64.0},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert reinforge_steps(path) == [{
+        "generation": 2.0, "reward": 0.0, "logprobs": 0.0, "training": 0.5, "refit": 0.0, "total": 3.0,
+        "reward_mean": 0.25, "response_length_mean": 64.0,
+    }]
+
+
+def test_the_no_eos_copy_ends_responses_only_at_the_pad_token(tiny_model_dir, tmp_path):
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    pad = no_eos_copy(tiny_model_dir, tmp_path / "copy")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "copy")
+    original = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert pad == original.pad_token_id != original.eos_token_id
+    assert tokenizer.eos_token_id == pad == tokenizer.pad_token_id
+    assert AutoConfig.from_pretrained(tmp_path / "copy").eos_token_id == pad
+    if (tmp_path / "copy" / "generation_config.json").exists():
+        assert GenerationConfig.from_pretrained(tmp_path / "copy").eos_token_id == pad
+
+
+@pytest.mark.integration
+def test_the_harness_runs_end_to_end_on_the_tiny_model(tmp_path, monkeypatch):
+    """Two reinforge configurations (and TRL when the bench extra is installed), 1 pair, 1 measured step."""
+    import importlib.util
+
+    from benchmarks.run import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "result.json"
+    args = ["--model", "tiny", "--pairs", "1", "--steps", "1", "--prompts", "2", "--generations", "2",
+            "--new-tokens", "6", "--threads", "1", "--out", str(out),
+            "--variant", "packed:policy.backend_cfg.sequence_packing=true,policy.generation.backend_cfg.share_prompt_prefill=true"]
+    with_trl = importlib.util.find_spec("trl") is not None
+    assert main(args if with_trl else [*args, "--no-trl"]) == 0
+    doc = json.loads(out.read_text())
+    names = {"reinforge", "packed", *(["trl"] if with_trl else [])}
+    assert set(doc["frameworks"]) == names
+    for framework in doc["frameworks"].values():
+        assert len(framework["steps"]) == 1 and len(framework["steps"][0]) == 2  # warm-up + measured
+        # equal work: every sample got exactly --new-tokens tokens (the no-eos copy never stops early)
+        assert framework["efficiency"]["response_length_mean"] == 6.0
+        assert framework["phases"]["total"]["n"] == 1
+    weights = sum(f.stat().st_size for f in Path(doc["config"]["model_dir"]).glob("*.safetensors"))
+    for framework in doc["frameworks"].values():
+        assert framework["efficiency"]["weight_bytes"] == weights
+        assert framework["efficiency"]["peak_rss_over_weights"] == framework["efficiency"]["peak_rss_bytes"] / weights
+    assert doc["unequal_work"] == []  # same prompt tokens and exactly 6 new tokens everywhere
+    baseline = "trl" if with_trl else "reinforge"
+    assert len(doc["frameworks"]["packed"]["ratio_to_" + baseline]["per_pair"]) == 1
