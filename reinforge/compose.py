@@ -11,9 +11,11 @@ from typing import Any
 
 import attrs
 
-from reinforge.core.errors import ReinforgeError
+from reinforge.core.env_guard import guard_environment
+from reinforge.core.errors import ReinforgeError, read_user_text
 from reinforge.core.interfaces import Algorithm, Logger
 from reinforge.core.loop import LoopConfig
+from reinforge.core.model_folder import check_model_folder
 from reinforge.core.registry import Registry
 from reinforge.core.run import RunParts
 from reinforge.core.run_config import ClusterConfig, DataConfig, LoggerConfig
@@ -21,16 +23,17 @@ from reinforge.core.specs import DatasetSpec, EnvironmentSpec, GenerationSpec, T
 from reinforge.core.timer import Timer
 from reinforge.data.loader import PromptLoader
 from reinforge.rollouts.service import RolloutService
-from reinforge.data.prompts import build_prompt_set, ensure_chat_template
+from reinforge.data.prompts import build_prompt_set, ensure_chat_template, report_overlong
 
 
-def load_tokenizer(policy: Any) -> Any:
+def load_tokenizer(policy: Any, *, setting: str = "policy.model_name") -> Any:
     from transformers import AutoTokenizer
 
+    check_model_folder(policy.model_name, setting=setting, tokenizer_folder=policy.tokenizer_name)
     name = policy.tokenizer_name or policy.model_name
     if name.startswith(("/", ".", "~")) and not Path(name).expanduser().exists():
         raise ReinforgeError(
-            f"model folder '{name}' does not exist; check policy.model_name (or policy.tokenizer_name), "
+            f"model folder '{name}' does not exist; check {setting} (or policy.tokenizer_name), "
             "e.g. the hf/ folder that `reinforge convert` wrote for the previous stage"
         )
     try:
@@ -38,7 +41,7 @@ def load_tokenizer(policy: Any) -> Any:
     except OSError as exc:
         raise ReinforgeError(
             f"cannot load the tokenizer from '{name}' ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
-            "point policy.model_name (or policy.tokenizer_name) at a Hugging Face model folder"
+            f"point {setting} (or policy.tokenizer_name) at a Hugging Face model folder"
         ) from None
     apply_chat_template_option(tokenizer, getattr(policy, "chat_template", None))
     if tokenizer.pad_token_id is None:
@@ -58,7 +61,7 @@ def apply_chat_template_option(tokenizer: Any, option: str | None) -> None:
             f"{path.resolve()}); give the path to a Jinja chat-template file, 'default' for ChatML, or null to keep "
             "the tokenizer's own template"
         )
-    tokenizer.chat_template = path.read_text(encoding="utf-8")
+    tokenizer.chat_template = read_user_text(path, "policy.chat_template file")
 
 
 def load_dataset_records(registry: Registry, name: str | None, options: Any) -> list[dict[str, Any]]:
@@ -146,6 +149,17 @@ def build_run_parts(
         records, source = read_records(part, registry)
         prepared.append(algorithm.prepare_data(records, tokenizer, data=data, policy=policy_config, source=source))
     (train_prompts, train_stats), (val_prompts, val_stats) = prepared
+    for split, stats in (("training", train_stats), ("validation", val_stats)):
+        # RL prompts (build_prompts' stats count "prompts") are limited by the prompt length; whole examples
+        # (SFT conversations, DPO pairs) by the sequence length.
+        prompts_only = "prompts" in stats
+        limit = (
+            f"data.max_input_seq_length={data.max_input_seq_length}"
+            if prompts_only
+            else f"policy.max_total_sequence_length={policy_config.max_total_sequence_length}"
+        )
+        noun = "prompts" if prompts_only else "examples"
+        report_overlong(stats, split=split, limit=limit, max_dropped_share=data.max_dropped_share, noun=noun)
     if not train_prompts:
         name = train_data.name if isinstance(train_data, DatasetSpec) else "passed in"
         raise ReinforgeError(
@@ -173,6 +187,8 @@ def build_run_parts(
                 "reward function (prompt, response, **metadata) -> float, or reinforge.environments.Math(...)"
             )
         built_environment = environment.instance or executor.environment(environment.env)
+        # Deadlines and a failure budget around every call, for plugins and plain reward functions alike.
+        built_environment = guard_environment(built_environment, name=environment.env.name, config=environment.env.guard)
     timer = Timer()
     rollouts = None
     if built_generation is not None and built_environment is not None:

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reinforge.core.errors import ReinforgeError
+from reinforge.core.errors import ReinforgeError, read_user_text
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -59,7 +59,7 @@ def metrics_path(run_dir: str | os.PathLike[str]) -> Path:
 def read_metrics(run_dir: str | os.PathLike[str]) -> Table:
     """Every step's metrics (numbers only), merged by step; a truncated last line (a crash mid-write) is skipped."""
     file = metrics_path(run_dir)
-    lines = file.read_text(encoding="utf-8").splitlines()
+    lines = read_user_text(file, "metrics file").splitlines()
     table: Table = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -187,7 +187,12 @@ def plot_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | 
     table = read_metrics(run_dir)
     source = metrics_path(run_dir)
     target = Path(out_dir) if out_dir is not None else source.parent / "plots"
-    target.mkdir(parents=True, exist_ok=True)
+    if target.exists() and not target.is_dir():
+        raise ReinforgeError(f"--out '{target}' is an existing file; name a folder for the charts")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReinforgeError(f"cannot create the chart folder '{target}': {exc.strerror or exc}; choose another --out") from None
     written = []
     for name, draw in CHARTS.items():
         fig = draw(table)

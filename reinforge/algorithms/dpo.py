@@ -34,22 +34,33 @@ class DPOConfig:
 
 
 @attrs.define(kw_only=True, frozen=True)
+class DPOPolicyConfig(PolicyConfig):
+    """The policy of a DPO run: train_global_batch_size counts pairs, train_micro_batch_size rows (two per pair)."""
+
+    def __attrs_post_init__(self) -> None:  # replaces PolicyConfig's check, which compares samples with samples
+        rows = 2 * self.train_global_batch_size
+        if self.train_micro_batch_size % 2:
+            raise ValueError(
+                f"train_micro_batch_size ({self.train_micro_batch_size}) counts rows and must be even for DPO, so "
+                "that a chosen/rejected pair never splits across microbatches"
+            )
+        if rows % self.train_micro_batch_size:
+            raise ValueError(
+                f"train_global_batch_size ({self.train_global_batch_size} pairs = {rows} rows) must be a multiple of "
+                f"train_micro_batch_size ({self.train_micro_batch_size} rows)"
+            )
+
+
+@attrs.define(kw_only=True, frozen=True)
 class DPORunConfig:
     algorithm: str = doc("the algorithm this config is for", default="dpo", validator=v.in_(("dpo",)))
     dpo: DPOConfig = doc("DPO settings", factory=DPOConfig)
     loss_fn: DPOLossConfig = doc("the preference loss (β = reference_policy_kl_penalty)", factory=DPOLossConfig)
-    policy: PolicyConfig = doc("the trained policy (train_global_batch_size counts pairs)")
+    policy: DPOPolicyConfig = doc("the trained policy (train_global_batch_size counts pairs, train_micro_batch_size rows)")
     data: DataConfig = doc("preference pairs: data.dataset names a reader of prompt/chosen/rejected records", factory=DataConfig)
     logger: LoggerConfig = doc("metrics", factory=LoggerConfig)
     checkpointing: CheckpointingConfig = doc("checkpoints", factory=CheckpointingConfig)
     cluster: ClusterConfig = doc("where workers run", factory=ClusterConfig)
-
-    def __attrs_post_init__(self) -> None:
-        if self.policy.train_micro_batch_size % 2:
-            raise ValueError(
-                f"policy.train_micro_batch_size ({self.policy.train_micro_batch_size}) counts rows and must be even "
-                "for DPO, so that a chosen/rejected pair never splits across microbatches"
-            )
 
 
 def to_pair(record: dict[str, Any], where: RowLocation | None = None) -> tuple[list[dict[str, str]], list[dict[str, str]]]:

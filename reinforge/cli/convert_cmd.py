@@ -13,7 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("convert", help="export a checkpoint's policy to a Hugging Face folder")
     parser.add_argument("--config", help="the checkpoint's config.yaml (default: <dcp-ckpt-path>/../config.yaml)")
     parser.add_argument("--dcp-ckpt-path", required=True, help="the checkpoint's policy folder, e.g. results/x/step_40/policy")
-    parser.add_argument("--hf-ckpt-path", required=True, help="output folder")
+    parser.add_argument("--hf-ckpt-path", required=True, help="output folder (new or empty, unless --force)")
+    parser.add_argument("--force", action="store_true", help="write into a non-empty output folder, replacing its files")
     parser.set_defaults(run=run)
 
 
@@ -23,9 +24,8 @@ def run(args: argparse.Namespace) -> int:
     from reinforge.core.loop import ComposedRunConfig
     from reinforge.core.registry import Registry
 
-    dcp = Path(args.dcp_ckpt_path)
-    if not dcp.is_dir():
-        raise ReinforgeError(f"checkpoint folder '{dcp}' does not exist; pass the policy/ folder inside a step_N/ checkpoint")
+    dcp = checkpoint_input(Path(args.dcp_ckpt_path))
+    check_output(Path(args.hf_ckpt_path), force=args.force)
     config_path = Path(args.config) if args.config else dcp.parent / "config.yaml"
     registry = Registry.create(project_file=args.plugins)
     # A recipe's config names its algorithm; a run composed in Python writes a ComposedRunConfig.
@@ -43,3 +43,39 @@ def _converter(backend_cls: type):  # noqa: ANN202
     if convert is None:
         raise ReinforgeError(f"the training backend {backend_cls.__name__} cannot convert checkpoints (no checkpoint_to_hf)")
     return convert
+
+
+def checkpoint_input(path: Path) -> Path:
+    """The policy/ folder of the checkpoint `path` names (a step_N/ folder is accepted for its policy/)."""
+    from reinforge.core.model_folder import looks_like_checkpoint, looks_like_hf_folder
+
+    if not path.exists():
+        raise ReinforgeError(f"checkpoint folder '{path}' does not exist; pass the policy/ folder inside a step_N/ checkpoint")
+    if not path.is_dir():
+        raise ReinforgeError(f"--dcp-ckpt-path '{path}' is a file; pass the policy/ folder inside a step_N/ checkpoint")
+    if (path / "policy").is_dir() and looks_like_checkpoint(path / "policy"):
+        return path / "policy"  # a step_N/ folder: its policy is what converts
+    if looks_like_hf_folder(path) and not looks_like_checkpoint(path):
+        raise ReinforgeError(
+            f"--dcp-ckpt-path '{path}' is a Hugging Face model folder already (config.json and weights), not a "
+            "training checkpoint; use it as it is (policy.model_name / generation.model_name), or pass a "
+            "step_N/policy folder of a reinforge run to convert"
+        )
+    if not looks_like_checkpoint(path):
+        raise ReinforgeError(
+            f"--dcp-ckpt-path '{path}' holds no training checkpoint (no dcp/.metadata); pass the policy/ folder "
+            "inside a step_N/ folder of checkpointing.checkpoint_dir"
+        )
+    return path
+
+
+def check_output(out: Path, *, force: bool) -> None:
+    """Refuse to write over a file, or (without --force) into a folder that already holds something."""
+    if out.exists() and not out.is_dir():
+        raise ReinforgeError(f"--hf-ckpt-path '{out}' is an existing file; name a new or empty folder for the Hugging Face export")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        what = "another model (config.json)" if (out / "config.json").exists() else "files"
+        raise ReinforgeError(
+            f"--hf-ckpt-path '{out}' is not empty: it holds {what}, which the export would overwrite; name a new "
+            "folder, empty this one, or pass --force to replace its files"
+        )

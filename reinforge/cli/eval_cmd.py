@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from reinforge.cli.output import console
@@ -55,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2))
         return 0
-    table = Table(title=f"evaluation of {config.generation.model_name}", title_justify="left")
+    table = Table(title=f"evaluation of {escape(config.generation.model_name)}", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
-        table.add_row(key, f"{value:.4f}" if not key.startswith("num_") else f"{int(value)}")
+        table.add_row(escape(key), f"{value:.4f}" if not key.startswith("num_") else f"{int(value)}")
     console.print(table)
     return 0

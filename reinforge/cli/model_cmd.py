@@ -84,6 +84,8 @@ def run_build(args: argparse.Namespace) -> int:
         changes["num_problems"] = _distinct_problems(args.warmup_max_operand)
     warmup = attrs.evolve(WarmupConfig(), **{k: v for k, v in changes.items() if v is not None})
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ReinforgeError(f"--out '{out}' is an existing file; name a new or empty folder for the model")
     cached = build_model(size=args.size, seed=args.seed, warmup_steps=args.warmup_steps, warmup=warmup)
     if (out / METADATA_FILE).is_file() and (out / METADATA_FILE).read_text() == (cached / METADATA_FILE).read_text():
         console.print(f"{out} already holds this model", markup=False)

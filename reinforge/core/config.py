@@ -15,6 +15,7 @@ only known once plugins are loaded.
 from __future__ import annotations
 
 import enum
+import math
 import re
 import types
 import typing
@@ -52,7 +53,23 @@ def doc(text: str, **kwargs: Any) -> Any:
 
 # --------------------------------------------------------------------------- YAML files
 class _Loader(yaml.SafeLoader):
-    """PyYAML reads YAML 1.1, where `2e-6` is a string; accept YAML 1.2 floats like every recipe writes them."""
+    """PyYAML reads YAML 1.1, where `2e-6` is a string; accept YAML 1.2 floats like every recipe writes them.
+
+    A key written twice in one mapping is an error: PyYAML keeps the last silently, so a second `policy:`
+    section would drop every setting of the first.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            if key_node.value in first_line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key_node.value!r} (first on line {first_line[key_node.value]})", key_node.start_mark
+                )
+            first_line[key_node.value] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -62,9 +79,33 @@ _Loader.add_implicit_resolver(
 )
 
 
+# Values a parsed config may hold once its aliases are expanded (recipes hold a few hundred); aliases of
+# aliases ("billion laughs") expand exponentially when the config is merged and copied.
+_MAX_EXPANDED_VALUES = 1_000_000
+
+
 def parse_yaml(text: str) -> Any:
     """Parse YAML text (files and override values alike)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    value = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    if _expanded_size(value, {}) > _MAX_EXPANDED_VALUES:
+        raise ValueError(
+            f"it expands to more than {_MAX_EXPANDED_VALUES:,} values through nested aliases (&anchor / *alias); "
+            "write the values out"
+        )
+    return value
+
+
+def _expanded_size(value: Any, memo: dict[int, float]) -> float:
+    """How many values `value` holds with every shared (aliased) part counted each time it is used."""
+    if not isinstance(value, (dict, list)):
+        return 1
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    memo[key] = math.inf  # a structure that contains itself expands forever
+    children = value.values() if isinstance(value, dict) else value
+    memo[key] = 1 + sum(_expanded_size(child, memo) for child in children)
+    return memo[key]
 
 
 def load_yaml(path: str | Path, origins: Origins | None = None) -> dict[str, Any]:
@@ -77,13 +118,8 @@ def _load_yaml(path: Path, origins: Origins, chain: tuple[Path, ...]) -> dict[st
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain, path))
         raise ConfigError([f"`defaults:` inheritance loops: {cycle}"], source=str(chain[0]))
-    if not path.is_file():
-        where = f" (named in `defaults:` of {chain[-1]})" if chain else ""
-        raise ConfigError([f"config file {path} does not exist{where}"], source=str(path))
-    try:
-        data = parse_yaml(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"invalid YAML: {exc}"], source=str(path)) from None
+    where = f" (named in `defaults:` of {chain[-1]})" if chain else ""
+    data = _parse_config_yaml(_read_config_text(path, where), path) or {}
     if not isinstance(data, dict):
         raise ConfigError([f"the top level must be a mapping, got {type(data).__name__}"], source=str(path))
 
@@ -100,6 +136,45 @@ def _load_yaml(path: Path, origins: Origins, chain: tuple[Path, ...]) -> dict[st
         merge_into(merged, _load_yaml(path.parent / parent, origins, (*chain, path)), origins, None)
     merge_into(merged, data, origins, str(path))
     return merged
+
+
+def _read_config_text(path: Path, where: str) -> str:
+    """The text of a config file; every way reading it can fail becomes one ConfigError line."""
+    if path.is_dir():
+        raise ConfigError([f"config path {path} is a directory, not a YAML file{where}"], source=str(path))
+    if not path.exists():
+        raise ConfigError([f"config file {path} does not exist{where}"], source=str(path))
+    if not path.is_file():  # a device or a pipe: /dev/zero would be read forever
+        raise ConfigError([f"config path {path} is not a regular file{where}"], source=str(path))
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"cannot read config file {path}{where}: {exc.strerror or exc}"], source=str(path)) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [f"config file {path}{where} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+             "save it as UTF-8"],
+            source=str(path),
+        ) from None
+
+
+def _parse_config_yaml(text: str, path: Path) -> Any:
+    try:
+        return parse_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"invalid YAML: {_yaml_problem(exc)}"], source=str(path)) from None
+    except (ValueError, TypeError, RecursionError) as exc:  # e.g. a date out of range, an unhashable key
+        raise ConfigError([f"invalid YAML: {type(exc).__name__}: {exc}"], source=str(path)) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error as one line: what, and the line and column where (its own text spans several lines)."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def merge_into(
@@ -158,7 +233,7 @@ def apply_overrides(
             continue
         try:
             value = parse_yaml(text) if text.strip() else None
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
             errors.append(f"override '{item}': the value is not valid YAML ({exc.__class__.__name__})")
             continue
         parts = key.split(".")
@@ -236,6 +311,8 @@ def make_converter() -> cattrs.Converter:
                 raise ValueError(f"expected {name}, got a boolean ({value})")
             if not isinstance(value, accepts):
                 raise ValueError(f"expected {name}, got {type(value).__name__} {value!r}")
+            if kind is float and not math.isfinite(value):  # YAML's .nan / .inf: no setting means "unbounded" by inf
+                raise ValueError(f"expected a finite number, got {value}")
             return kind(value)
 
         converter.register_structure_hook(kind, hook)

@@ -10,7 +10,7 @@ import yaml
 
 from reinforge.core.config import Origins, apply_overrides, load_yaml, structure
 from reinforge.core.errors import ConfigError
-from reinforge.core.registry import Registry
+from reinforge.core.registry import Registry, unknown_name_message
 
 
 def algorithm_name(raw: dict[str, Any], overrides: Sequence[str], known: Sequence[str], source: str) -> str:
@@ -18,7 +18,10 @@ def algorithm_name(raw: dict[str, Any], overrides: Sequence[str], known: Sequenc
     for item in overrides:
         key, _, value = item.lstrip("+").partition("=")
         if key.strip() == "algorithm":
-            return str(yaml.safe_load(value))
+            try:
+                return str(yaml.safe_load(value))
+            except yaml.YAMLError:
+                raise ConfigError([f"override '{item}': the value is not valid YAML @ algorithm"], source=source) from None
     if "algorithm" in raw:
         return str(raw["algorithm"])
     present = [name for name in known if name in raw]
@@ -48,4 +51,15 @@ def load_config(
     else:
         run_config_cls = schema
     raw = apply_overrides(raw, overrides, schema=run_config_cls, origins=origins, lookup=registry.config_class)
-    return structure(raw, run_config_cls, lookup=registry.config_class, origins=origins, source=str(path))
+    config = structure(raw, run_config_cls, lookup=registry.config_class, origins=origins, source=str(path))
+    _check_logger_names(config, registry, str(path))
+    return config
+
+
+def _check_logger_names(config: Any, registry: Registry, source: str) -> None:
+    """Logger names are a list, not a plugin-options selector, so check them here rather than after the model loads."""
+    known = registry.names("logger")
+    names = getattr(getattr(config, "logger", None), "loggers", ())
+    unknown = [f"{unknown_name_message('logger', name, known)} @ logger.loggers" for name in names if name not in known]
+    if unknown:
+        raise ConfigError(unknown, source=source)

@@ -392,7 +392,14 @@ class Registry:
         _check_kind(kind)
         spec = self._specs.get((kind, name))
         if spec is None:
-            raise PluginError(unknown_name_message(KINDS[kind][1], name, self.names(kind)))
+            message = unknown_name_message(KINDS[kind][1], name, self.names(kind))
+            other_kinds = [KINDS[k][1] for k in KINDS if (k, name) in self._specs]
+            if other_kinds:
+                message += f"; '{name}' is a {' and a '.join(other_kinds)}, not a {KINDS[kind][1]}"
+            if self.load_failures:  # the plugin meant to provide `name` may be one that failed to import
+                failed = "; ".join(f"{f.source}: {f.error}" for f in self.load_failures)
+                message += f". {len(self.load_failures)} plugin module(s) failed to load and may have provided it: {failed}"
+            raise PluginError(message)
         return spec
 
     def find(self, name: str) -> list[PluginSpec]:

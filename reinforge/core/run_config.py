@@ -14,7 +14,8 @@ import attrs
 from attrs import validators as v
 
 from reinforge.core.config import doc, plugin_options
-from reinforge.core.sampling import top_k_off
+from reinforge.core.env_guard import EnvGuardConfig
+from reinforge.core.sampling import check_stop_strings, check_stop_token_ids, top_k_off
 
 positive = v.gt(0)
 non_negative = v.ge(0)
@@ -59,8 +60,8 @@ class GenerationConfig:
     top_k: int | None = doc(
         "top-k sampling (null, 0 or -1 = off)", default=None, converter=top_k_off, validator=_optional(positive)
     )
-    stop_strings: tuple[str, ...] = doc("strings that end a response", default=())
-    stop_token_ids: tuple[int, ...] = doc("token ids that end a response (besides eos)", default=())
+    stop_strings: tuple[str, ...] = doc("strings that end a response", default=(), validator=check_stop_strings)
+    stop_token_ids: tuple[int, ...] = doc("token ids that end a response (besides eos)", default=(), validator=check_stop_token_ids)
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -284,6 +285,11 @@ class DataConfig:
     )
     max_input_seq_length: int = doc("longest prompt in tokens", default=512, validator=positive)
     on_overlong_prompt: Literal["drop", "truncate"] = doc("what to do with longer prompts (counted either way)", default="drop")
+    max_dropped_share: float = doc(
+        "largest share of a dataset's prompts that may be dropped as too long before the run stops with an error",
+        default=0.5,
+        validator=[non_negative, v.le(1.0)],
+    )
     shuffle: bool = doc("shuffle prompts every epoch", default=True)
 
 
@@ -291,3 +297,4 @@ class DataConfig:
 class EnvConfig:
     name: str = doc("environment plugin: math, ...", default="math")
     env_cfg: Any = plugin_options("environment", "name", "options of the chosen environment")
+    guard: EnvGuardConfig = doc("deadlines and failure budget of every environment call (reinforge.core.env_guard)", factory=EnvGuardConfig)

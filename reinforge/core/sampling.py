@@ -111,3 +111,9 @@ class SamplingParams:
     def greedy(self) -> bool:
         """True when temperature is 0: take the argmax, ignore top_p / top_k / seed."""
         return self.temperature == 0
+
+
+# The same rules at config time (GenerationConfig), so a bad value is a config error with its path
+# instead of a crash when the first SamplingParams is built.
+check_stop_strings = _stop_strings
+check_stop_token_ids = _stop_token_ids

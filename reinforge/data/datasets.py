@@ -19,6 +19,7 @@ import attrs
 
 from reinforge.core.config import doc
 from reinforge.core.errors import ReinforgeError
+from reinforge.data.file_checks import DEFAULT_MAX_ROW_BYTES, check_dataset_file
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -67,6 +68,11 @@ class DatasetConfig:
     seed: int | None = doc("shuffle the rows with this seed before max_samples (null: keep the file order)", default=None)
     repeat: int = doc("repeat the whole list this many times, e.g. 16 for avg@16 on AIME", default=1, validator=attrs.validators.ge(1))
     cache_dir: str | None = doc("where `datasets` keeps its Arrow cache (null: its default, ~/.cache/huggingface)", default=None)
+    max_row_bytes: int = doc(
+        "longest row accepted (bytes of a .jsonl line, characters of a problem); longer rows are an error naming the row",
+        default=DEFAULT_MAX_ROW_BYTES,
+        validator=attrs.validators.ge(1),
+    )
 
 
 def load_records(config: DatasetConfig) -> list[dict[str, Any]]:
@@ -84,7 +90,9 @@ def load_records(config: DatasetConfig) -> list[dict[str, Any]]:
             f"the '{config.kind}' dataset reader needs a `path`: a local .json/.jsonl/.parquet file "
             "or a Hugging Face hub dataset name."
         )
-    dataset = open_dataset(source, subset=config.subset, split=config.split, cache_dir=config.cache_dir)
+    dataset = open_dataset(
+        source, subset=config.subset, split=config.split, cache_dir=config.cache_dir, max_row_bytes=config.max_row_bytes
+    )
     missing = [key for key in (input_key, output_key) if key not in dataset.column_names]
     if missing:
         raise ReinforgeError(
@@ -106,22 +114,40 @@ def load_records(config: DatasetConfig) -> list[dict[str, Any]]:
                 f"row {index} of dataset {source!r} has no value in column {empty!r}; clean the data or "
                 "point `input_key` / `output_key` at complete columns."
             )
+        if len(str(problem)) > config.max_row_bytes:
+            raise ReinforgeError(
+                f"row {index} of dataset {source!r} has a problem of {len(str(problem)):,} characters, over the "
+                f"dataset config's max_row_bytes ({config.max_row_bytes:,}); remove that row or raise max_row_bytes."
+            )
         records.append({"problem": str(problem), "answer": str(answer).strip(), "index": index})
     return [dict(record) for _ in range(config.repeat) for record in records]
 
 
-def open_dataset(source: str, *, subset: str | None = None, split: str = "train", cache_dir: str | None = None) -> Any:
+def open_dataset(
+    source: str,
+    *,
+    subset: str | None = None,
+    split: str = "train",
+    cache_dir: str | None = None,
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
+) -> Any:
     """A `datasets.Dataset` from a local file, a local folder or a hub name; failures become ReinforgeError."""
     import datasets
 
     local = Path(source).expanduser()
     builder = _BUILDERS.get(local.suffix.lower())
     if builder is not None:
-        if not local.is_file():
+        if local.is_dir():
+            raise ReinforgeError(
+                f"dataset path {str(local)!r} is a directory, but its name ends in {local.suffix}; name the "
+                "data file itself, or rename the folder if it is a saved dataset folder."
+            )
+        if not local.exists():
             raise ReinforgeError(
                 f"dataset file {str(local)!r} does not exist (resolved to {local.resolve()}); check the "
                 "dataset `path`, which is relative to the directory you run from."
             )
+        check_dataset_file(local, max_row_bytes=max_row_bytes)
         args: tuple[Any, ...] = (builder,)
         kwargs: dict[str, Any] = {"data_files": {"train": str(local)}, "split": "train"}
         what = f"file {str(local)!r}"

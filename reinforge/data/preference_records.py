@@ -21,6 +21,7 @@ import attrs
 
 from reinforge.core.config import doc
 from reinforge.data.datasets import open_dataset
+from reinforge.data.file_checks import DEFAULT_MAX_ROW_BYTES
 from reinforge.data.messages import Message, RowLocation, as_messages, check_response, column_error, select_rows
 
 
@@ -49,6 +50,9 @@ class PreferenceFileConfig(PreferenceKeys):
     max_samples: int | None = doc("keep at most this many rows, after shuffling (null: all)", default=None, validator=_optional_positive)
     seed: int | None = doc("shuffle the rows with this seed before max_samples (null: keep the file order)", default=None)
     cache_dir: str | None = doc("where `datasets` keeps its Arrow cache (null: its default)", default=None)
+    max_row_bytes: int = doc(
+        "longest .jsonl line accepted, in bytes; a longer row is an error naming its line", default=DEFAULT_MAX_ROW_BYTES, validator=attrs.validators.ge(1)
+    )
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -107,7 +111,9 @@ def helpsteer3_pair(row: dict[str, Any], where: RowLocation) -> dict[str, list[M
 
 def read_preference_records(config: PreferenceFileConfig) -> list[dict[str, Any]]:
     """The pairs of every row (after shuffling and capping)."""
-    dataset = open_dataset(config.path, subset=config.subset, split=config.split, cache_dir=config.cache_dir)
+    dataset = open_dataset(
+        config.path, subset=config.subset, split=config.split, cache_dir=config.cache_dir, max_row_bytes=config.max_row_bytes
+    )
     columns = list(dataset.column_names)
     if config.completions_key not in columns:
         missing = [k for k in (config.chosen_key, config.rejected_key) if k not in columns]

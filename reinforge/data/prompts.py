@@ -8,6 +8,7 @@ written `{{` `}}`), either built in (`cot`, `math`, the ones of the DeepScaleR r
 
 from __future__ import annotations
 
+import logging
 import string
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -17,8 +18,10 @@ from typing import Any, Literal
 import attrs
 
 from reinforge.core.config import doc
+from reinforge.core.errors import ReinforgeError, read_user_text
 from reinforge.core.run_config import ChatTurn, check_example_turns
-from reinforge.core.errors import ReinforgeError
+
+log = logging.getLogger(__name__)
 
 BUILTIN_PROMPTS = ("cot", "math", "boxed")
 
@@ -62,14 +65,14 @@ def load_prompt_template(prompt_file: str | None) -> str | None:
         text = resources.files("reinforge.data").joinpath("prompts", f"{prompt_file}.txt").read_text(encoding="utf-8")
     else:
         path = Path(prompt_file).expanduser()
-        if not path.is_file():
+        if not path.exists():
             raise ReinforgeError(
                 f"prompt file {prompt_file!r} does not exist (resolved to {path.resolve()}); use one of the "
                 f"built-in templates {', '.join(BUILTIN_PROMPTS)}, a path to a text file holding one {{}} where "
                 "the problem goes, or null to use the problem as it is."
             )
         # An editor's final newline is not part of the prompt (it would end every user message).
-        text = path.read_text(encoding="utf-8").rstrip()
+        text = read_user_text(path, "prompt file").rstrip()
     _check_template(text, prompt_file)
     return text
 
@@ -170,3 +173,30 @@ def _tokenize(tokenizer: Any, conversations: list[list[dict[str, str]]], chunk: 
         out = tokenizer.apply_chat_template(part, add_generation_prompt=True, tokenize=True, return_dict=False)
         ids.extend(list(map(int, row)) for row in out)
     return ids
+
+
+def report_overlong(
+    stats: Mapping[str, Any], *, split: str, limit: str, max_dropped_share: float, noun: str = "prompts"
+) -> None:
+    """Say at start how many prompts were dropped (or truncated) for length; too many dropped is an error.
+
+    `limit` names the setting and its value, e.g. "data.max_input_seq_length=36"; `noun` what was counted
+    ("prompts" for RL, which may be truncated instead; "examples" for SFT conversations and DPO pairs).
+    """
+    records, dropped, truncated = stats.get("records", 0), stats.get("dropped_overlong", 0), stats.get("truncated_overlong", 0)
+    if truncated:
+        log.warning("%d of %d prompts exceed %s and were truncated (%s set; they are rolled out but not trained on)", truncated, records, limit, split)
+    if not dropped:
+        return
+    message = f"{dropped} of {records} {noun} exceed {limit} and were dropped ({split} set)"
+    if dropped > max_dropped_share * records:
+        shorten = (
+            "shorten the prompts (data.prompt_file, data.system_prompt), set data.on_overlong_prompt=truncate"
+            if noun == "prompts"
+            else "shorten the data"
+        )
+        raise ReinforgeError(
+            f"{message}: more than data.max_dropped_share={max_dropped_share:g} of them. Raise {limit.split('=')[0]}, "
+            f"{shorten}, or raise data.max_dropped_share if dropping them is intended."
+        )
+    log.warning("%s", message)

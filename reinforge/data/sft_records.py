@@ -12,6 +12,7 @@ import attrs
 
 from reinforge.core.config import doc
 from reinforge.data.datasets import open_dataset
+from reinforge.data.file_checks import DEFAULT_MAX_ROW_BYTES
 from reinforge.data.messages import Message, RowLocation, as_messages, check_response, column_error, select_rows
 from reinforge.data.prompts import load_prompt_template
 
@@ -39,6 +40,9 @@ class SFTFileConfig:
     max_samples: int | None = doc("keep at most this many rows, after shuffling (null: all)", default=None, validator=_optional_positive)
     seed: int | None = doc("shuffle the rows with this seed before max_samples (null: keep the file order)", default=None)
     cache_dir: str | None = doc("where `datasets` keeps its Arrow cache (null: its default)", default=None)
+    max_row_bytes: int = doc(
+        "longest .jsonl line accepted, in bytes; a longer row is an error naming its line", default=DEFAULT_MAX_ROW_BYTES, validator=attrs.validators.ge(1)
+    )
 
 
 def sft_conversation(row: dict[str, Any], config: SFTFileConfig, where: RowLocation, template: str | None = None) -> list[Message]:
@@ -61,7 +65,9 @@ def sft_conversation(row: dict[str, Any], config: SFTFileConfig, where: RowLocat
 
 def read_sft_records(config: SFTFileConfig) -> list[dict[str, Any]]:
     """`{"messages": [...], "index": i}` for every row (after shuffling and capping)."""
-    dataset = open_dataset(config.path, subset=config.subset, split=config.split, cache_dir=config.cache_dir)
+    dataset = open_dataset(
+        config.path, subset=config.subset, split=config.split, cache_dir=config.cache_dir, max_row_bytes=config.max_row_bytes
+    )
     columns = list(dataset.column_names)
     if config.messages_key not in columns and not {config.input_key, config.output_key} <= set(columns):
         missing = [k for k in (config.input_key, config.output_key) if k not in columns]

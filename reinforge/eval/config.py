@@ -9,7 +9,7 @@ from attrs import validators as v
 
 from reinforge.core.config import doc, plugin_options
 from reinforge.core.run_config import ClusterConfig, DataConfig, EnvConfig, GenerationConfig, PolicyConfig
-from reinforge.core.sampling import top_k_off
+from reinforge.core.sampling import check_stop_strings, top_k_off
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -38,7 +38,7 @@ class EvalGenerationConfig:
     top_p: float = doc("nucleus mass", default=1.0, validator=[v.gt(0), v.le(1)])
     top_k: int | None = doc("top-k (null, 0 or -1 = off)", default=None, converter=top_k_off)
     max_new_tokens: int = doc("response tokens", default=2048, validator=v.gt(0))
-    stop_strings: tuple[str, ...] = doc("strings that end a response", default=())
+    stop_strings: tuple[str, ...] = doc("strings that end a response", default=(), validator=check_stop_strings)
 
     def as_policy(self) -> PolicyConfig:
         """The policy config a generation backend is built from."""

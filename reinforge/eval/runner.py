@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reinforge.rollouts.service import RolloutService
+from reinforge.core.env_guard import guard_environment
 from reinforge.executors.local import make_executor
+from reinforge.rollouts.service import RolloutService
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.registry import Registry
 from reinforge.compose import load_dataset_records, load_tokenizer
 from reinforge.core.sampling import SamplingParams
-from reinforge.data.prompts import build_prompt_set
+from reinforge.data.prompts import build_prompt_set, report_overlong
 from reinforge.eval.config import EvalConfig
 from reinforge.eval.metrics import batch_avg_at_k, batch_cons_at_k, batch_pass_at_k, cons_metric_name
 
@@ -20,15 +21,19 @@ from reinforge.eval.metrics import batch_avg_at_k, batch_cons_at_k, batch_pass_a
 def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, float]:
     registry = registry or Registry.create()
     settings, gen = config.eval, config.generation
+    if settings.save_path and Path(settings.save_path).is_dir():  # checked now, not after the whole evaluation
+        raise ReinforgeError(f"eval.save_path '{settings.save_path}' is a directory; name a .jsonl file to write the samples to")
     policy = gen.as_policy()
-    tokenizer = load_tokenizer(policy)
+    tokenizer = load_tokenizer(policy, setting="generation.model_name")
     records = load_dataset_records(registry, config.data.dataset, config.data.dataset_cfg)
-    prompts, _ = build_prompt_set(config.data, tokenizer, records)
+    prompts, stats = build_prompt_set(config.data, tokenizer, records)
+    limit = f"data.max_input_seq_length={config.data.max_input_seq_length}"
+    report_overlong(stats, split="evaluation", limit=limit, max_dropped_share=config.data.max_dropped_share)
     if not prompts:
         raise ReinforgeError(f"the evaluation set '{config.data.dataset}' is empty (or every prompt was too long)")
     executor = make_executor(config.cluster, registry)
     generation = executor.generation(policy, seed=settings.seed)
-    environment = executor.environment(config.env)
+    environment = guard_environment(executor.environment(config.env), name=config.env.name, config=config.env.guard)
     rollouts = RolloutService(
         generation, environment, tokenizer, max_total_length=gen.max_total_sequence_length, sleep_between=False
     )

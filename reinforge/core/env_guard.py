@@ -1,0 +1,219 @@
+"""`GuardedEnvironment`: what every environment a run builds is wrapped in, so that a bad reward
+function costs its own rewards, never the run or the machine.
+
+An environment is user code (a reward function, a tool, a game, a remote judge); it can hang,
+raise, or answer nonsense. The guard:
+
+- gives every `step` call a wall-clock deadline (`env.guard.timeout_s`). The call runs in a
+  daemon worker thread, so a call that never returns cannot block the training loop (threads
+  cannot be killed: a hung call keeps its thread until the process exits, which is why the run
+  also stops once too many calls fail; environments doing CPU-heavy work should bound it
+  themselves, as `math` does with worker processes);
+- when the batch call raises or misses its deadline, retries each conversation alone with its
+  own deadline (`env.guard.sample_timeout_s`): a conversation that still fails scores 0 and is
+  counted in `env/failures` or `env/timeouts`, and the first one of each step is logged with its
+  error;
+- stops the run with a `ReinforgeError` naming the environment when more than
+  `env.guard.max_failure_rate` of a step's conversations failed, and at once when a call answers
+  the wrong number of rewards (or observations, or done flags) or a NaN/inf reward: those are
+  bugs in the environment, and training on them would only surface later as a NaN loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+from attrs import validators as v
+
+from reinforge.core.config import doc
+from reinforge.core.errors import ReinforgeError
+from reinforge.core.interfaces import Environment, EnvironmentStep
+
+log = logging.getLogger(__name__)
+
+FAILURES = "failures"  # logged as env/failures: conversations whose call raised, scored 0
+TIMEOUTS = "timeouts"  # logged as env/timeouts: conversations whose call missed its deadline, scored 0
+GUARD_ERROR = "env_error"  # info key holding why a conversation scored 0
+
+
+@attrs.define(kw_only=True, frozen=True)
+class EnvGuardConfig:
+    """Deadlines and the failure budget every environment runs under (`env.guard`)."""
+
+    # Generous by default: the math environment alone may take num_answers x verify_timeout /
+    # num_workers on a batch of pathological answers (its own per-answer deadline is what bounds it).
+    timeout_s: float = doc(
+        "wall-clock seconds one environment call (a whole batch) may take; after that each conversation is retried alone",
+        default=1800.0,
+        validator=v.gt(0),
+    )
+    sample_timeout_s: float = doc(
+        "wall-clock seconds one conversation may take when retried alone; then it scores 0 (counted in env/timeouts)",
+        default=120.0,
+        validator=v.gt(0),
+    )
+    max_failure_rate: float = doc(
+        "share of a step's conversations that may fail (raise or time out, scored 0) before the run stops with an error",
+        default=0.1,
+        validator=[v.ge(0.0), v.le(1.0)],
+    )
+
+
+@attrs.define(frozen=True)
+class _Outcome:
+    """How one call ended: a result, or the exception it raised, or neither (it missed its deadline)."""
+
+    result: Any = None
+    error: BaseException | None = None
+    timed_out: bool = False
+
+
+def call_with_deadline(fn: Callable[[], Any], timeout_s: float, *, name: str) -> _Outcome:
+    """Run `fn` in a daemon thread and wait at most `timeout_s` seconds for it."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller, which decides
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"reinforge-env-{name}", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        return _Outcome(timed_out=True)
+    return _Outcome(result=box.get("result"), error=box.get("error"))
+
+
+class GuardedEnvironment:
+    """Implements `Environment` around another one; see the module docstring for what it guards."""
+
+    def __init__(self, environment: Environment, *, name: str, config: EnvGuardConfig | None = None) -> None:
+        self.environment = environment
+        self.name = name
+        self.config = config if config is not None else EnvGuardConfig()
+        inner = tuple(getattr(environment, "summed_metrics", ()))
+        self.summed_metrics = frozenset((*inner, FAILURES, TIMEOUTS))
+
+    def step(self, conversations: list[list[dict[str, str]]], metadata: list[dict[str, Any]]) -> EnvironmentStep:
+        n = len(conversations)
+        outcome = call_with_deadline(lambda: self.environment.step(conversations, metadata), self.config.timeout_s, name=self.name)
+        if _is_user_error(outcome.error):
+            raise outcome.error  # type: ignore[misc] - a ReinforgeError already says what to fix
+        if outcome.error is None and not outcome.timed_out:
+            result = self._checked(outcome.result, n, rows=range(n))
+            return attrs.evolve(result, metrics={**result.metrics, FAILURES: 0.0, TIMEOUTS: 0.0})
+        why = _describe(outcome, self.config.timeout_s)
+        log.warning("environment '%s': a call on %d conversations %s; retrying each conversation alone", self.name, n, why)
+        return self._one_by_one(conversations, metadata)
+
+    def shutdown(self) -> None:
+        """Shut the environment down, under the per-conversation deadline: a hung environment must not hang the exit."""
+        outcome = call_with_deadline(self.environment.shutdown, self.config.sample_timeout_s, name=self.name)
+        if outcome.timed_out or outcome.error is not None:
+            log.warning("environment '%s': shutdown %s", self.name, _describe(outcome, self.config.sample_timeout_s))
+
+    # ----------------------------------------------------------------- internals
+    def _one_by_one(self, conversations: list[list[dict[str, str]]], metadata: list[dict[str, Any]]) -> EnvironmentStep:
+        n = len(conversations)
+        allowed = math.floor(self.config.max_failure_rate * n + 1e-9)
+        steps: list[EnvironmentStep] = []
+        failures = timeouts = 0
+        for i in range(n):
+            outcome = call_with_deadline(
+                lambda i=i: self.environment.step([conversations[i]], [metadata[i]]), self.config.sample_timeout_s, name=self.name
+            )
+            if _is_user_error(outcome.error):
+                raise outcome.error  # type: ignore[misc]
+            if outcome.error is None and not outcome.timed_out:
+                steps.append(self._checked(outcome.result, 1, rows=[i]))
+                continue
+            failures += outcome.error is not None
+            timeouts += outcome.timed_out
+            why = _describe(outcome, self.config.sample_timeout_s)
+            if failures + timeouts == 1:
+                log.warning("environment '%s': conversation %d of %d %s; it scores 0", self.name, i, n, why)
+            if failures + timeouts > allowed:
+                raise ReinforgeError(
+                    f"environment '{self.name}' failed on more than {self.config.max_failure_rate:.0%} of a batch of {n} "
+                    f"conversations ({failures} raised, {timeouts} timed out before conversation {i + 1} was "
+                    f"done; conversation {i} {why}). Fix the environment's reward function (try it on the "
+                    "logged conversation), or raise env.guard.max_failure_rate / env.guard.sample_timeout_s / "
+                    "env.guard.timeout_s if these failures are expected."
+                )
+            steps.append(_zero_step(why))
+        merged = _merge(steps, self.summed_metrics)
+        return attrs.evolve(merged, metrics={**merged.metrics, FAILURES: float(failures), TIMEOUTS: float(timeouts)})
+
+    def _checked(self, result: Any, n: int, *, rows: Sequence[int]) -> EnvironmentStep:
+        """`result` if it is a well-formed answer for `n` conversations, else a ReinforgeError naming the environment."""
+        where = f"environment '{self.name}' ({type(self.environment).__name__})"
+        if not isinstance(result, EnvironmentStep):
+            raise ReinforgeError(
+                f"{where} returned {type(result).__name__} from step(); it must return "
+                "reinforge.core.interfaces.EnvironmentStep(rewards=..., observations=..., done=...)"
+            )
+        for field in ("rewards", "observations", "done"):
+            got = len(getattr(result, field))
+            if got != n:
+                raise ReinforgeError(
+                    f"{where} returned {got} {field} for {n} conversations; step() must return one entry per "
+                    "conversation, in the order given"
+                )
+        for j, reward in enumerate(result.rewards):
+            try:
+                value = float(reward)
+            except (TypeError, ValueError):
+                raise ReinforgeError(f"{where} returned a reward that is not a number for conversation {rows[j]}: {reward!r}") from None
+            if not math.isfinite(value):
+                raise ReinforgeError(
+                    f"{where} returned a non-finite reward ({value}) for conversation {rows[j]}; rewards must be "
+                    "finite numbers (a NaN or inf reward would turn the loss into NaN)"
+                )
+        return result
+
+
+def _is_user_error(error: BaseException | None) -> bool:
+    return isinstance(error, ReinforgeError)
+
+
+def _describe(outcome: _Outcome, timeout_s: float) -> str:
+    if outcome.timed_out:
+        return f"did not finish within {timeout_s:g} s"
+    error = outcome.error
+    text = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+    return f"raised {type(error).__name__}" + (f": {text}" if text else "")
+
+
+def _zero_step(why: str) -> EnvironmentStep:
+    return EnvironmentStep(rewards=[0.0], observations=[None], done=[True], metrics={}, info=[{GUARD_ERROR: why}])
+
+
+def _merge(steps: Sequence[EnvironmentStep], summed: frozenset[str]) -> EnvironmentStep:
+    """One step from one-conversation steps: counts (`summed`) add up, other metrics average over the
+    conversations that reported them."""
+    keys = list(dict.fromkeys(k for s in steps for k in s.metrics))
+    metrics: dict[str, float] = {}
+    for key in keys:
+        values = [float(s.metrics[key]) for s in steps if key in s.metrics]
+        metrics[key] = sum(values) if key in summed else sum(values) / len(values)
+    return EnvironmentStep(
+        rewards=[r for s in steps for r in s.rewards],
+        observations=[o for s in steps for o in s.observations],
+        done=[d for s in steps for d in s.done],
+        metrics=metrics,
+        info=[s.info[0] if s.info else {} for s in steps],
+    )
+
+
+def guard_environment(environment: Environment, *, name: str, config: EnvGuardConfig | None = None) -> GuardedEnvironment:
+    """`environment` wrapped in a `GuardedEnvironment` (an already guarded one is returned as it is)."""
+    if isinstance(environment, GuardedEnvironment):
+        return environment
+    return GuardedEnvironment(environment, name=name, config=config)
