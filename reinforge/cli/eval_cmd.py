@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from reinforge.cli.output import console
+from reinforge.cli.output import console, error_console
 
 # Inside the package, so an installed reinforge (not only a repository checkout) has them. AIME 2024 with
 # vLLM in bfloat16 is what the DeepScaleR recipe is judged by, and needs a GPU; without one the default is
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     registry = Registry.create(project_file=args.plugins)
     path = args.config or default_config()
     if args.config is None and path == CPU_DEFAULT_CONFIG:
-        console.print(
+        error_console.print(  # a notice, on stderr: stdout carries the results (`--json` must stay parseable)
             f"no GPU here: evaluating with the CPU default {path.name} (held-out sums, hf, float32); "
             f"pass --config {DEFAULT_CONFIG} for AIME 2024",
             markup=False,

@@ -56,6 +56,6 @@ def test_eval_without_config_runs_on_cpu(tiny_model_dir, capsys):
     code = main(["eval", f"generation.model_name={tiny_model_dir}", "eval.num_tests_per_prompt=1", "eval.k_value=1", "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "no GPU here: evaluating with the CPU default arith-cpu.yaml" in captured.out
+    assert "no GPU here: evaluating with the CPU default arith-cpu.yaml" in captured.err  # a notice, on stderr: stdout stays the results (--json parses)
     metrics = json.loads(captured.out[captured.out.index("{") :])
     assert metrics["num_problems"] == 32.0  # the 32 held-out sums of the CPU recipes

@@ -170,5 +170,8 @@ def test_seed_commands_train_convert_eval(tiny_model_dir, tmp_path):
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
     result = json.loads(evaluation.stdout)
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
-    assert result["num_problems"] == 4 and len(samples) == 4  # one sample per problem (num_tests_per_prompt 1)
-    assert result["pass@1"] == sum(s["reward"] >= 1.0 for s in samples) / 4  # pass@1 with n=1 is the accuracy
+    # The CPU default eval config: 4 samples per problem (adjacent), avg@4 and pass@4.
+    assert result["num_problems"] == 4 and len(samples) == 16
+    correct = [[s["reward"] >= 1.0 for s in samples[i : i + 4]] for i in range(0, 16, 4)]
+    assert result["avg@4"] == pytest.approx(sum(map(sum, correct)) / 16)
+    assert result["pass@4"] == pytest.approx(sum(any(c) for c in correct) / 4)  # pass@k with k = n: any correct
