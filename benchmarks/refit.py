@@ -121,7 +121,7 @@ def bench_model(model_dir: Path, repeats: int, bucket_bytes: int, collective: bo
 def bench_ray(
     policy: PolicyConfig, ranks: int, repeats: int, bucket_bytes: int, transport: str = "object_store"
 ) -> dict[str, Any]:
-    from reinforge.core.ray_executor import RayExecutor
+    from reinforge.executors.ray.executor import RayExecutor
 
     cluster = ClusterConfig(executor="ray", training_workers=ranks, cpus_per_worker=2 / ranks, generation_cpus_per_worker=2,
                             local_num_cpus=8, refit_transport=transport)

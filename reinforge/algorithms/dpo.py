@@ -17,8 +17,9 @@ from reinforge.algorithms.losses import DPOLoss, DPOLossConfig
 from reinforge.algorithms.sft import encode_conversation
 from reinforge.core.batch import Batch
 from reinforge.core.config import doc
+from reinforge.core.errors import ReinforgeError
+from reinforge.core.run import RunParts
 from reinforge.core.run_config import CheckpointingConfig, ClusterConfig, DataConfig, LoggerConfig, PolicyConfig
-from reinforge.core.run_parts import load_dataset_records
 from reinforge.data.messages import RowLocation
 from reinforge.data.preference_records import PreferenceKeys, preference_pair
 
@@ -79,42 +80,46 @@ _CONTEXT_KEYS = PreferenceKeys(prompt_key="context")
 
 
 class DPO:
+    """Direct preference optimisation; `DPO(DPOLossConfig(reference_policy_kl_penalty=0.1))` from Python."""
+
     needs_generation = False
     needs_environment = False
     needs_reference = True
 
-    def __init__(self, config: DPORunConfig) -> None:
-        self.config = config
-        self.loss_fn = DPOLoss(config.loss_fn)
+    def __init__(self, loss: DPOLossConfig | None = None) -> None:
+        self.loss_config = loss or DPOLossConfig()
+        self.loss_fn = DPOLoss(self.loss_config)
         self.run: Any = None
 
-    seed = property(lambda self: self.config.dpo.seed)
-    max_steps = property(lambda self: self.config.dpo.max_num_steps)
-    prompts_per_step = property(lambda self: self.config.policy.train_global_batch_size)
-    val_period = property(lambda self: self.config.dpo.val_period)
-    val_at_start = property(lambda self: self.config.dpo.val_at_start)
-    val_at_end = property(lambda self: self.config.dpo.val_at_end)
+    @classmethod
+    def from_run_config(cls, config: DPORunConfig) -> DPO:
+        """The algorithm plugin's constructor: a whole YAML run config."""
+        return cls(config.loss_fn)
 
-    def prepare_data(self, config: DPORunConfig, tokenizer: Any, registry: Any) -> tuple[list, list, dict]:
-        limit = config.policy.max_total_sequence_length
+    def records_per_step(self, policy: PolicyConfig) -> int:
+        return policy.train_global_batch_size
 
-        def encode(records: list[dict[str, Any]], name: str | None) -> tuple[list[dict[str, Any]], dict[str, int]]:
-            pairs, dropped = [], 0
-            for row, record in enumerate(records):
-                sides = to_pair(record, RowLocation(f"dataset {name!r}", row))
-                encoded = [encode_conversation(tokenizer, side, only_final=True) for side in sides]
-                if max(len(ids) for ids, _ in encoded) > limit:
-                    dropped += 1
-                    continue
-                pairs.append({"chosen": encoded[0], "rejected": encoded[1]})
-            return pairs, {"records": len(records), "dropped_overlong": dropped}
+    def prepare_data(
+        self, records: list[dict[str, Any]], tokenizer: Any, *, data: DataConfig, policy: PolicyConfig, source: str
+    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """Preference records -> encoded (chosen, rejected) pairs; a pair with a side over the sequence limit is dropped."""
+        limit = policy.max_total_sequence_length
+        pairs, dropped = [], 0
+        for row, record in enumerate(records):
+            sides = to_pair(record, RowLocation(source, row))
+            encoded = [encode_conversation(tokenizer, side, only_final=True) for side in sides]
+            if max(len(ids) for ids, _ in encoded) > limit:
+                dropped += 1
+                continue
+            pairs.append({"chosen": encoded[0], "rejected": encoded[1]})
+        return pairs, {"records": len(records), "dropped_overlong": dropped}
 
-        data = config.data
-        train, train_stats = encode(load_dataset_records(registry, data.dataset, data.dataset_cfg), data.dataset)
-        val, val_stats = encode(load_dataset_records(registry, data.val_dataset, data.val_dataset_cfg), data.val_dataset)
-        return train, val, {"train": train_stats, "validation": val_stats}
-
-    def setup(self, run: Any) -> None:
+    def setup(self, run: RunParts) -> None:
+        if run.policy_config.train_micro_batch_size % 2:
+            raise ReinforgeError(
+                f"policy.train_micro_batch_size ({run.policy_config.train_micro_batch_size}) counts rows and must be "
+                "even for DPO, so that a chosen/rejected pair never splits across microbatches"
+            )
         self.run = run
 
     def _batch(self, pairs: list[dict[str, Any]]) -> Batch:
@@ -140,7 +145,7 @@ class DPO:
         if not pairs:
             return {}
         sums: dict[str, float] = {}
-        size = max(1, self.config.policy.logprob_batch_size // 2)
+        size = max(1, self.run.policy_config.logprob_batch_size // 2)
         with self.run.timer.phase("validation"):
             for start in range(0, len(pairs), size):
                 batch = self._batch(pairs[start : start + size])

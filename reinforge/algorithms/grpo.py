@@ -9,73 +9,94 @@ code runs with any backend pair, in one process or on Ray worker groups.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import attrs
 import torch
 
 from reinforge.algorithms.advantages import grpo_advantages, group_has_variance
-from reinforge.algorithms.grpo_config import GRPORunConfig
-from reinforge.algorithms.losses_pg import ClippedPGLoss
-from reinforge.algorithms.rollout import RolloutResult, run_rollouts
+from reinforge.algorithms.grpo_config import GRPOConfig, GRPORunConfig
+from reinforge.algorithms.losses_pg import ClippedPGLoss, ClippedPGLossConfig
 from reinforge.core.batch import Batch
+from reinforge.core.errors import ReinforgeError
+from reinforge.core.run import RunParts
+from reinforge.core.run_config import DataConfig, PolicyConfig
 from reinforge.core.sampling import SamplingParams
+from reinforge.data.prompts import build_prompt_set
+from reinforge.rollouts.turns import RolloutResult
 from reinforge.eval.metrics import pass_at_k
 
 
 class GRPO:
+    """GRPO over the rollout service; its constructor takes only its own settings.
+
+    `GRPO(GRPOConfig(num_generations_per_prompt=8), loss=ClippedPGLossConfig(ratio_clip_max=0.28))`;
+    the schedule (steps, validation, seed) is the Trainer's `LoopConfig`, the optimizer step size
+    is the policy's `train_global_batch_size`, and sampling is the generator's.
+    """
+
     needs_generation = True
     needs_environment = True
 
-    def __init__(self, config: GRPORunConfig) -> None:
-        self.config = config
-        self.loss_fn = ClippedPGLoss(config.loss_fn)
+    def __init__(
+        self, config: GRPOConfig | None = None, loss: ClippedPGLossConfig | None = None, *, samples_to_log: int = 4
+    ) -> None:
+        self.config = config or GRPOConfig()
+        self.loss_config = loss or ClippedPGLossConfig()
+        self.loss_fn = ClippedPGLoss(self.loss_config)
+        self.samples_to_log = samples_to_log
         self.run: Any = None
         self.policy_version = 0  # bumped by every optimizer step
-        self.generator_version = 0  # the policy version the generator holds
+
+    @classmethod
+    def from_run_config(cls, config: GRPORunConfig) -> GRPO:
+        """The algorithm plugin's constructor: a whole YAML run config (`grpo:`, `loss_fn:`, ...)."""
+        return cls(config.grpo, config.loss_fn, samples_to_log=config.logger.num_samples_to_log)
 
     @property
     def needs_reference(self) -> bool:
-        return self.config.loss_fn.reference_policy_kl_penalty > 0
+        return self.loss_config.reference_policy_kl_penalty > 0
 
-    # What the Trainer's loop needs to know.
-    @property
-    def seed(self) -> int:
-        return self.config.grpo.seed
+    def records_per_step(self, policy: PolicyConfig) -> int:
+        return self.config.num_prompts_per_step
 
-    @property
-    def max_steps(self) -> int:
-        return self.config.grpo.max_num_steps
-
-    @property
-    def prompts_per_step(self) -> int:
-        return self.config.grpo.num_prompts_per_step
-
-    @property
-    def val_period(self) -> int:
-        return self.config.grpo.val_period
-
-    @property
-    def val_at_start(self) -> bool:
-        return self.config.grpo.val_at_start
-
-    @property
-    def val_at_end(self) -> bool:
-        return self.config.grpo.val_at_end
+    def prepare_data(
+        self, records: list[dict[str, Any]], tokenizer: Any, *, data: DataConfig, policy: PolicyConfig, source: str
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Tokenized prompts (chat template, prompt template, system prompt; overlong ones dropped or truncated)."""
+        if not records:
+            return [], {}
+        return build_prompt_set(data, tokenizer, records)
 
     @property
     def validation_metrics(self) -> tuple[str, ...]:
         """The keys `validate` returns (checkpointing.metric_name must be one of them)."""
-        k = self.config.grpo.val_num_generations_per_prompt
+        k = self.config.val_num_generations_per_prompt
         return ("val/accuracy", "val/reward_mean", f"val/pass@{k}", "val/response_length_mean", "val/truncation_rate")
 
-    def setup(self, run: Any) -> None:
+    def setup(self, run: RunParts) -> None:
+        rollouts = run.loader.batch_size * self.config.num_generations_per_prompt
+        global_batch = run.policy_config.train_global_batch_size
+        if rollouts % global_batch:
+            raise ReinforgeError(
+                f"prompts per step x grpo.num_generations_per_prompt ({rollouts}) must be a multiple of "
+                f"policy.train_global_batch_size ({global_batch}), so that every optimizer step is whole"
+            )
+        if self.loss_config.force_on_policy_ratio and rollouts // global_batch > 1:
+            raise ReinforgeError(
+                f"loss_fn.force_on_policy_ratio assumes one optimizer step per rollout batch, but {rollouts} rollouts "
+                f"in steps of policy.train_global_batch_size ({global_batch}) make {rollouts // global_batch}; set "
+                f"train_global_batch_size to {rollouts} or turn force_on_policy_ratio off"
+            )
+        if self.config.use_dynamic_sampling and self.config.num_generations_per_prompt < 2:
+            raise ReinforgeError("dynamic sampling needs grpo.num_generations_per_prompt >= 2")
+        if run.rollouts is None:
+            raise ReinforgeError("GRPO needs a generation backend and an environment (the run has no rollout service)")
         self.run = run
 
     # ------------------------------------------------------------------ the step
     def train_step(self, step: int, prompts: list[dict[str, Any]]) -> dict[str, float]:
-        cfg, run = self.config.grpo, self.run
+        cfg, run = self.config, self.run
         metrics: dict[str, float] = {}
         metrics.update(self.refit_if_stale())
         rollouts, rewards, extra = self._collect(step, prompts)
@@ -86,14 +107,7 @@ class GRPO:
 
         batch = rollouts.batch
         group = cfg.num_generations_per_prompt
-        advantages = grpo_advantages(
-            rewards,
-            group,
-            leave_one_out=cfg.use_leave_one_out_baseline,
-            normalize=cfg.normalize_rewards,
-            clip_low=cfg.advantage_clip_low,
-            clip_high=cfg.advantage_clip_high,
-        ).to(torch.float32)  # [N]
+        advantages = self.advantages(rewards, group).to(torch.float32)  # [N]
         batch["advantages"] = advantages[:, None] * batch["token_mask"]  # [N, T]
         if cfg.overlong_filtering:
             batch["sample_mask"] = (~batch["truncated"]).to(torch.float32)
@@ -102,13 +116,13 @@ class GRPO:
         with run.timer.phase("logprobs"):
             # A forced ratio (one optimizer step per rollout batch, checked by the config) uses the
             # detached current logprobs in the loss, so the previous-policy pass would be wasted.
-            if not self.config.loss_fn.force_on_policy_ratio:
+            if not self.loss_config.force_on_policy_ratio:
                 batch["prev_logprobs"] = run.policy.logprobs(batch, temperature=temperature)
             if self.needs_reference:
                 batch["reference_logprobs"] = run.policy.reference_logprobs(batch, temperature=temperature)
 
         with run.timer.phase("training"):
-            chunks = batch.split(len(batch) // self.config.policy.train_global_batch_size)
+            chunks = batch.split(len(batch) // self.run.policy_config.train_global_batch_size)
             train_metrics = []
             for chunk in chunks:
                 train_metrics.append(run.policy.train(chunk, self.loss_fn, temperature=temperature))
@@ -119,11 +133,27 @@ class GRPO:
         run.logger.log_samples(self._samples(rollouts, rewards, advantages), step)
         return metrics
 
+    def advantages(self, rewards: torch.Tensor, group: int) -> torch.Tensor:
+        """Per-rollout advantages `# [N]` from shaped rewards `# [N]` (groups of `group` adjacent samples).
+
+        The hook for variants (RLOO, REINFORCE++, ...): override it in a subclass; the loss
+        (`self.loss_fn`, any `LossFn`) is the other one.
+        """
+        cfg = self.config
+        return grpo_advantages(
+            rewards,
+            group,
+            leave_one_out=cfg.use_leave_one_out_baseline,
+            normalize=cfg.normalize_rewards,
+            clip_low=cfg.advantage_clip_low,
+            clip_high=cfg.advantage_clip_high,
+        )
+
     def _collect(self, step: int, prompts: list[dict[str, Any]]) -> tuple[RolloutResult, torch.Tensor, dict[str, float]]:
         """Rollouts for the step; with dynamic sampling, only groups whose rewards differ, topped up."""
-        cfg, run = self.config.grpo, self.run
+        cfg, run = self.config, self.run
         group = cfg.num_generations_per_prompt
-        wanted = cfg.num_prompts_per_step * group
+        wanted = run.loader.batch_size * group
         kept: list[RolloutResult] = []
         kept_rewards: list[torch.Tensor] = []
         rounds = 0
@@ -141,64 +171,38 @@ class GRPO:
             have = sum(len(r.rewards) for r in kept)
             if have >= wanted or rounds >= cfg.dynamic_sampling_max_gen_batches:
                 break
-            prompts = next(run.loader)
+            prompts = run.more_prompts()  # the loop's data stream, asked through the run
         merged = _concat(kept)
         rewards = torch.cat(kept_rewards)
         usable = min(len(rewards), wanted)
-        usable -= usable % self.config.policy.train_global_batch_size  # whole optimizer steps, whole groups
+        usable -= usable % self.run.policy_config.train_global_batch_size  # whole optimizer steps, whole groups
         usable -= usable % group
         merged = _select(merged, list(range(usable)))
         extra = {"train/dynamic_sampling_rounds": float(rounds), "train/dynamic_sampling_kept": float(usable)}
         return merged, rewards[:usable], extra
 
     def _shape_rewards(self, rollouts: RolloutResult) -> torch.Tensor:
-        cfg = self.config.grpo
+        cfg = self.config
         rewards = cfg.reward_scaling.apply(rollouts.rewards)
         lengths = rollouts.batch["token_mask"].sum(dim=1)
         return cfg.reward_shaping.apply(rewards, lengths, rollouts.batch["truncated"]).to(torch.float32)
 
-    # ------------------------------------------------------------------ generation plumbing
+    # ------------------------------------------------------------------ generation (through the rollout service)
     def rollout(self, prompts: list[dict[str, Any]], sampling: SamplingParams) -> RolloutResult:
-        run = self.run
-        run.generation.wake()
-        try:
-            return run_rollouts(
-                prompts,
-                generation=run.generation,
-                environment=run.environment,
-                tokenizer=run.tokenizer,
-                sampling=sampling,
-                max_total_length=self.config.policy.max_total_sequence_length,
-                max_turns=self.config.grpo.max_rollout_turns,
-                timer=run.timer,
-            )
-        finally:
-            run.generation.sleep()
+        return self.run.rollouts.collect(prompts, sampling, max_turns=self.config.max_rollout_turns)
 
     def refit_if_stale(self) -> dict[str, float]:
         """Push the policy's weights into the generator when it holds an older version."""
-        if self.generator_version == self.policy_version:
-            return {}
-        run = self.run
-        bucket_bytes = int(self.config.grpo.refit_buffer_size_mb * 2**20)
-        moved = 0
-        start = time.perf_counter()
-        with run.timer.phase("refit"):
-            run.generation.wake()
-            for bucket in run.policy.named_weights(bucket_bytes):
-                moved += sum(t.numel() * t.element_size() for _, t in bucket)
-                run.generation.update_weights(bucket)
-        self.generator_version = self.policy_version
-        seconds = time.perf_counter() - start
-        return {"refit/bytes": float(moved), "refit/seconds": seconds, "refit/gb_per_s": moved / 1e9 / max(seconds, 1e-9)}
+        bucket_bytes = int(self.config.refit_buffer_size_mb * 2**20)
+        return self.run.rollouts.sync(self.run.policy, self.policy_version, bucket_bytes=bucket_bytes)
 
     def _sampling(self, step: int, round_: int, *, validation: bool = False) -> SamplingParams:
-        gen = self.config.policy.generation
+        gen = self.run.policy_config.generation
         temperature = gen.temperature
-        if validation and self.config.grpo.val_temperature is not None:
-            temperature = self.config.grpo.val_temperature
+        if validation and self.config.val_temperature is not None:
+            temperature = self.config.val_temperature
         # A seed per (step, round) makes a resumed run sample exactly what the uninterrupted one did.
-        seed = (self.config.grpo.seed * 1_000_003 + step * 101 + round_ + (7919 if validation else 0)) % 2**31
+        seed = (self.run.loop.seed * 1_000_003 + step * 101 + round_ + (7919 if validation else 0)) % 2**31
         return SamplingParams(
             temperature=temperature,
             top_p=gen.top_p,
@@ -210,18 +214,18 @@ class GRPO:
         )
 
     def _train_temperature(self) -> float:
-        temperature = self.config.policy.generation.temperature
+        temperature = self.run.policy_config.generation.temperature
         return temperature if temperature > 0 else 1.0
 
     # ------------------------------------------------------------------ validation
     def validate(self, step: int) -> dict[str, float]:
-        cfg, run = self.config.grpo, self.run
+        cfg, run = self.config, self.run
         prompts = run.val_prompts[: cfg.max_val_samples] if cfg.max_val_samples else run.val_prompts
         if not prompts:
             return {}
         refit = self.refit_if_stale()
         k = cfg.val_num_generations_per_prompt
-        chunk = max(cfg.num_prompts_per_step, 1)
+        chunk = max(run.loader.batch_size, 1)
         rewards, lengths, truncated = [], [], []
         with run.timer.phase("validation"):
             for start in range(0, len(prompts), chunk):
@@ -268,7 +272,7 @@ class GRPO:
         return out
 
     def _samples(self, rollouts: RolloutResult, rewards: torch.Tensor, advantages: torch.Tensor) -> list[dict[str, Any]]:
-        count = min(self.config.logger.num_samples_to_log, len(rollouts.responses))
+        count = min(self.samples_to_log, len(rollouts.responses))
         return [
             {
                 "prompt": rollouts.batch["messages"][i][-2]["content"] if len(rollouts.batch["messages"][i]) > 1 else "",
@@ -287,7 +291,7 @@ class GRPO:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # The generator was rebuilt from the base model: mark it stale so the next step refits it.
         self.policy_version = int(state["policy_version"])
-        self.generator_version = -1
+        self.run.rollouts.mark_stale()
 
 
 def _mean_metrics(per_step: list[dict[str, float]], prefix: str) -> dict[str, float]:

@@ -11,10 +11,11 @@ from typing import Any
 import torch
 
 from reinforge.algorithms.losses import NLLLoss
-from reinforge.algorithms.sft_config import SFTRunConfig
+from reinforge.algorithms.sft_config import SFTConfig, SFTRunConfig
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
-from reinforge.core.run_parts import load_dataset_records
+from reinforge.core.run import RunParts
+from reinforge.core.run_config import DataConfig, PolicyConfig
 
 
 def to_messages(record: dict[str, Any]) -> list[dict[str, str]]:
@@ -46,41 +47,42 @@ def encode_conversation(tokenizer: Any, messages: list[dict[str, str]], *, only_
 
 
 class SFT:
+    """Supervised fine-tuning; `SFT(SFTConfig(only_unmask_final=True))` from Python."""
+
     needs_generation = False
     needs_environment = False
     needs_reference = False
 
-    def __init__(self, config: SFTRunConfig) -> None:
-        self.config = config
+    def __init__(self, config: SFTConfig | None = None) -> None:
+        self.config = config or SFTConfig()
         self.loss_fn = NLLLoss()
         self.run: Any = None
 
-    seed = property(lambda self: self.config.sft.seed)
-    max_steps = property(lambda self: self.config.sft.max_num_steps)
-    prompts_per_step = property(lambda self: self.config.policy.train_global_batch_size)
-    val_period = property(lambda self: self.config.sft.val_period)
-    val_at_start = property(lambda self: self.config.sft.val_at_start)
-    val_at_end = property(lambda self: self.config.sft.val_at_end)
     validation_metrics = ("val/loss",)  # what `validate` returns (checkpointing.metric_name must be one of them)
 
-    def prepare_data(self, config: SFTRunConfig, tokenizer: Any, registry: Any) -> tuple[list, list, dict]:
-        limit = config.policy.max_total_sequence_length
+    @classmethod
+    def from_run_config(cls, config: SFTRunConfig) -> SFT:
+        """The algorithm plugin's constructor: a whole YAML run config."""
+        return cls(config.sft)
 
-        def encode(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-            items, dropped = [], 0
-            for record in records:
-                ids, mask = encode_conversation(tokenizer, to_messages(record), only_final=config.sft.only_unmask_final)
-                if len(ids) > limit:
-                    dropped += 1
-                    continue
-                items.append({"input_ids": ids, "mask": mask})
-            return items, {"records": len(records), "dropped_overlong": dropped}
+    def records_per_step(self, policy: PolicyConfig) -> int:
+        return policy.train_global_batch_size
 
-        train, train_stats = encode(load_dataset_records(registry, config.data.dataset, config.data.dataset_cfg))
-        val, val_stats = encode(load_dataset_records(registry, config.data.val_dataset, config.data.val_dataset_cfg))
-        return train, val, {"train": train_stats, "validation": val_stats}
+    def prepare_data(
+        self, records: list[dict[str, Any]], tokenizer: Any, *, data: DataConfig, policy: PolicyConfig, source: str
+    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """Conversations -> token ids and the assistant-token mask; longer than the sequence limit: dropped."""
+        limit = policy.max_total_sequence_length
+        items, dropped = [], 0
+        for record in records:
+            ids, mask = encode_conversation(tokenizer, to_messages(record), only_final=self.config.only_unmask_final)
+            if len(ids) > limit:
+                dropped += 1
+                continue
+            items.append({"input_ids": ids, "mask": mask})
+        return items, {"records": len(records), "dropped_overlong": dropped}
 
-    def setup(self, run: Any) -> None:
+    def setup(self, run: RunParts) -> None:
         self.run = run
 
     def _batch(self, items: list[dict[str, Any]]) -> Batch:
@@ -103,7 +105,7 @@ class SFT:
         if not items:
             return {}
         total, tokens = 0.0, 0.0
-        size = self.config.policy.logprob_batch_size
+        size = self.run.policy_config.logprob_batch_size
         with self.run.timer.phase("validation"):
             for start in range(0, len(items), size):
                 batch = self._batch(items[start : start + size])

@@ -25,7 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reinforge.core.config import load_yaml
     from reinforge.core.load import load_config
+    from reinforge.core.loop import ComposedRunConfig
     from reinforge.core.registry import Registry
 
     dcp = checkpoint_input(Path(args.dcp_ckpt_path))
@@ -33,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
     verify_before_reading(dcp, allow_unverified=args.allow_unverified)  # before anything in it is read
     config_path = Path(args.config) if args.config else dcp.parent / "config.yaml"
     registry = Registry.create(project_file=args.plugins)
-    config = load_config(config_path, (), registry)
+    # A recipe's config names its algorithm; a run composed in Python writes a ComposedRunConfig.
+    composed = config_path.is_file() and "algorithm" not in (load_yaml(config_path) or {})
+    config = load_config(config_path, (), registry, schema=ComposedRunConfig if composed else None)
     backend = registry.get("training_backend", config.policy.backend)
     convert = _converter(backend.load())
     out = convert(str(dcp), config.policy.model_name, str(args.hf_ckpt_path), tokenizer_dir=config.policy.tokenizer_name)

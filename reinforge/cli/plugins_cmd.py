@@ -1,4 +1,4 @@
-"""`reinforge plugins list|show`: what is installed, where it came from, what it takes."""
+"""`reinforge plugins list|show|check`: what is installed, where it came from, what it takes, whether it conforms."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reinforge.cli.output import console, print_json
+from reinforge.cli.plugins_check_cmd import add_check_parser
 from reinforge.core.config import describe_fields
 from reinforge.core.errors import PluginError
 from reinforge.core.registry import KINDS, PluginSpec, Registry, unknown_name_message
@@ -27,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--kind", choices=list(KINDS), help="needed when several kinds share the name")
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=run_show)
+    add_check_parser(actions)
 
 
 def spec_record(spec: PluginSpec) -> dict[str, Any]:

@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reinforge.core.trainer import Trainer  # imports torch: only when training
+    from reinforge.trainer import Trainer  # imports torch: only when training
 
     registry = Registry.create(project_file=args.plugins, config_file=args.config)
     if registry.settings.project_file:  # local code is about to run: say whose

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     import torch
 
     from reinforge.core.batch import Batch
+    from reinforge.core.run import RunParts
+    from reinforge.core.run_config import DataConfig, PolicyConfig
     from reinforge.core.sampling import SamplingParams
 
 NamedTensors = Iterable[tuple[str, "torch.Tensor"]]
@@ -184,24 +186,48 @@ class Logger(Protocol):
 class Algorithm(Protocol):
     """Drives the backends for one training step; the `Trainer` owns the loop around it.
 
-    The trainer builds what the algorithm declares it needs (`needs_generation`,
-    `needs_environment` class attributes), calls `setup` once, then `train_step` per step and
-    `validate` on the validation schedule, and saves `state_dict()` with every checkpoint.
+    The composition root (`reinforge.Trainer`) reads what the algorithm needs (`needs_generation`,
+    `needs_environment`, `needs_reference`), builds those parts, turns the records of the training
+    and validation data into the algorithm's items with `prepare_data`, and calls `setup` once.
+    The loop then hands `train_step` one batch of `records_per_step` items per step, calls
+    `validate` on the schedule of its `LoopConfig` (the algorithm owns no schedule), and saves
+    `state_dict()` with every checkpoint. Registered algorithm plugins are constructed from a
+    whole YAML run config (see `reinforge.core.constructors.AlgorithmClass`).
     """
 
-    def setup(self, run: Any) -> None:
-        """Receive the run's parts (`reinforge.core.run_parts.RunParts`)."""
+    needs_generation: bool  # build a generation backend (rollouts)
+    needs_environment: bool  # build an environment (rewards)
+    needs_reference: bool  # the training backend keeps a frozen reference policy
+
+    def records_per_step(self, policy: PolicyConfig) -> int:
+        """Items one step consumes when the loop config does not say (e.g. prompts per step, or the global batch)."""
         ...
 
-    def train_step(self, step: int, prompts: list[dict[str, Any]]) -> dict[str, float]:
-        """One step on a batch of prompts; returns metrics (`train/...`)."""
+    def prepare_data(
+        self, records: list[dict[str, Any]], tokenizer: Any, *, data: DataConfig, policy: PolicyConfig, source: str
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Records (dicts from a dataset reader, a list or a `datasets.Dataset`) -> (items, stats).
+
+        Items are what `train_step` receives in batches (tokenized prompts, conversations, pairs);
+        stats are counts such as dropped overlong records. `data` holds the prompt options
+        (template, system prompt, longest prompt), `source` names the data in error messages.
+        """
+        ...
+
+    def setup(self, run: RunParts) -> None:
+        """Receive the run's built parts (`reinforge.core.run.RunParts`)."""
+        ...
+
+    def train_step(self, step: int, prompts: list[Any]) -> dict[str, float]:
+        """One step on a batch of items; returns metrics (`train/...`)."""
         ...
 
     def validate(self, step: int) -> dict[str, float]:
-        """Evaluate on the validation prompts; returns metrics (`val/...`)."""
+        """Evaluate on the validation items (`run.val_prompts`); returns metrics (`val/...`), {} without any."""
         ...
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to continue exactly (saved with each checkpoint)."""
+        ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-

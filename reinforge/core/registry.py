@@ -38,6 +38,15 @@ import attrs
 import pluggy
 
 from reinforge.core import hookspecs
+from reinforge.core.constructors import (
+    AlgorithmClass,
+    Capabilities,
+    DatasetReader,
+    EnvironmentClass,
+    GenerationBackendClass,
+    LoggerClass,
+    TrainingBackendClass,
+)
 from reinforge.core.errors import PluginError
 
 ENTRY_POINT_GROUP = "reinforge"
@@ -67,6 +76,7 @@ class Register(Protocol):
         requires: Sequence[str] = (),
         extra: str | None = None,
         description: str = "",
+        capabilities: Capabilities | None = None,
     ) -> None: ...
 
 
@@ -98,6 +108,7 @@ class PluginSpec:
     extra: str | None
     description: str
     source: PluginSource
+    capabilities: Capabilities | None = None  # declared by backends; None = not declared, not checked
 
     def missing_requirements(self) -> list[str]:
         """Import names in `requires` that cannot be found here (checked without importing them)."""
@@ -357,12 +368,13 @@ class Registry:
             requires: Sequence[str] = (),
             extra: str | None = None,
             description: str = "",
+            capabilities: Capabilities | None = None,
         ) -> None:
             if not isinstance(name, str) or not name:
                 raise PluginError(f"plugin {source} registered a {KINDS[kind][1]} without a name")
             if name in self._blocked_names:
                 return
-            spec = PluginSpec(kind, name, implementation, config, tuple(requires), extra, description, source)
+            spec = PluginSpec(kind, name, implementation, config, tuple(requires), extra, description, source, capabilities)
             existing = self._specs.get((kind, name))
             if existing is not None:
                 raise PluginError(
@@ -426,6 +438,31 @@ class Registry:
     def resolve(self, kind: str, name: str) -> Any:
         """Import and return the implementation registered under `name`."""
         return self.get(kind, name).load()
+
+    # One typed accessor per kind (what `resolve(kind, name)` returns, with its constructor protocol).
+    def training_backend(self, name: str) -> TrainingBackendClass:
+        """The training backend class registered as `name`."""
+        return self.resolve("training_backend", name)
+
+    def generation_backend(self, name: str) -> GenerationBackendClass:
+        """The generation backend class registered as `name`."""
+        return self.resolve("generation_backend", name)
+
+    def algorithm(self, name: str) -> AlgorithmClass:
+        """The algorithm constructor registered as `name` (called with a whole run config)."""
+        return self.resolve("algorithm", name)
+
+    def environment(self, name: str) -> EnvironmentClass:
+        """The environment class registered as `name`."""
+        return self.resolve("environment", name)
+
+    def dataset(self, name: str) -> DatasetReader:
+        """The dataset reader registered as `name`."""
+        return self.resolve("dataset", name)
+
+    def logger(self, name: str) -> LoggerClass:
+        """The logger class registered as `name`."""
+        return self.resolve("logger", name)
 
     def config_class(self, kind: str, name: str) -> type | None:
         """The options class the plugin registered for `name` (None if it takes no options)."""

@@ -85,6 +85,18 @@ class PolicyConfig:
     backend_cfg: Any = plugin_options("training_backend", "backend", "options of the chosen training backend")
     generation: GenerationConfig = doc("rollout generation", factory=GenerationConfig)
 
+    def for_training(self) -> PolicyConfig:
+        """What the training backend receives: everything but the generation backend's options.
+
+        Why: each worker group may run its own interpreter, and unpickling another part's options
+        would import that part's package there (a raw ModuleNotFoundError where it is not installed).
+        """
+        return attrs.evolve(self, generation=attrs.evolve(self.generation, backend_cfg=None))
+
+    def for_generation(self) -> PolicyConfig:
+        """What the generation backend receives: the model and sampling settings, not the training backend's options."""
+        return attrs.evolve(self, backend_cfg=None)
+
     def __attrs_post_init__(self) -> None:
         if self.train_global_batch_size % self.train_micro_batch_size:
             raise ValueError(

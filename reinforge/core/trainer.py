@@ -1,10 +1,11 @@
-"""`Trainer`: owns the loop's bookkeeping — steps, validation schedule, checkpoints, resume,
+"""`TrainingLoop`: owns the loop's bookkeeping — steps, validation schedule, checkpoints, resume,
 logging, timing — and leaves the step itself to the algorithm plugin.
 
-    trainer = Trainer.from_config(load_config("recipe.yaml", ["policy.model_name=/ckpt/hf"]))
-    trainer.fit()
+It receives parts that are already built (`RunParts`); `reinforge.Trainer` is the composition
+root that builds them, from Python objects or from a YAML config, and runs this loop:
 
-`reinforge train` runs exactly this.
+    trainer = reinforge.Trainer.from_config(reinforge.load_config("recipe.yaml"))
+    trainer.fit()
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import torch
 from reinforge.core.checkpoint import CheckpointManager, check_writable
 from reinforge.core.config import dump_yaml
 from reinforge.core.errors import ReinforgeError
-from reinforge.core.interfaces import Algorithm, Environment, GenerationBackend, TrainingBackend
-from reinforge.core.registry import Registry
+from reinforge.core.interfaces import Algorithm
+from reinforge.core.loop import ComposedRunConfig
+from reinforge.core.run import RunParts
 from reinforge.core.run_guard import StopRequests, check_logged_metric, check_metric_name, warn
-from reinforge.core.run_parts import RunParts, build_run_parts
 from reinforge.core.trainer_state import (
     fingerprint_differences,
     read_trainer_state,
@@ -31,65 +32,40 @@ from reinforge.core.trainer_state import (
 )
 
 
-class Trainer:
-    def __init__(self, algorithm: Algorithm, run: RunParts, config: Any) -> None:
+class TrainingLoop:
+    def __init__(self, algorithm: Algorithm, run: RunParts) -> None:
         self.algorithm = algorithm
         self.run = run
-        self.config = config
-        self.checkpoints = CheckpointManager(config.checkpointing)
+        self.loop = run.loop
+        self.config = run.config  # the YAML run config, if any (written into every checkpoint)
+        self.checkpoints = CheckpointManager(run.loop.checkpointing())
         self.step = 0
         self.last_metrics: dict[str, float] = {}
         self._last_val: dict[str, float] = {}
         self.stopped_early: str | None = None  # why fit() left the loop before max_steps (SIGTERM, time budget)
         algorithm.setup(run)
 
-    @classmethod
-    def from_config(
-        cls,
-        config: Any,
-        registry: Registry | None = None,
-        *,
-        algorithm: Algorithm | None = None,
-        policy: TrainingBackend | None = None,
-        generation: GenerationBackend | None = None,
-        environment: Environment | None = None,
-    ) -> Trainer:
-        """Resolve every part by name through the registry, unless an object is passed for it."""
-        registry = registry or Registry.create()
-        check_writable(config)  # before minutes of model loading, not at the first save
-        if algorithm is None:
-            algorithm = registry.resolve("algorithm", config.algorithm)(config)
-        _seed_everything(algorithm.seed)
-        run = build_run_parts(
-            config,
-            registry,
-            algorithm=algorithm,
-            seed=algorithm.seed,
-            prompts_per_step=algorithm.prompts_per_step,
-            overrides={"policy": policy, "generation": generation, "environment": environment},
-        )
-        return cls(algorithm, run, config)
-
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, float]:
         """Train to `max_steps` (resuming from the latest checkpoint when configured); return the last metrics."""
         algorithm, run = self.algorithm, self.run
-        ckpt = self.config.checkpointing
+        ckpt = self.checkpoints.config
         stop = StopRequests(ckpt.save_before_minutes)
         try:
-            check_writable(self.config)
+            if self.config is not None:
+                check_writable(self.config)
             check_metric_name(algorithm, ckpt)
-            if ckpt.enabled and ckpt.resume:
+            if ckpt.enabled and self.loop.resume:
                 self.resume()
-            run.logger.log_config(_plain(self.config))
-            if self.step == 0 and algorithm.val_at_start:
+            run.logger.log_config(self._plain_config())
+            if self.step == 0 and self.loop.val_at_start:
                 self._log(algorithm.validate(0), 0)
             with stop:
-                while self.step < algorithm.max_steps:
+                while self.step < self.loop.max_steps:
                     self.step += 1
                     metrics = self._one_step(self.step)
                     self._log(metrics, self.step)
-                    if stop.requested(self.step) and self.step < algorithm.max_steps:
+                    if stop.requested(self.step) and self.step < self.loop.max_steps:
                         self._stop_early(stop.reason)
                         break
         finally:
@@ -98,7 +74,7 @@ class Trainer:
 
     def _stop_early(self, reason: str) -> None:
         """SIGTERM or the wall-clock budget: make sure this step is saved, then leave the loop (exit 0)."""
-        ckpt = self.config.checkpointing
+        ckpt = self.checkpoints.config
         if ckpt.enabled and self.checkpoints.latest_step() != self.step:
             self.save(self.step, self.last_metrics)
         if ckpt.enabled:
@@ -113,12 +89,12 @@ class Trainer:
         with run.timer.phase("total"):
             prompts = next(run.loader)
             metrics = dict(algorithm.train_step(step, prompts))
-            last = step == algorithm.max_steps
-            period = algorithm.val_period
-            if (period and step % period == 0) or (last and algorithm.val_at_end and run.val_prompts):
+            last = step == self.loop.max_steps
+            period = self.loop.val_period
+            if (period and step % period == 0) or (last and self.loop.val_at_end and run.val_prompts):
                 self._last_val = algorithm.validate(step)
                 metrics.update(self._last_val)
-            ckpt = self.config.checkpointing
+            ckpt = self.checkpoints.config
             if ckpt.enabled and (step % ckpt.save_period == 0 or last):
                 with run.timer.phase("checkpoint"):
                     # Only this step's metrics: a validation score from an earlier step must not rank this checkpoint.
@@ -126,8 +102,14 @@ class Trainer:
         metrics.update(run.timer.pop())
         return metrics
 
+    def _plain_config(self) -> dict[str, Any]:
+        """The run's settings as plain data: the YAML run config, else the loop and the policy."""
+        if self.config is not None:
+            return _plain(self.config)
+        return _plain(ComposedRunConfig(policy=self.run.policy_config, loop=self.loop))
+
     def _log(self, metrics: dict[str, float], step: int) -> None:
-        check_logged_metric(self.config.checkpointing, metrics)
+        check_logged_metric(self.checkpoints.config, metrics)
         self.last_metrics = metrics
         self.run.logger.log(metrics, step)
 
@@ -141,12 +123,16 @@ class Trainer:
             (directory / "dataloader.json").write_text(json.dumps(run.loader.state_dict()))
             write_trainer_state(directory, self.algorithm.state_dict())
 
-        fingerprint = run_fingerprint(_plain(self.config))
+        plain = self._plain_config()
         return self.checkpoints.save(
             step,
             write,
-            training_info={"step": step, "consumed_prompts": step * self.algorithm.prompts_per_step, "fingerprint": fingerprint},
-            config_yaml=dump_yaml(self.config),
+            training_info={
+                "step": step,
+                "consumed_prompts": step * self.run.loader.batch_size,
+                "fingerprint": run_fingerprint(plain),
+            },
+            config_yaml=dump_yaml(self.config) if self.config is not None else dump_yaml(plain),
             metrics=metrics,
         )
 
@@ -161,8 +147,8 @@ class Trainer:
         if path is None:
             return False
         info = self.checkpoints.load_training_info(path)
-        differences = fingerprint_differences(info.get("fingerprint") or {}, run_fingerprint(_plain(self.config)))
-        if differences and self.config.checkpointing.resume != "force":
+        differences = fingerprint_differences(info.get("fingerprint") or {}, run_fingerprint(self._plain_config()))
+        if differences and self.loop.resume != "force":
             raise ReinforgeError(
                 f"{path} belongs to another run: {'; '.join(differences)}. Nothing was loaded. Use another "
                 "checkpointing.checkpoint_dir, pass checkpointing.resume=false to start over, or "
@@ -180,7 +166,7 @@ class Trainer:
         return True
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
 

@@ -153,6 +153,18 @@ def build_prompts(
     return prompts, stats
 
 
+def build_prompt_set(data: Any, tokenizer: Any, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """`build_prompts` with the prompt options of a `DataConfig` (template, system prompt, longest prompt)."""
+    prompt_config = PromptConfig(
+        prompt_file=data.prompt_file,
+        system_prompt=data.system_prompt,
+        example_turns=data.example_turns,
+        max_prompt_length=data.max_input_seq_length,
+        on_overlong=data.on_overlong_prompt,
+    )
+    return build_prompts(records, tokenizer, prompt_config)
+
+
 def _tokenize(tokenizer: Any, conversations: list[list[dict[str, str]]], chunk: int = 1024) -> list[list[int]]:
     """Chat template + tokenization in one call per chunk (`return_dict=False` gives plain id lists in transformers 4 and 5)."""
     ids: list[list[int]] = []

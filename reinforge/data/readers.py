@@ -19,7 +19,8 @@ from reinforge.data.sft_records import SFTFileConfig, read_sft_records
 @attrs.define(kw_only=True, frozen=True)
 class ArithmeticDatasetConfig:
     split: Literal["train", "validation"] = doc("which split; the two never share a problem", default="train")
-    num_samples: int = doc("problems in this split", default=1000, validator=v.gt(0))
+    # 500: with the default ops (+, -) and max_operand 20 there are 608 distinct problems, 64 of them validation.
+    num_samples: int = doc("problems in this split", default=500, validator=v.gt(0))
     num_validation_samples: int = doc("size of the validation split (kept out of the training split)", default=64, validator=v.gt(0))
     seed: int = doc("seed of the training split", default=0)
     validation_seed: int = doc("seed of the validation split", default=12345)

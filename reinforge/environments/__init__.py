@@ -1,0 +1,28 @@
+"""Environments: the built-in `math` verifier, and reward functions as environments.
+
+    reinforge.environments.Math(require_boxed=True)   # a spec: built where the run's executor puts it
+    reinforge.environments.Registered("exact_match")  # any registered environment, by name
+    reinforge.environments.FunctionEnvironment(fn)    # fn(prompt, response, **metadata) -> float
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reinforge.environments.function import FunctionEnvironment
+
+__all__ = ["FunctionEnvironment", "Math", "Registered"]
+
+
+def Math(**options: Any) -> Any:  # noqa: N802 - reads as a constructor, returns a spec
+    """The `math` environment (math-verify in worker processes); options: see MathEnvironmentConfig."""
+    return Registered("math", **options)
+
+
+def Registered(name: str, **options: Any) -> Any:  # noqa: N802
+    """Any registered environment by name, with its options (structured into its registered config class)."""
+    from reinforge.core.run_config import EnvConfig
+    from reinforge.core.specs import EnvironmentSpec
+    from reinforge.specs import plugin_config
+
+    return EnvironmentSpec(env=EnvConfig(name=name, env_cfg=plugin_config("environment", name, options)))

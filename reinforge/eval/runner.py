@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reinforge.algorithms.rollout import run_rollouts
-from reinforge.core.cluster import make_executor
 from reinforge.core.env_guard import guard_environment
+from reinforge.executors.local import make_executor
+from reinforge.rollouts.service import RolloutService
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.registry import Registry
-from reinforge.core.run_parts import build_prompt_set, load_dataset_records, load_tokenizer
+from reinforge.compose import load_dataset_records, load_tokenizer
 from reinforge.core.sampling import SamplingParams
-from reinforge.data.prompts import report_overlong
+from reinforge.data.prompts import build_prompt_set, report_overlong
 from reinforge.eval.config import EvalConfig
 from reinforge.eval.metrics import batch_avg_at_k, batch_cons_at_k, batch_pass_at_k, cons_metric_name
 
@@ -26,7 +26,7 @@ def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, 
     policy = gen.as_policy()
     tokenizer = load_tokenizer(policy, setting="generation.model_name")
     records = load_dataset_records(registry, config.data.dataset, config.data.dataset_cfg)
-    prompts, stats = build_prompt_set(config, tokenizer, records)
+    prompts, stats = build_prompt_set(config.data, tokenizer, records)
     limit = f"data.max_input_seq_length={config.data.max_input_seq_length}"
     report_overlong(stats, split="evaluation", limit=limit, max_dropped_share=config.data.max_dropped_share)
     if not prompts:
@@ -34,6 +34,9 @@ def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, 
     executor = make_executor(config.cluster, registry)
     generation = executor.generation(policy, seed=settings.seed)
     environment = guard_environment(executor.environment(config.env), name=config.env.name, config=config.env.guard)
+    rollouts = RolloutService(
+        generation, environment, tokenizer, max_total_length=gen.max_total_sequence_length, sleep_between=False
+    )
     n = settings.num_tests_per_prompt
     sampling = SamplingParams(
         temperature=gen.temperature,
@@ -49,14 +52,7 @@ def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, 
     try:
         for start in range(0, len(prompts), settings.batch_size):
             part = [p for p in prompts[start : start + settings.batch_size] for _ in range(n)]
-            result = run_rollouts(
-                part,
-                generation=generation,
-                environment=environment,
-                tokenizer=tokenizer,
-                sampling=SamplingParams(**{**_fields(sampling), "seed": settings.seed + start}),
-                max_total_length=gen.max_total_sequence_length,
-            )
+            result = rollouts.collect(part, SamplingParams(**{**_fields(sampling), "seed": settings.seed + start}))
             for i, reward in enumerate(result.rewards.tolist()):
                 answer = str(result.info[i].get("extracted_answer") or result.responses[i].strip()[-64:])
                 correct.append(reward >= 1.0)

@@ -32,7 +32,7 @@ def build_logger(
     registry: Registry, name: str, config: LoggerConfig, log_dir: Path, *, run_name: str, total_steps: int | None
 ) -> Logger:
     """Resolve the logger plugin `name` and build it (unknown or uninstalled names fail with what to do)."""
-    cls = registry.resolve("logger", name)
+    cls = registry.logger(name)
     logger = cls(config, Path(log_dir), run_name=run_name, total_steps=total_steps)
     if not isinstance(logger, Logger):
         raise PluginError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reinforge.core.constructors import Capabilities
 from reinforge.core.hookspecs import hookimpl
 from reinforge.core.registry import Register
 
@@ -14,6 +15,7 @@ def reinforge_register_training_backends(register: Register) -> None:
         config="reinforge.backends.training.dtensor.config:DTensorConfig",
         requires=("torch", "transformers"),
         description="Hugging Face causal LM on PyTorch FSDP2 + DTensor tensor parallel (CPU and GPU)",
+        capabilities=Capabilities(data_parallel=True, tensor_parallel=True, devices=("cpu", "cuda")),
     )
     register(
         "megatron",

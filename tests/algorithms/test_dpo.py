@@ -9,7 +9,7 @@ import pytest
 from reinforge.algorithms.dpo import to_pair
 from reinforge.core.errors import ConfigError, ReinforgeError
 from reinforge.core.load import load_config
-from reinforge.core.trainer import Trainer
+from reinforge.trainer import Trainer
 from tests.integration.grpo_helpers import REPO
 
 RECIPE = REPO / "examples" / "configs" / "dpo-arith-cpu.yaml"

@@ -12,7 +12,7 @@ from reinforge.backends.training.dtensor.config import DTensorConfig
 from reinforge.core.errors import ConfigError
 from reinforge.core.load import load_config
 from reinforge.core.run_config import OptimizerConfig, PolicyConfig
-from reinforge.core.trainer import Trainer
+from reinforge.trainer import Trainer
 from reinforge.testing.conformance_training import conformance_batch, weights
 from tests.integration.grpo_helpers import CPU_RECIPE, tiny_overrides
 
@@ -107,7 +107,7 @@ def test_grpo_step_versions_and_logprob_passes(tiny_model_dir, tmp_path, extra, 
     assert counting.train_calls == optimizer_steps and metrics["train/optimizer_steps"] == optimizer_steps
     assert grpo.policy_version == optimizer_steps  # counts optimizer steps, not GRPO steps
     assert counting.logprob_calls == logprob_passes
-    assert grpo.generator_version == 0  # stale: the next step refits
+    assert trainer.run.rollouts.generator_version == 0  # stale: the next step refits
     assert metrics["train/advantages_max_abs"] == max(-metrics["train/advantages_min"], metrics["train/advantages_max"])
     assert "train/token_mult_prob_error" in metrics
     if logprob_passes == 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import AutoTokenizer
 
-from reinforge.algorithms.rollout import run_rollouts
+from reinforge.rollouts.turns import run_rollouts
 from reinforge.backends.generation.hf.backend import HFGenerationBackend
 from reinforge.core.interfaces import EnvironmentStep
 from reinforge.core.run_config import PolicyConfig

@@ -10,8 +10,8 @@ from transformers import AutoTokenizer
 from reinforge.algorithms.sft import encode_conversation, to_messages
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.load import load_config
-from reinforge.core.trainer import Trainer
-from tests.integration.grpo_helpers import REPO
+from reinforge.trainer import Trainer
+from tests.integration.grpo_helpers import REPO, read_metrics
 
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},
@@ -79,5 +79,30 @@ def test_sft_trains_on_a_messages_file(tiny_model_dir, tmp_path):
         "logger.loggers=[jsonl]",
         "checkpointing.enabled=false",
     ]
-    metrics = Trainer.from_config(load_config(REPO / "examples" / "configs" / "sft-arith-cpu.yaml", overrides)).fit()
-    assert metrics["train/loss"] > 0 and metrics["val/loss"] > 0
+    trainer = Trainer.from_config(load_config(REPO / "examples" / "configs" / "sft-arith-cpu.yaml", overrides))
+    expected = initial_nll(tiny_model_dir, trainer.run.val_prompts)
+    metrics = trainer.fit()
+    rows = read_metrics(tmp_path / "logs")
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    # Before any update the validation loss is the initial model's NLL per assistant token, computed here
+    # with plain transformers over the same 4 encoded conversations.
+    assert rows[0]["val/loss"] == pytest.approx(expected, rel=1e-5)
+    assert metrics["val/loss"] < rows[0]["val/loss"]  # two steps at the recipe's learning rate lower it
+
+
+def initial_nll(model_dir, items) -> float:
+    """Token-weighted NLL of the untrained model over SFT items ({"input_ids", "mask"}), in float64."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    total, tokens = 0.0, 0.0
+    with torch.no_grad():
+        for item in items:
+            ids = torch.tensor([item["input_ids"]])
+            logprobs = torch.log_softmax(model(ids).logits[0, :-1].double(), dim=-1)  # [T-1, V]: predicts ids[1:]
+            picked = logprobs.gather(1, ids[0, 1:, None])[:, 0]  # [T-1]
+            mask = torch.tensor(item["mask"][1:], dtype=torch.float64)
+            total -= float((picked * mask).sum())
+            tokens += float(mask.sum())
+    return total / tokens

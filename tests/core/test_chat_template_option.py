@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reinforge.core.errors import ReinforgeError
-from reinforge.core.run_parts import apply_chat_template_option
+from reinforge.compose import apply_chat_template_option
 from reinforge.data.prompts import DEFAULT_CHAT_TEMPLATE
 
 pytest_plugins = ["reinforge.testing.fixtures"]

@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from reinforge.core.batch import Batch
-from reinforge.core.colocation import Colocation
-from reinforge.core.environment_group import merge_steps
+from reinforge.executors.ray.colocation import Colocation
+from reinforge.executors.ray.environment_group import merge_steps
 from reinforge.core.errors import ReinforgeError
-from reinforge.core.generation_group import SEED_STRIDE, replica_sampling
+from reinforge.executors.ray.generation_group import SEED_STRIDE, replica_sampling
 from reinforge.core.interfaces import EnvironmentStep
-from reinforge.core.ray_placement import Slot, plan_placement
+from reinforge.executors.ray.placement import Slot, plan_placement
 from reinforge.core.run_config import ClusterConfig, WorkerRuntimeConfig
 from reinforge.core.sampling import SamplingParams
-from reinforge.core.weight_sync import pack_bucket, unpack_bucket
-from reinforge.core.worker_group import WorkerInfo, replica_leaders, shard_for_ranks, split_bounds
+from reinforge.executors.ray.weight_sync import pack_bucket, unpack_bucket
+from reinforge.executors.ray.worker_group import WorkerInfo, replica_leaders, shard_for_ranks, split_bounds
 
 
 def ray_cluster(**fields) -> ClusterConfig:
@@ -194,3 +194,12 @@ def test_disaggregated_groups_never_switch():
     colocation.before_generation()
     colocation.before_training()
     assert calls == []
+
+
+def test_environment_actors_that_cannot_get_a_cpu_fail_at_once_naming_the_resource():
+    from reinforge.executors.ray.placement import check_free_cpus
+
+    cluster = ClusterConfig(executor="ray", environment_workers=2, cpus_per_worker=1.0)
+    check_free_cpus(cluster, (2.0, 4.0), what="the environment actors")  # exactly enough: fine
+    with pytest.raises(ReinforgeError, match=r"need 2 CPU \(2 x cluster.cpus_per_worker 1\).*has 1 of its 4 CPU free"):
+        check_free_cpus(cluster, (1.0, 4.0), what="the environment actors")

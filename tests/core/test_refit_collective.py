@@ -7,9 +7,9 @@ import torch
 
 from reinforge.core.config import structure
 from reinforge.core.errors import ConfigError, ReinforgeError
-from reinforge.core.refit_collective import ALIGN, RefitEndpoint, bucket_views, flatten_bucket
+from reinforge.executors.ray.refit_collective import ALIGN, RefitEndpoint, bucket_views, flatten_bucket
 from reinforge.core.run_config import ClusterConfig
-from reinforge.core.weight_sync import RefitStats
+from reinforge.executors.ray.weight_sync import RefitStats
 
 
 def test_flat_buffer_round_trips_every_dtype_and_shape_at_aligned_offsets():

@@ -132,3 +132,16 @@ def test_jsonl_round_trip(tmp_path):
     assert read_jsonl(path) == records
     with pytest.raises(ReinforgeError, match="no JSONL file"):
         read_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_every_offline_reader_runs_with_its_default_config():
+    """`data.dataset: arithmetic` without options (the DataConfig default) must run: it once asked for 1000 of 608 problems."""
+    from reinforge.core.registry import Registry
+
+    registry = Registry.create()
+    for name, expected in (("arithmetic", 500), ("arithmetic_sft", 500), ("arithmetic_preferences", 500)):
+        records = list(registry.dataset(name)())
+        assert len(records) == expected, name
+    validation = registry.dataset("arithmetic")(registry.config_class("dataset", "arithmetic")(split="validation"))
+    train = registry.dataset("arithmetic")()
+    assert len(validation) == 64 and not {r["problem"] for r in validation} & {r["problem"] for r in train}

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from reinforge.core.batch import Batch
-from reinforge.core.refit_collective import PeerBucket
+from reinforge.executors.ray.refit_collective import PeerBucket
 from reinforge.core.registry import Registry, RegistrySettings
 from reinforge.core.run_config import ClusterConfig, OptimizerConfig, PolicyConfig
 from reinforge.core.sampling import SamplingParams
@@ -70,7 +70,7 @@ def engine_weights(generation) -> list[dict[str, torch.Tensor]]:
 
 
 def refit_and_check(cluster: ClusterConfig, model_dir: Path, label: str) -> None:
-    from reinforge.core.ray_executor import RayExecutor
+    from reinforge.executors.ray.executor import RayExecutor
 
     executor = RayExecutor(cluster, Registry.create(RegistrySettings(load_entry_points=False)))
     try:

@@ -10,17 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from reinforge.core.interfaces import EnvironmentStep
 from reinforge.core.load import load_config
-from reinforge.core.trainer import Trainer
-from tests.integration.grpo_helpers import CPU_RECIPE, REPO, tiny_overrides
+from reinforge.trainer import Trainer
+from tests.integration.grpo_helpers import CPU_RECIPE, REPO, read_metrics, tiny_overrides
 
 pytestmark = pytest.mark.integration
 
 PHASES = ("generation", "reward", "logprobs", "training", "total")
-
-
-def read_metrics(log_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 def test_grpo_steps_log_metrics_timings_and_checkpoint(tiny_model_dir, tmp_path):
@@ -74,16 +71,47 @@ def test_half_written_checkpoint_is_never_resumed(tiny_model_dir, tmp_path):
     assert not (tmp_path / "ckpt" / "tmp_step_5").exists()
 
 
-def test_dynamic_sampling_and_overlong_options_run(tiny_model_dir, tmp_path):
-    extra = (
-        "grpo.use_dynamic_sampling=true",
-        "grpo.dynamic_sampling_max_gen_batches=2",
-        "grpo.overlong_filtering=true",
-        "grpo.reward_shaping={enabled: true, max_response_length: 12, overlong_buffer_length: 4, overlong_buffer_penalty: 0.5}",
-    )
-    config = load_config(CPU_RECIPE, tiny_overrides(tiny_model_dir, tmp_path, steps=1, extra=extra))
-    metrics = Trainer.from_config(config).fit()
-    assert metrics["train/dynamic_sampling_rounds"] >= 1
+class ConstantPerPrompt:
+    """Every sample of a prompt gets the same reward: no group has any variance."""
+
+    def step(self, conversations, metadata):
+        n = len(conversations)
+        return EnvironmentStep(rewards=[float(len(m["problem"]) % 2) for m in metadata], observations=[None] * n, done=[True] * n)
+
+    def shutdown(self):
+        pass
+
+
+class Alternating(ConstantPerPrompt):
+    """Rewards 0, 1, 0, 1, ... down the batch: every group of 4 adjacent samples has variance."""
+
+    def step(self, conversations, metadata):
+        n = len(conversations)
+        return EnvironmentStep(rewards=[float(i % 2) for i in range(n)], observations=[None] * n, done=[True] * n)
+
+
+DYNAMIC = (
+    "grpo.use_dynamic_sampling=true",
+    "grpo.dynamic_sampling_max_gen_batches=3",
+    "grpo.overlong_filtering=true",
+    "grpo.reward_shaping={enabled: true, max_response_length: 12, overlong_buffer_length: 4, overlong_buffer_penalty: 0.5}",
+)
+
+
+def test_dynamic_sampling_drops_groups_without_variance_and_gives_up_after_max_rounds(tiny_model_dir, tmp_path):
+    config = load_config(CPU_RECIPE, tiny_overrides(tiny_model_dir, tmp_path, steps=1, extra=DYNAMIC))
+    metrics = Trainer.from_config(config, environment=ConstantPerPrompt()).fit()
+    assert metrics["train/dynamic_sampling_rounds"] == 3.0  # every round's groups were dropped
+    assert metrics["train/dynamic_sampling_kept"] == 0.0
+    assert metrics["train/skipped"] == 1.0 and "train/loss" not in metrics
+
+
+def test_dynamic_sampling_keeps_groups_with_variance_in_one_round(tiny_model_dir, tmp_path):
+    config = load_config(CPU_RECIPE, tiny_overrides(tiny_model_dir, tmp_path, steps=1, extra=DYNAMIC))
+    metrics = Trainer.from_config(config, environment=Alternating()).fit()
+    assert metrics["train/dynamic_sampling_rounds"] == 1.0
+    assert metrics["train/dynamic_sampling_kept"] == 8.0  # 2 prompts x 4 samples, all kept
+    assert metrics["train/num_rollouts"] == 8.0 and "train/loss" in metrics
 
 
 @pytest.mark.parametrize("stage", ["8K", "16K", "24K"])
@@ -135,9 +163,15 @@ def test_seed_commands_train_convert_eval(tiny_model_dir, tmp_path):
         "data.max_input_seq_length=64",
         "data.prompt_file=null",
         "env.env_cfg={num_workers: 1}",
+        f"eval.save_path={tmp_path / 'samples.jsonl'}",
         "--json",
         cwd=tmp_path,
     )
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
     result = json.loads(evaluation.stdout)
-    assert result["num_problems"] == 4 and 0.0 <= result["pass@1"] <= 1.0
+    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    # The CPU default eval config: 4 samples per problem (adjacent), avg@4 and pass@4.
+    assert result["num_problems"] == 4 and len(samples) == 16
+    correct = [[s["reward"] >= 1.0 for s in samples[i : i + 4]] for i in range(0, 16, 4)]
+    assert result["avg@4"] == pytest.approx(sum(map(sum, correct)) / 16)
+    assert result["pass@4"] == pytest.approx(sum(any(c) for c in correct) / 4)  # pass@k with k = n: any correct

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -31,10 +30,10 @@ from reinforge.core.load import load_config
 from reinforge.core.registry import Registry, RegistrySettings
 from reinforge.core.run_config import ClusterConfig, EnvConfig, OptimizerConfig, PolicyConfig, WorkerRuntimeConfig
 from reinforge.core.sampling import SamplingParams
-from reinforge.core.trainer import Trainer
+from reinforge.trainer import Trainer
 from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch, weights
 from reinforge.testing.tiny_model import build_model
-from tests.integration.grpo_helpers import CPU_RECIPE, tiny_overrides
+from tests.integration.grpo_helpers import CPU_RECIPE, read_metrics, tiny_overrides
 
 pytestmark = pytest.mark.ray
 
@@ -116,13 +115,11 @@ def as_training_rows(out: Batch) -> Batch:
     return Batch(input_ids=out["output_ids"], input_lengths=out["sequence_lengths"])
 
 
-def read_metrics(log_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 # --------------------------------------------------------------------------- (1) and (3)
 def test_fsdp_over_two_ranks_matches_one_process_and_refit_syncs_the_generator(ray_session, model_dir, registry):
-    from reinforge.core.ray_executor import RayExecutor
+    from reinforge.executors.ray.executor import RayExecutor
 
     policy = sgd_policy(model_dir)
     executor = RayExecutor(cluster(training_workers=2, generation_workers=1, colocated=True), registry)
@@ -164,7 +161,7 @@ def test_fsdp_over_two_ranks_matches_one_process_and_refit_syncs_the_generator(r
 
 # --------------------------------------------------------------------------- (1) TP, and generation replicas
 def test_tensor_parallel_over_two_ranks_matches_one_process_and_replicas_keep_order(ray_session, model_dir, registry):
-    from reinforge.core.ray_executor import RayExecutor
+    from reinforge.executors.ray.executor import RayExecutor
 
     tp_policy = sgd_policy(model_dir, backend_cfg=DTensorConfig(tensor_parallel_size=2))
     executor = RayExecutor(cluster(training_workers=2, generation_workers=2, colocated=False), registry)
@@ -214,7 +211,7 @@ def test_grpo_on_ray_reproduces_the_local_run(ray_session, model_dir, registry, 
 
 # --------------------------------------------------------------------------- (4)
 def test_crashed_environment_actor_is_restarted_and_its_chunk_retried(ray_session, registry, tmp_path):
-    from reinforge.core.ray_executor import RayExecutor
+    from reinforge.executors.ray.executor import RayExecutor
     from tests.ray.raytest_impl import checksum_reward
 
     conversations = [[{"role": "user", "content": "q"}, {"role": "assistant", "content": f"answer {i}"}] for i in range(6)]
@@ -269,7 +266,7 @@ def test_dead_training_rank_fails_clearly_and_the_run_resumes_from_its_checkpoin
 def test_workers_rebuild_the_plugin_set_in_the_interpreter_their_group_names(ray_session, registry, tmp_path):
     import ray
 
-    from reinforge.core.ray_executor import RayExecutor
+    from reinforge.executors.ray.executor import RayExecutor
 
     wrapper = tmp_path / "python"
     wrapper.write_text(f'#!/bin/sh\nREINFORGE_WRAPPED=yes exec "{sys.executable}" "$@"\n')

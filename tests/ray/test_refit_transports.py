@@ -12,7 +12,7 @@ import torch
 
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
-from reinforge.core.refit_collective import PeerBucket
+from reinforge.executors.ray.refit_collective import PeerBucket
 from reinforge.core.sampling import SamplingParams
 from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch
 from tests.ray.test_ray_executor import (  # noqa: F401 - fixtures
@@ -39,7 +39,7 @@ def engine_weights(generation) -> list[dict[str, torch.Tensor]]:
 
 
 def test_collective_refit_gives_the_object_store_weights_and_the_trainers_logprobs(ray_session, model_dir, registry):
-    from reinforge.core.ray_executor import RayExecutor
+    from reinforge.executors.ray.executor import RayExecutor
 
     policy = sgd_policy(model_dir)
     executor = RayExecutor(

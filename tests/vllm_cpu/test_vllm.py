@@ -94,7 +94,7 @@ def test_refit_changes_outputs_and_restoring_restores_them(engine, tiny_model_di
 
 def test_grpo_runs_a_few_steps_with_the_vllm_backend(tiny_model_dir, tmp_path):
     from reinforge.core.load import load_config
-    from reinforge.core.trainer import Trainer
+    from reinforge.trainer import Trainer
     from tests.integration.grpo_helpers import CPU_RECIPE, tiny_overrides
 
     overrides = [

@@ -47,7 +47,7 @@ def registry(tmp_path_factory) -> Registry:
 
 @pytest.mark.parametrize("tensor_parallel_size", [2, 1], ids=["tp2", "dp2"])
 def test_two_ray_workers_match_one_process(ray_session, registry, tmp_path, tensor_parallel_size):
-    from reinforge.core.ray_executor import RayExecutor
+    from reinforge.executors.ray.executor import RayExecutor
 
     model_dir = build_model(tmp_path / "model", size="tiny", seed=0)
     settings = {"max_grad_norm": 1.0, "optimizer": OptimizerConfig(name="sgd", lr=0.5, weight_decay=0.0)}

@@ -16,7 +16,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from reinforge.core.interfaces import EnvironmentStep
-from reinforge.core.worker_group import WorkerGroup, split_bounds
+from reinforge.executors.ray.worker_group import WorkerGroup, split_bounds
 
 
 class RayEnvironment:

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from reinforge.core.batch import Batch
-from reinforge.core.colocation import Colocation
-from reinforge.core.refit_collective import PeerRefit
-from reinforge.core.weight_sync import RefitStats, WeightBucket, unpack_bucket
-from reinforge.core.worker_group import WorkerGroup, replica_leaders, shard_for_ranks
+from reinforge.executors.ray.colocation import Colocation
+from reinforge.executors.ray.refit_collective import PeerRefit
+from reinforge.executors.ray.weight_sync import RefitStats, WeightBucket, unpack_bucket
+from reinforge.executors.ray.worker_group import WorkerGroup, replica_leaders, shard_for_ranks
 
 if TYPE_CHECKING:
     import torch

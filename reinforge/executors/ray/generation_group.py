@@ -14,12 +14,12 @@ import time
 import attrs
 
 from reinforge.core.batch import Batch
-from reinforge.core.colocation import Colocation
+from reinforge.executors.ray.colocation import Colocation
 from reinforge.core.interfaces import NamedTensors
-from reinforge.core.refit_collective import PeerBucket
+from reinforge.executors.ray.refit_collective import PeerBucket
 from reinforge.core.sampling import SamplingParams
-from reinforge.core.weight_sync import RefitStats, pack_bucket
-from reinforge.core.worker_group import WorkerGroup
+from reinforge.executors.ray.weight_sync import RefitStats, pack_bucket
+from reinforge.executors.ray.worker_group import WorkerGroup
 
 SEED_STRIDE = 1_000_003  # a prime: replica seeds never collide with the per-step seeds GRPO derives
 

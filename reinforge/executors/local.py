@@ -34,15 +34,15 @@ class LocalExecutor:
         self.registry = registry
 
     def training(self, policy: PolicyConfig, *, need_reference: bool, seed: int) -> TrainingBackend:
-        backend_cls = self.registry.resolve("training_backend", policy.backend)
-        return backend_cls(policy, policy.backend_cfg, need_reference=need_reference, seed=seed)
+        backend_cls = self.registry.training_backend(policy.backend)
+        return backend_cls(policy.for_training(), policy.backend_cfg, need_reference=need_reference, seed=seed)
 
     def generation(self, policy: PolicyConfig, *, seed: int) -> GenerationBackend:
-        backend_cls = self.registry.resolve("generation_backend", policy.generation.backend)
-        return backend_cls(policy, policy.generation.backend_cfg, seed=seed)
+        backend_cls = self.registry.generation_backend(policy.generation.backend)
+        return backend_cls(policy.for_generation(), policy.generation.backend_cfg, seed=seed)
 
     def environment(self, env: EnvConfig) -> Environment:
-        env_cls = self.registry.resolve("environment", env.name)
+        env_cls = self.registry.environment(env.name)
         return env_cls(env.env_cfg) if env.env_cfg is not None else env_cls()
 
     def shutdown(self) -> None:
@@ -53,5 +53,5 @@ def make_executor(cluster: ClusterConfig, registry: Registry) -> Any:
     """The executor `cluster.executor` names (the Ray one is imported only when asked for)."""
     if cluster.executor == "local":
         return LocalExecutor(cluster, registry)
-    ray_executor = importlib.import_module("reinforge.core.ray_executor")
+    ray_executor = importlib.import_module("reinforge.executors.ray.executor")
     return ray_executor.RayExecutor(cluster, registry)

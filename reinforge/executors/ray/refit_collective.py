@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     import torch
 
     from reinforge.core.run_config import ClusterConfig
-    from reinforge.core.weight_sync import RefitStats
-    from reinforge.core.worker_group import WorkerGroup
+    from reinforge.executors.ray.weight_sync import RefitStats
+    from reinforge.executors.ray.worker_group import WorkerGroup
 
 ALIGN = 64  # byte offset of every tensor in a flat buffer: any dtype can view it, and copies stay aligned
 STORE_PREFIX = "reinforge_refit"

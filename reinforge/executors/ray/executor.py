@@ -21,19 +21,19 @@ import shlex
 import shutil
 from typing import Any
 
-from reinforge.core.colocation import Colocation
-from reinforge.core.environment_group import RayEnvironment
+from reinforge.executors.ray.colocation import Colocation
+from reinforge.executors.ray.environment_group import RayEnvironment
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.listeners import prepare_local_ray
-from reinforge.core.generation_group import RayGenerationBackend
-from reinforge.core.ray_placement import Placement, Slot, plan_placement
-from reinforge.core.ray_workers import EnvironmentWorker, GenerationWorker, TrainingWorker
-from reinforge.core.refit_collective import PeerRefit
+from reinforge.executors.ray.generation_group import RayGenerationBackend
+from reinforge.executors.ray.placement import Placement, Slot, check_free_cpus, plan_placement
+from reinforge.executors.ray.workers import EnvironmentWorker, GenerationWorker, TrainingWorker
+from reinforge.executors.ray.refit_collective import PeerRefit
 from reinforge.core.registry import Registry
 from reinforge.core.run_config import ClusterConfig, EnvConfig, PolicyConfig, WorkerRuntimeConfig
-from reinforge.core.training_group import RayTrainingBackend
-from reinforge.core.weight_sync import RefitStats
-from reinforge.core.worker_group import WorkerGroup, WorkerInfo
+from reinforge.executors.ray.training_group import RayTrainingBackend
+from reinforge.executors.ray.weight_sync import RefitStats
+from reinforge.executors.ray.worker_group import WorkerGroup, WorkerInfo
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,15 @@ class RayExecutor:
         self._check_reproducible("training_backend", policy.backend)
         n = self.cluster.training_workers
         tp = int(getattr(policy.backend_cfg, "tensor_parallel_size", 1) or 1)
+        capabilities = self.registry.get("training_backend", policy.backend).capabilities
+        if capabilities is not None:
+            capabilities.check_training(policy.backend, workers=n, tensor_parallel=tp, gpus=self.cluster.training_gpus > 0)
         if n % tp:
             raise ReinforgeError(
                 f"cluster.training_workers ({n}) must be a multiple of the backend's tensor_parallel_size ({tp}): "
                 "each data-parallel replica needs that many ranks"
             )
-        payload = _pickle((policy.backend, policy, policy.backend_cfg, need_reference, seed))
+        payload = _pickle((policy.backend, policy.for_training(), policy.backend_cfg, need_reference, seed))  # only its own part's options
         group = self._start("training", TrainingWorker, self.plan.training, payload, self.cluster.training_runtime)
         group.ready()  # the rendezvous needs rank 0's address and every rank's node
         master_addr, master_port = group.gather([group.actors[0].rendezvous_address.remote()], [0], what="start")[0]
@@ -97,7 +100,7 @@ class RayExecutor:
         name = policy.generation.backend
         self._check_reproducible("generation_backend", name)
         slots = self.plan.generation
-        payloads = [_pickle((name, policy, policy.generation.backend_cfg, seed + r)) for r in range(len(slots))]
+        payloads = [_pickle((name, policy.for_generation(), policy.generation.backend_cfg, seed + r)) for r in range(len(slots))]
         group = self._start("generation", GenerationWorker, slots, payloads, self.cluster.generation_runtime)
         proxy = RayGenerationBackend(group, colocation=self.colocation, refit_stats=self.refit_stats)
         threads = _threads(self.cluster.generation_cpus)
@@ -110,6 +113,7 @@ class RayExecutor:
     def environment(self, env: EnvConfig) -> RayEnvironment:
         """`cluster.environment_workers` actors of environment `env.name`, restarted by Ray when they crash."""
         self._check_reproducible("environment", env.name)
+        check_free_cpus(self.cluster, _free_cpus(), what=f"the {self.cluster.environment_workers} environment actor(s)")
         payload = _pickle((env.name, env.env_cfg))
         group = self._start(
             f"environment '{env.name}'",
@@ -178,6 +182,13 @@ class RayExecutor:
                 "so Ray workers cannot load it; put it in a module listed under `local` in your plugins.toml, or "
                 "install it as a package with a `reinforge` entry point"
             )
+
+
+def _free_cpus() -> tuple[float, float]:
+    """(CPUs free outside every placement group, CPUs the Ray cluster has in all)."""
+    import ray
+
+    return ray.available_resources().get("CPU", 0.0), ray.cluster_resources().get("CPU", 0.0)
 
 
 def _connect(cluster: ClusterConfig) -> bool:

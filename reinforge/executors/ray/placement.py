@@ -162,3 +162,21 @@ def _describe(plan: PlacementPlan) -> str:
 def _resources(resources: dict[str, float]) -> str:
     shown = {k: v for k, v in resources.items() if k in ("CPU", "GPU") and v}
     return "{" + ", ".join(f"{k}: {v:g}" for k, v in sorted(shown.items())) + "}" if shown else "{}"
+
+
+def check_free_cpus(cluster: ClusterConfig, cpus: tuple[float, float], *, what: str) -> None:
+    """Fail at once when the actors outside the placement groups (environments) cannot get their CPUs.
+
+    Why: Ray would queue such an actor until `worker_start_timeout_s` runs out, and the timeout
+    cannot tell a full cluster from a slow runtime environment. `cpus` is (free now, the cluster's total).
+    """
+    free, total = cpus
+    need = cluster.environment_workers * cluster.cpus_per_worker
+    if need > free + 1e-9:
+        raise ReinforgeError(
+            f"not enough CPUs for {what}: they need {need:g} CPU ({cluster.environment_workers} x "
+            f"cluster.cpus_per_worker {cluster.cpus_per_worker:g}) outside the placement groups, but the Ray cluster has "
+            f"{free:g} of its {total:g} CPU free (the training and generation placement groups hold the rest). Lower "
+            "cluster.cpus_per_worker or cluster.environment_workers, or give Ray more CPUs (cluster.local_num_cpus "
+            "for a local Ray; it may exceed the cores)"
+        )

@@ -6,7 +6,7 @@ never needs the driver's objects, and core never imports a backend. The construc
 travel as cloudpickled bytes and are unpickled only after the registry has loaded, because an
 options class may live in a local plugin module that the worker can import only then.
 
-These classes are plain; `reinforge.core.ray_executor` turns them into actors with `ray.remote`.
+These classes are plain; `reinforge.executors.ray.executor` turns them into actors with `ray.remote`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import os
 import sys
 from typing import Any
 
-from reinforge.core.refit_collective import BucketLayout, RefitEndpoint, bucket_views, cuda_device_uuid, open_ipc_buffer
+from reinforge.executors.ray.refit_collective import BucketLayout, RefitEndpoint, bucket_views, cuda_device_uuid, open_ipc_buffer
 from reinforge.core.registry import Registry, RegistrySettings
-from reinforge.core.weight_sync import PackedBucket, pack_bucket, unpack_bucket
-from reinforge.core.worker_group import WorkerInfo
+from reinforge.executors.ray.weight_sync import PackedBucket, pack_bucket, unpack_bucket
+from reinforge.executors.ray.worker_group import WorkerInfo
 
 
 class _PluginWorker:
@@ -121,7 +121,7 @@ class TrainingWorker(_PluginWorker):
             else:
                 store = dist.TCPStore(master_addr, master_port, is_master=False)
             dist.init_process_group(dist_backend, store=store, rank=self.index, world_size=world_size)
-        backend_cls = self.registry.resolve("training_backend", backend_name)
+        backend_cls = self.registry.training_backend(backend_name)
         self.plugin = backend_cls(policy, options, need_reference=need_reference, seed=seed)
 
     def begin_weights(self, bucket_bytes: int) -> None:
@@ -173,7 +173,7 @@ class GenerationWorker(_PluginWorker):
 
         torch.set_num_threads(threads)
         backend_name, policy, options, seed = self._arguments()
-        backend_cls = self.registry.resolve("generation_backend", backend_name)
+        backend_cls = self.registry.generation_backend(backend_name)
         self.plugin = backend_cls(policy, options, seed=seed)
         pad = getattr(self.plugin, "pad_token_id", None)
         return int(pad) if isinstance(pad, int) else None
@@ -210,7 +210,7 @@ class EnvironmentWorker(_PluginWorker):
     def _environment(self) -> Any:
         if self.plugin is None:
             name, env_cfg = self._arguments()
-            env_cls = self.registry.resolve("environment", name)
+            env_cls = self.registry.environment(name)
             self.plugin = env_cls(env_cfg) if env_cfg is not None else env_cls()
         return self.plugin
 

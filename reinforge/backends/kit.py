@@ -1,0 +1,87 @@
+"""The backend author's kit: what a training or generation backend needs to honour its contract.
+
+The contracts are the protocols in `reinforge.core.interfaces` (what a call takes and returns)
+and `reinforge.core.constructors` (how a backend is built). The built-in backends use these
+same helpers, so a third-party backend that uses them behaves like the built-ins: the same
+checks, the same error messages, the same output layout.
+
+Generation backends (`generate(batch, sampling) -> batch`):
+
+- `check_prompts(batch, sampling, max_total_sequence_length, backend=NAME)` validates the input
+  (non-empty, right-padded `input_ids` with their `input_lengths`, room for `max_new_tokens`)
+  and raises the user-facing `ReinforgeError`s; `prompt_lists(...)` returns the prompts as
+  token lists, padding stripped.
+- An engine's samples as `Completion(response, logprobs, truncated)`, one per sample (each
+  prompt's `n` samples adjacent); `apply_stop_strings` cuts them at text stop strings;
+  `assemble_batch(batch, prompts, completions, n, pad_id)` builds every output column
+  (`output_ids`, the lengths, `generation_logprobs`, `truncated`) and repeats the input's other
+  columns alongside (`carried_columns`).
+- `sample_seeds(seed, prompts, n)`: one seed per sample, so a prompt's copies differ.
+- Refit: `plan_buckets` / `send_in_buckets` move named tensors in buckets of about
+  `bucket_bytes`, never the whole model; `check_weights` compares names and shapes.
+- Left/right padding for engines that want left-padded prompts: `to_left_padded`,
+  `left_to_right_padded`.
+
+Training backends (`train(batch, loss_fn) -> metrics`, `logprobs`, `named_weights`, ...):
+
+- `lr_multiplier(scheduler, step)`: the learning-rate schedules of `policy.scheduler`
+  (constant, linear warmup, cosine), as factors on the peak lr.
+- `require_single_process(backend)`: call it in the constructor of a backend without data
+  parallelism, so `cluster.training_workers > 1` fails at once instead of training drifting
+  copies that all write the same checkpoint.
+- `reinforge convert` calls the backend class's `checkpoint_to_hf(dcp_dir, model_name, out_dir,
+  tokenizer_dir=None)` (a staticmethod; see the dtensor backend) to turn a checkpoint into a
+  Hugging Face folder; without it the backend's checkpoints cannot be converted.
+"""
+
+from __future__ import annotations
+
+import os
+
+from reinforge.backends.generation.engine_common import (
+    Completion,
+    apply_stop_strings,
+    assemble_batch,
+    check_model_folder,
+    check_weights,
+    cut_at_stop_strings,
+    eos_token_ids,
+    plan_buckets,
+    prompt_lists,
+    sample_seeds,
+    send_in_buckets,
+)
+from reinforge.backends.generation.sampling_utils import carried_columns, check_prompts, left_to_right_padded, to_left_padded
+from reinforge.backends.training.dtensor.optim import lr_multiplier
+from reinforge.core.errors import ReinforgeError
+
+__all__ = [
+    "Completion",
+    "apply_stop_strings",
+    "assemble_batch",
+    "carried_columns",
+    "check_model_folder",
+    "check_prompts",
+    "check_weights",
+    "cut_at_stop_strings",
+    "eos_token_ids",
+    "left_to_right_padded",
+    "lr_multiplier",
+    "plan_buckets",
+    "prompt_lists",
+    "require_single_process",
+    "sample_seeds",
+    "send_in_buckets",
+    "to_left_padded",
+]
+
+
+def require_single_process(backend: str) -> None:
+    """Fail when this process is one rank of several (the Ray executor sets WORLD_SIZE for training workers)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1:
+        raise ReinforgeError(
+            f"the training backend '{backend}' has no data parallelism, but it was started as one of {world_size} "
+            "training workers: each would train its own drifting copy. Set cluster.training_workers=1, or use a "
+            "backend that shards the batch across ranks (e.g. dtensor)"
+        )

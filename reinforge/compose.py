@@ -1,0 +1,216 @@
+"""Build what a run needs from its parts' specs: tokenizer, data, backends, environment, loggers.
+
+`reinforge.Trainer` calls `build_run_parts`; evaluation reuses the tokenizer and prompt helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from reinforge.core.env_guard import guard_environment
+from reinforge.core.errors import ReinforgeError, read_user_text
+from reinforge.core.interfaces import Algorithm, Logger
+from reinforge.core.loop import LoopConfig
+from reinforge.core.model_folder import check_model_folder
+from reinforge.core.registry import Registry
+from reinforge.core.run import RunParts
+from reinforge.core.run_config import ClusterConfig, DataConfig, LoggerConfig
+from reinforge.core.specs import DatasetSpec, EnvironmentSpec, GenerationSpec, TrainingSpec
+from reinforge.core.timer import Timer
+from reinforge.data.loader import PromptLoader
+from reinforge.rollouts.service import RolloutService
+from reinforge.data.prompts import build_prompt_set, ensure_chat_template, report_overlong
+
+
+def load_tokenizer(policy: Any, *, setting: str = "policy.model_name") -> Any:
+    from transformers import AutoTokenizer
+
+    check_model_folder(policy.model_name, setting=setting, tokenizer_folder=policy.tokenizer_name)
+    name = policy.tokenizer_name or policy.model_name
+    if name.startswith(("/", ".", "~")) and not Path(name).expanduser().exists():
+        raise ReinforgeError(
+            f"model folder '{name}' does not exist; check {setting} (or policy.tokenizer_name), "
+            "e.g. the hf/ folder that `reinforge convert` wrote for the previous stage"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except OSError as exc:
+        raise ReinforgeError(
+            f"cannot load the tokenizer from '{name}' ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
+            f"point {setting} (or policy.tokenizer_name) at a Hugging Face model folder"
+        ) from None
+    apply_chat_template_option(tokenizer, getattr(policy, "chat_template", None))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def apply_chat_template_option(tokenizer: Any, option: str | None) -> None:
+    """Give `tokenizer` the chat template `policy.chat_template` asks for (see PolicyConfig)."""
+    if option is None or option == "default":
+        ensure_chat_template(tokenizer, use_default=option == "default")
+        return
+    path = Path(option).expanduser()
+    if not path.is_file():
+        raise ReinforgeError(
+            f"policy.chat_template: {option!r} is neither null, 'default', nor an existing file (looked for "
+            f"{path.resolve()}); give the path to a Jinja chat-template file, 'default' for ChatML, or null to keep "
+            "the tokenizer's own template"
+        )
+    tokenizer.chat_template = read_user_text(path, "policy.chat_template file")
+
+
+def load_dataset_records(registry: Registry, name: str | None, options: Any) -> list[dict[str, Any]]:
+    if name is None:
+        return []
+    reader = registry.dataset(name)
+    return list(reader(options) if options is not None else reader())
+
+
+__all__ = ["apply_chat_template_option", "build_prompt_set", "build_run_parts", "load_dataset_records", "load_tokenizer", "read_records"]
+
+
+def run_name(log_dir: str) -> str:
+    """The run's name for progress bars and trackers: the log folder's, or its parent's for the usual `<run>/logs`."""
+    path = Path(log_dir)
+    return path.parent.name if path.name == "logs" and path.parent.name else path.name
+
+
+def quiet_library_progress_bars() -> None:
+    """Turn off the loading/download bars of transformers, datasets and the hub, which would interleave with ours."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+
+
+def read_records(data: Any, registry: Registry) -> tuple[list[dict[str, Any]], str]:
+    """Records from a list of dicts, a Hugging Face `datasets.Dataset` (any iterable of mappings) or a
+    `DatasetSpec` naming a registered reader; returns them and a name for messages."""
+    if isinstance(data, DatasetSpec):
+        return load_dataset_records(registry, data.name, data.options), f"dataset {data.name!r}"
+    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+        raise ReinforgeError(
+            f"training or validation data must be a list of dicts, a datasets.Dataset or a DatasetSpec, got "
+            f"{type(data).__name__}; e.g. train_data=[{{'problem': 'What is 2 + 3?', 'answer': '5'}}, ...]"
+        )
+    records = [dict(record) for record in data]
+    return records, "the data passed in"
+
+
+def build_run_parts(
+    *,
+    algorithm: Algorithm,
+    policy: TrainingSpec,
+    generation: GenerationSpec | None,
+    environment: EnvironmentSpec | None,
+    train_data: Any,
+    val_data: Any,
+    loop: LoopConfig,
+    data: DataConfig,
+    loggers: LoggerConfig,
+    extra_loggers: Sequence[Logger],
+    cluster: ClusterConfig,
+    registry: Registry,
+    config: Any = None,
+) -> RunParts:
+    """Build every part a run needs, in a fixed order (so a seeded run is reproducible): executor,
+    tokenizer, data, loader, training backend, generator, environment, loggers."""
+    from reinforge.executors.local import make_executor
+    from reinforge.loggers import MultiLogger
+
+    policy_config = policy.policy
+    if generation is not None:
+        policy_config = attrs.evolve(policy_config, generation=generation.generation)
+    if "console" in loggers.loggers:
+        quiet_library_progress_bars()  # one progress bar: the run's, not each library's loading bars
+    executor = make_executor(cluster, registry)
+    tokenizer = load_tokenizer(policy_config)
+    prepared = []
+    for part in (train_data, val_data):
+        if part is None:
+            prepared.append(([], {}))
+            continue
+        records, source = read_records(part, registry)
+        prepared.append(algorithm.prepare_data(records, tokenizer, data=data, policy=policy_config, source=source))
+    (train_prompts, train_stats), (val_prompts, val_stats) = prepared
+    for split, stats in (("training", train_stats), ("validation", val_stats)):
+        # RL prompts (build_prompts' stats count "prompts") are limited by the prompt length; whole examples
+        # (SFT conversations, DPO pairs) by the sequence length.
+        prompts_only = "prompts" in stats
+        limit = (
+            f"data.max_input_seq_length={data.max_input_seq_length}"
+            if prompts_only
+            else f"policy.max_total_sequence_length={policy_config.max_total_sequence_length}"
+        )
+        noun = "prompts" if prompts_only else "examples"
+        report_overlong(stats, split=split, limit=limit, max_dropped_share=data.max_dropped_share, noun=noun)
+    if not train_prompts:
+        name = train_data.name if isinstance(train_data, DatasetSpec) else "passed in"
+        raise ReinforgeError(
+            f"no training data: the dataset '{name}' was empty or every example was dropped as too "
+            "long; check data.dataset_cfg and data.max_input_seq_length"
+        )
+    per_step = loop.prompts_per_step or algorithm.records_per_step(policy_config)
+    loader = PromptLoader(train_prompts, per_step, seed=loop.seed, shuffle=loop.shuffle)
+
+    need_reference = algorithm.needs_reference
+    built_policy = policy.instance or executor.training(policy_config, need_reference=need_reference, seed=loop.seed)
+    built_generation = None
+    if algorithm.needs_generation:
+        if generation is None:
+            raise ReinforgeError(
+                f"{type(algorithm).__name__} generates rollouts but no generation backend was given; pass "
+                "generation=reinforge.backends.HFGeneration(...) (or another generation backend)"
+            )
+        built_generation = generation.instance or executor.generation(policy_config, seed=loop.seed)
+    built_environment = None
+    if algorithm.needs_environment:
+        if environment is None:
+            raise ReinforgeError(
+                f"{type(algorithm).__name__} needs rewards but no environment was given; pass environment= a "
+                "reward function (prompt, response, **metadata) -> float, or reinforge.environments.Math(...)"
+            )
+        built_environment = environment.instance or executor.environment(environment.env)
+        # Deadlines and a failure budget around every call, for plugins and plain reward functions alike.
+        built_environment = guard_environment(built_environment, name=environment.env.name, config=environment.env.guard)
+    timer = Timer()
+    rollouts = None
+    if built_generation is not None and built_environment is not None:
+        rollouts = RolloutService(
+            built_generation, built_environment, tokenizer, max_total_length=policy_config.max_total_sequence_length, timer=timer
+        )
+    logger = MultiLogger.from_config(loggers, registry, run_name=run_name(loggers.log_dir), total_steps=loop.max_steps)
+    logger.loggers.extend(extra_loggers)
+    return RunParts(
+        config=config,
+        tokenizer=tokenizer,
+        policy=built_policy,
+        policy_config=policy_config,
+        generation=built_generation,
+        environment=built_environment,
+        train_prompts=train_prompts,
+        val_prompts=val_prompts,
+        loader=loader,
+        logger=logger,
+        timer=timer,
+        executor=executor,
+        loop=loop,
+        rollouts=rollouts,
+        prompt_stats={"train": train_stats, "validation": val_stats},
+    )

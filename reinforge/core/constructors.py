@@ -1,0 +1,114 @@
+"""How each kind of plugin is constructed: one `typing.Protocol` per kind.
+
+A plugin registers an implementation (a class or any callable); reinforge calls it with exactly
+these arguments, in the driver (local executor) or inside a Ray worker (ray executor). The
+registry's typed accessors (`Registry.training_backend(name)`, ...) return these types.
+
+The options object is the instance of the config class the plugin registered (structured from
+the YAML `backend_cfg:` / `env_cfg:` / `dataset_cfg:` section), or None when the section is
+absent: a plugin must then use its own defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from reinforge.core.errors import ReinforgeError
+
+if TYPE_CHECKING:
+    from reinforge.core.interfaces import Algorithm, Environment, GenerationBackend, Logger, TrainingBackend
+    from reinforge.core.run_config import LoggerConfig, PolicyConfig
+
+
+class TrainingBackendClass(Protocol):
+    """`cls(policy, options, *, need_reference=..., seed=...) -> TrainingBackend`.
+
+    `policy` describes the model and its training: `model_name`, `precision`, batch sizes
+    (`train_global_batch_size` rows per `train` call, `train_micro_batch_size` per pass),
+    `max_total_sequence_length`, `optimizer`, `scheduler` (`reinforge.backends.kit` computes
+    the schedules), `max_grad_norm`. With `need_reference` the backend keeps a frozen copy of the
+    initial weights for `reference_logprobs`. `seed` seeds initialisation and any sampling.
+    A backend that supports only one worker must refuse to start on more (see the kit's
+    `require_single_worker`), instead of training drifting copies.
+    """
+
+    def __call__(self, policy: PolicyConfig, options: Any, *, need_reference: bool, seed: int) -> TrainingBackend: ...
+
+
+class GenerationBackendClass(Protocol):
+    """`cls(policy, options, *, seed=...) -> GenerationBackend`.
+
+    From `policy` a generation backend reads only the model (`model_name`, `tokenizer_name`,
+    `precision`, `max_total_sequence_length`); sampling settings arrive with every `generate`
+    call as `SamplingParams`. `seed` seeds calls whose `SamplingParams.seed` is None.
+    """
+
+    def __call__(self, policy: PolicyConfig, options: Any, *, seed: int) -> GenerationBackend: ...
+
+
+class EnvironmentClass(Protocol):
+    """`cls(options)`, or `cls()` when the YAML gives no `env_cfg` -> Environment."""
+
+    def __call__(self, options: Any = ...) -> Environment: ...
+
+
+class AlgorithmClass(Protocol):
+    """`cls(run_config) -> Algorithm`: built from the whole run config its plugin registered.
+
+    The built-ins register a `from_run_config` classmethod here; their constructors take only
+    their own settings (`GRPO(GRPOConfig(...), loss=...)`), for use from Python.
+    """
+
+    def __call__(self, run_config: Any) -> Algorithm: ...
+
+
+class DatasetReader(Protocol):
+    """`reader(options)`, or `reader()` without `dataset_cfg` -> records (dicts)."""
+
+    def __call__(self, options: Any = ...) -> Iterable[dict[str, Any]]: ...
+
+
+class LoggerClass(Protocol):
+    """`cls(config, log_dir, *, run_name=..., total_steps=...) -> Logger` (total_steps feeds progress and ETA)."""
+
+    def __call__(self, config: LoggerConfig, log_dir: Path, *, run_name: str, total_steps: int | None) -> Logger: ...
+
+
+@attrs.frozen
+class Capabilities:
+    """What a backend can do, declared when it registers (`register(..., capabilities=Capabilities(...))`).
+
+    The executor checks a run against it before starting any worker, so that, for example, a
+    training backend without data parallelism run on two training workers fails at once instead
+    of training two drifting copies that write the same checkpoint. A backend that declares
+    nothing is not checked.
+    """
+
+    data_parallel: bool = False  # shards each batch over several ranks and keeps their weights identical
+    tensor_parallel: bool = False  # splits layers over ranks (options.tensor_parallel_size)
+    lora: bool = False  # trains low-rank adapters
+    devices: tuple[str, ...] = ("cpu",)  # "cpu", "cuda"
+
+    def check_training(self, backend: str, *, workers: int, tensor_parallel: int, gpus: bool) -> None:
+        """Raise a ReinforgeError naming what `backend` cannot do in this layout."""
+        device = "cuda" if gpus else "cpu"
+        if device not in self.devices:
+            raise ReinforgeError(
+                f"the training backend '{backend}' runs on {', '.join(self.devices)}, not {device}; "
+                f"{'set cluster.gpus_per_node: 0' if gpus else 'run it on GPU workers (cluster.gpus_per_node)'}"
+            )
+        if tensor_parallel > 1 and not self.tensor_parallel:
+            raise ReinforgeError(
+                f"the training backend '{backend}' has no tensor parallelism, but tensor_parallel_size is {tensor_parallel}; set it to 1"
+            )
+        replicas = workers // max(tensor_parallel, 1)
+        if replicas > 1 and not self.data_parallel:
+            raise ReinforgeError(
+                f"the training backend '{backend}' has no data parallelism, but cluster.training_workers={workers} would "
+                f"make {replicas} replicas, each training its own drifting copy; set cluster.training_workers="
+                f"{max(tensor_parallel, 1)}, or use a backend that shards the batch (e.g. dtensor)"
+            )

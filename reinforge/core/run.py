@@ -1,0 +1,92 @@
+"""`RunParts`: the built parts of one run, as the algorithm and the loop see them (seams only).
+
+The composition root (`reinforge.Trainer`) builds them — backends through an executor, data
+through the algorithm's `prepare_data`, loggers through the registry — and hands them to the
+algorithm's `setup` and to the loop. Nothing here knows which plugin made a part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBackend
+from reinforge.core.loop import LoopConfig
+from reinforge.core.run_config import PolicyConfig
+from reinforge.core.sampling import SamplingParams
+from reinforge.core.timer import Timer
+
+
+class RecordLoader(Protocol):
+    """An endless, resumable stream of training batches (`reinforge.data.loader.PromptLoader`)."""
+
+    batch_size: int  # records per batch
+
+    def __next__(self) -> list[Any]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class RunLogger(Protocol):
+    """Where the loop and the algorithm send metrics and samples (`reinforge.loggers.MultiLogger`)."""
+
+    def log(self, metrics: Mapping[str, Any], step: int) -> None: ...
+
+    def log_samples(self, samples: Sequence[dict[str, Any]], step: int) -> None: ...
+
+    def log_config(self, config: Mapping[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Rollouts(Protocol):
+    """The rollout service (`reinforge.rollouts.RolloutService`): collect scored rollouts, keep the generator fresh."""
+
+    def collect(self, prompts: list[dict[str, Any]], sampling: SamplingParams, *, max_turns: int = 1) -> Any: ...
+
+    def sync(self, policy: TrainingBackend, version: int, *, bucket_bytes: int) -> dict[str, float]: ...
+
+    def mark_stale(self) -> None: ...
+
+
+class Executor(Protocol):
+    """Where the parts run (see reinforge.executors); the loop only shuts it down."""
+
+    def shutdown(self) -> None: ...
+
+
+@attrs.define
+class RunParts:
+    """Everything an algorithm drives during a run (built once, shared by train_step and validate)."""
+
+    tokenizer: Any
+    policy: TrainingBackend
+    # The trained model's settings (batch sizes, sequence length) and the generator's (sampling).
+    policy_config: PolicyConfig
+    generation: GenerationBackend | None
+    environment: Environment | None
+    train_prompts: list[Any]
+    val_prompts: list[Any]
+    loader: RecordLoader
+    logger: RunLogger
+    timer: Timer
+    executor: Executor
+    loop: LoopConfig
+    rollouts: Rollouts | None = None  # built when the algorithm generates
+    prompt_stats: dict[str, Any] = attrs.field(factory=dict)
+    config: Any = None  # the YAML run config, when the run was built from one (saved with checkpoints)
+
+    def more_prompts(self) -> list[Any]:
+        """The next batch of training records (dynamic sampling asks for more through this, not the loader)."""
+        return next(self.loader)
+
+    def shutdown(self) -> None:
+        for part in (self.generation, self.environment, self.policy):
+            if part is not None:
+                part.shutdown()
+        self.executor.shutdown()
+        self.logger.close()
