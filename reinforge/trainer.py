@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from reinforge.compose import build_run_parts
+from reinforge.core.checkpoint import check_writable
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.interfaces import Algorithm, Environment, GenerationBackend, Logger
 from reinforge.core.loop import LoopConfig, loop_from_run_config
@@ -100,6 +101,7 @@ class Trainer(TrainingLoop):
         """Build every part of a YAML run config by name through the registry (or take the object
         passed for it) and call the constructor: `Trainer.from_config(load_config("recipe.yaml")).fit()`."""
         registry = registry or Registry.create()
+        check_writable(config)  # before minutes of model loading, not at the first save
         if algorithm is None:
             algorithm = registry.algorithm(config.algorithm)(config)
         env_config = getattr(config, "env", None)  # only algorithms with rewards have an env: section

@@ -7,7 +7,7 @@ import pytest
 
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.load import load_config
-from reinforge.core.trainer import Trainer
+from reinforge.trainer import Trainer
 from tests.integration.grpo_helpers import CPU_RECIPE, tiny_overrides
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from reinforge.backends.training.safe_dcp import SafeLoadPlanner, read_dcp_metad
 from reinforge.core.checkpoint_manifest import MANIFEST, verify_checkpoint, write_manifest
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.load import load_config
-from reinforge.core.trainer import Trainer
+from reinforge.trainer import Trainer
 from tests.integration.grpo_helpers import CPU_RECIPE, OFFLINE_ENV, REINFORGE, tiny_overrides
 
 pytestmark = pytest.mark.integration
