@@ -31,13 +31,6 @@ def demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known regression, not caused by the code: with the packages a fresh install gets on 2026-12-01, the demo "
-    "recipe reaches reward 0.51 at step 8 and then collapses (step 8's first optimizer step moves some token "
-    "probabilities 3000x; every later answer is the same broken string); the last landed main (1780c09) collapses "
-    "at the same step in the same environment. strict: this fails once the demo learns again, so the mark is removed.",
-)
 def test_grpo_cpu_demo_learns(demo_model: Path, tmp_path: Path) -> None:
     run_reinforge(
         "train", "--config", str(REPO / "examples/configs/grpo-arith-cpu.yaml"),
