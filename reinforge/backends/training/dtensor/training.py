@@ -28,6 +28,7 @@ from reinforge.backends.training.dtensor.optim import clip_gradients, grad_norm
 from reinforge.backends.training.dtensor.parallelize import reshard
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
+from reinforge.backends.training.rank_agreement import agree_on_rows, dummy_row
 
 REQUIRED_FOR_TRAIN = ("input_ids", "input_lengths", "token_mask")
 REQUIRED_FOR_LOGPROBS = ("input_ids", "input_lengths")
@@ -64,21 +65,6 @@ def with_sample_mask(batch: Batch) -> Batch:
     return out
 
 
-def _dummy(ctx: ParallelContext) -> tuple[torch.Tensor, torch.Tensor]:
-    """A two-token row, run by ranks that have run out of rows so that FSDP's collectives stay paired."""
-    return torch.zeros(1, 2, dtype=torch.long, device=ctx.device), torch.full((1,), 2, device=ctx.device)
-
-
-def _agree(ctx: ParallelContext, problem: str | None, rows: int, microbatches: int, what: str) -> int:
-    """Raise on every rank if any rank's rows are unusable or all are empty; return the max microbatch count."""
-    most, flagged, widest = ctx.max_over_dp([microbatches, int(problem is not None), rows])
-    if flagged:
-        raise ReinforgeError(problem or f"{what}: another data-parallel rank rejected its rows (see its error)")
-    if widest == 0:
-        raise ReinforgeError(f"{what} got an empty batch (no rows); pass at least one sequence")
-    return most
-
-
 def train_step(
     module: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -101,7 +87,7 @@ def train_step(
     micro = [] if problem or len(batch) == 0 else microbatching.plan(batch, options, micro_batch_size)
     for plan in micro:
         plan.batch = plan.batch.to(ctx.device)
-    passes = _agree(ctx, problem, len(batch), len(micro), what)
+    passes = agree_on_rows(ctx, problem, len(batch), len(micro), what)
 
     local = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # valid tokens, valid sequences, microbatches
     for plan in micro:
@@ -126,7 +112,7 @@ def train_step(
             loss, metrics = loss_fn(logprobs, plan.batch, global_tokens, global_seqs)
             per_micro.append(metrics)
         else:
-            logprobs = module(*_dummy(ctx), temperature)
+            logprobs = module(*dummy_row(ctx), temperature)
             loss = logprobs.sum() * 0.0
         (loss * scale).backward()
         loss_total += loss.detach().float()
@@ -212,7 +198,7 @@ def compute_logprobs(
     options = options or DTensorConfig()
     problem = check_rows(batch, REQUIRED_FOR_LOGPROBS, max_length, what)
     groups = [] if problem or len(batch) == 0 else microbatching.plan(batch, options, batch_size)
-    passes = _agree(ctx, problem, len(batch), len(groups), what)
+    passes = agree_on_rows(ctx, problem, len(batch), len(groups), what)
     module.eval()
     width = batch["input_ids"].shape[1] if len(batch) else 0
     out = torch.zeros(len(batch), width, dtype=torch.float32)  # [B, T]
@@ -222,6 +208,6 @@ def compute_logprobs(
             logprobs = microbatching.forward(module, plan, options, temperature, ctx.device)  # [b, t]
             out[torch.tensor(plan.rows), : logprobs.shape[1]] = logprobs.float().cpu()
         else:
-            module(*_dummy(ctx), temperature)
+            module(*dummy_row(ctx), temperature)
     reshard(module)
     return out

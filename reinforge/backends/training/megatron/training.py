@@ -32,21 +32,7 @@ from reinforge.backends.training.megatron.logprobs import forward_logprobs
 from reinforge.backends.training.megatron.runtime import MegatronGrid
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
-
-
-def _dummy(grid: MegatronGrid) -> tuple[torch.Tensor, torch.Tensor]:
-    """A two-token row, run by data-parallel ranks that have run out of rows."""
-    return torch.zeros(1, 2, dtype=torch.long, device=grid.device), torch.full((1,), 2, device=grid.device)
-
-
-def _agree(grid: MegatronGrid, problem: str | None, rows: int, passes: int, what: str) -> int:
-    """Raise on every rank if any rank's rows are unusable or all are empty; return the max pass count."""
-    most, flagged, widest = grid.max_over_dp([passes, int(problem is not None), rows])
-    if flagged:
-        raise ReinforgeError(problem or f"{what}: another data-parallel rank rejected its rows (see its error)")
-    if widest == 0:
-        raise ReinforgeError(f"{what} got an empty batch (no rows); pass at least one sequence")
-    return most
+from reinforge.backends.training.rank_agreement import agree_on_rows, dummy_row
 
 
 def train_step(
@@ -73,7 +59,7 @@ def train_step(
     problem = check_rows(batch, REQUIRED_FOR_TRAIN, max_length, what)
     batch = with_sample_mask(batch)
     micro = [] if problem or len(batch) == 0 else [mb.to(grid.device) for mb in batch.microbatches(size=micro_batch_size)]
-    passes = _agree(grid, problem, len(batch), len(micro), what)
+    passes = agree_on_rows(grid, problem, len(batch), len(micro), what)
 
     local = torch.zeros(3, dtype=torch.float64, device=grid.device)  # valid tokens, valid sequences, microbatches
     for mb in micro:
@@ -90,7 +76,7 @@ def train_step(
 
     def forward_step(data_iterator: Any, module: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
         mb = next(data_iterator)
-        ids, lengths = _dummy(grid) if mb is None else (mb["input_ids"], mb["input_lengths"])
+        ids, lengths = dummy_row(grid) if mb is None else (mb["input_ids"], mb["input_lengths"])
         logprobs = forward_logprobs(
             module, gpt, ids, lengths, temperature=temperature, chunk_size=chunk_size, sequence_parallel=sequence_parallel
         )  # [b, t]
@@ -191,7 +177,7 @@ def compute_logprobs(
     """Per-token logprobs of this rank's rows, `batch_size` rows per forward pass."""
     problem = check_rows(batch, REQUIRED_FOR_LOGPROBS, max_length, what)
     groups = [] if problem or len(batch) == 0 else batch.microbatches(size=batch_size)
-    _agree(grid, problem, len(batch), len(groups), what)
+    agree_on_rows(grid, problem, len(batch), len(groups), what)
     model.eval()
     width = batch["input_ids"].shape[1] if len(batch) else 0
     out = torch.zeros(len(batch), width, dtype=torch.float32)  # [B, T]
