@@ -11,6 +11,7 @@ absent: a plugin must then use its own defaults.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -96,10 +97,15 @@ class Capabilities:
     def check_training(self, backend: str, *, workers: int, tensor_parallel: int, gpus: bool) -> None:
         """Raise a ReinforgeError naming what `backend` cannot do in this layout."""
         device = "cuda" if gpus else "cpu"
-        if device not in self.devices:
+        if device not in self.devices and not (device == "cpu" and "cuda" in self.devices and cuda_emulated_on_cpu()):
             raise ReinforgeError(
                 f"the training backend '{backend}' runs on {', '.join(self.devices)}, not {device}; "
-                f"{'set cluster.gpus_per_node: 0' if gpus else 'run it on GPU workers (cluster.gpus_per_node)'}"
+                + (
+                    "set cluster.gpus_per_node: 0 (ray), or hide the GPUs (CUDA_VISIBLE_DEVICES=) on the local executor"
+                    if gpus
+                    else "it needs an NVIDIA GPU: run on a machine with CUDA (local executor) or on GPU workers "
+                    "(ray: cluster.gpus_per_node > 0)"
+                )
             )
         if tensor_parallel > 1 and not self.tensor_parallel:
             raise ReinforgeError(
@@ -112,3 +118,17 @@ class Capabilities:
                 f"make {replicas} replicas, each training its own drifting copy; set cluster.training_workers="
                 f"{max(tensor_parallel, 1)}, or use a backend that shards the batch (e.g. dtensor)"
             )
+
+
+# Set to "1" only by a test harness that routes a CUDA-only library's CUDA calls to the CPU in this
+# process (tests/backends/megatron_cpu/cpu_shim.py does, for Megatron-core). Why an environment
+# variable: the shim is test code the library must never import, yet the executor's device check has
+# to let the shim's CPU runs through (the variable also reaches subprocesses and Ray workers), while
+# a user on a CPU-only machine without it gets the device error above instead of a CUDA traceback
+# from deep inside the library.
+CUDA_ON_CPU_ENV = "REINFORGE_TEST_CUDA_ON_CPU"
+
+
+def cuda_emulated_on_cpu() -> bool:
+    """True when a test harness emulates CUDA on the CPU here, so CUDA-only backends may run on the CPU."""
+    return os.environ.get(CUDA_ON_CPU_ENV) == "1"

@@ -9,11 +9,14 @@ worker-group proxies with the same methods, so algorithm code never changes with
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any, Protocol
 
+from reinforge.core.errors import ReinforgeError
 from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBackend
 from reinforge.core.registry import Registry
 from reinforge.core.run_config import ClusterConfig, EnvConfig, PolicyConfig
+from reinforge.executors.checks import check_training_layout
 
 
 class Executor(Protocol):
@@ -34,6 +37,16 @@ class LocalExecutor:
         self.registry = registry
 
     def training(self, policy: PolicyConfig, *, need_reference: bool, seed: int) -> TrainingBackend:
+        # Under torchrun every rank runs this executor, and WORLD_SIZE says how many ranks train together.
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        workers = max(world_size, self.cluster.training_workers)
+        check_training_layout(self.registry, policy, workers=workers, gpus=_computes_on_cuda(policy.backend_cfg))
+        if world_size == 1 and self.cluster.training_workers > 1:
+            raise ReinforgeError(
+                f"the local executor trains in this one process, so cluster.training_workers="
+                f"{self.cluster.training_workers} cannot be honoured; set cluster.executor: ray to start that many "
+                "training workers, or cluster.training_workers: 1"
+            )
         backend_cls = self.registry.training_backend(policy.backend)
         return backend_cls(policy.for_training(), policy.backend_cfg, need_reference=need_reference, seed=seed)
 
@@ -47,6 +60,16 @@ class LocalExecutor:
 
     def shutdown(self) -> None:
         pass
+
+
+def _computes_on_cuda(options: Any) -> bool:
+    """Whether a backend in this process will compute on a GPU: its options' explicit `device`, else CUDA if present."""
+    choice = getattr(options, "device", "auto")
+    if choice in ("cpu", "cuda"):
+        return choice == "cuda"
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def make_executor(cluster: ClusterConfig, registry: Registry) -> Any:

@@ -25,4 +25,10 @@ def reinforge_register_training_backends(register: Register) -> None:
         extra="megatron",
         description="Megatron-core GPTModel converted from Qwen2/Llama checkpoints: tensor parallel, distributed "
         "optimizer, recomputation (NVIDIA GPUs; tested on CPU through a test-only shim)",
+        # Data parallel (DDP / distributed optimizer over the replicas) and tensor parallel (tensor_parallel_size);
+        # pipeline and context parallel stay 1 under the executors. CUDA only: Megatron-core calls CUDA in
+        # hundreds of places, so on a CPU-only machine the executor refuses it with a device error before
+        # any worker starts. The test suite's CPU shim sets REINFORGE_TEST_CUDA_ON_CPU (see
+        # core/constructors.py: cuda_emulated_on_cpu), which lets exactly those shimmed runs through.
+        capabilities=Capabilities(data_parallel=True, tensor_parallel=True, devices=("cuda",)),
     )

@@ -16,6 +16,11 @@ Use from a plugin's test module:
         return make
 
 Override `conformance_model_dir` to test another (small, float32) Hugging Face model folder.
+
+One test (marked `distributed`) runs the backend on 2 data-parallel ranks in 2 processes
+(`reinforge.testing.two_ranks`): the factory must then be picklable by cloudpickle (a closure over
+importable classes and plain options is), and whatever the backend needs in a fresh process
+(e.g. a test shim) must happen inside the factory.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ __all__ = [
     "test_save_load_round_trip_continues_identically",
     "test_too_long_sequence_raises",
     "test_train_returns_required_metrics",
+    "test_two_data_parallel_ranks_match_one_and_save_one_checkpoint",
     "weights",
 ]
 
@@ -130,6 +136,17 @@ def _hf_model(model_dir: Path) -> Any:
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
 
 
+_POLICY_DEFAULTS: dict[str, Any] = {
+    "precision": "float32",
+    "train_global_batch_size": 8,
+    "train_micro_batch_size": 2,
+    "logprob_batch_size": 3,
+    "max_total_sequence_length": 64,
+    "max_grad_norm": None,
+    "optimizer": OptimizerConfig(name="adamw", lr=1e-3, weight_decay=0.0),
+}
+
+
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session")
 def conformance_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -147,18 +164,7 @@ def make_training_backend(
     made: list[TrainingBackend] = []
 
     def make(*, need_reference: bool = False, **fields: Any) -> TrainingBackend:
-        settings: dict[str, Any] = {
-            "model_name": str(conformance_model_dir),
-            "precision": "float32",
-            "train_global_batch_size": 8,
-            "train_micro_batch_size": 2,
-            "logprob_batch_size": 3,
-            "max_total_sequence_length": 64,
-            "max_grad_norm": None,
-            "optimizer": OptimizerConfig(name="adamw", lr=1e-3, weight_decay=0.0),
-        }
-        settings.update(fields)
-        backend = training_backend_factory(PolicyConfig(**settings), need_reference=need_reference)
+        backend = training_backend_factory(_conformance_policy(conformance_model_dir, **fields), need_reference=need_reference)
         made.append(backend)
         return backend
 
@@ -335,3 +341,52 @@ def test_non_finite_loss_raises_and_leaves_weights_unchanged(make_training_backe
     _assert_weights_close(weights(backend), before, atol=0)
     metrics = backend.train(batch, ConformanceNLLLoss())  # the backend is still usable, and no stale gradient leaks in
     assert math.isfinite(metrics["loss"]) and metrics["lr"] == pytest.approx(1e-3)
+
+
+@pytest.mark.distributed
+def test_two_data_parallel_ranks_match_one_and_save_one_checkpoint(make_training_backend, training_backend_factory,
+                                                                   conformance_model_dir, tmp_path):  # fmt: skip
+    """2 gloo ranks, each on its half of the global batch: after a step both hold the same weights, equal to one
+    process trained on the whole batch; the checkpoint both ranks saved is one checkpoint, which a single process
+    loads (weights, optimizer and schedule state) and continues identically."""
+    from reinforge.testing.two_ranks import run_two_ranks
+
+    # Adam with eps 1 is smooth in the gradient (no sign-like first step that would amplify float noise),
+    # yet its moments carry over, and the warmup makes the lr depend on the restored step count.
+    fields = {
+        "optimizer": OptimizerConfig(name="adam", lr=0.05, weight_decay=0.0, eps=1.0),
+        "scheduler": SchedulerConfig(name="linear_warmup", warmup_steps=4, warmup_start_factor=0.25),
+    }
+    batch = conformance_batch(_vocab(conformance_model_dir), rows=8, seed=3)
+    single = make_training_backend(**fields)
+    initial = weights(single)
+    ranks = run_two_ranks(
+        {"factory": training_backend_factory, "policy": _conformance_policy(conformance_model_dir, **fields),
+         "batch": batch, "checkpoint_dir": str(tmp_path / "ckpt")},
+        tmp_path,
+    )  # fmt: skip
+
+    expected_first = single.train(batch, ConformanceNLLLoss())
+    expected_weights = weights(single)
+    _assert_weights_close(ranks[0]["after_first"], ranks[1]["after_first"], atol=0.0)  # identical replicas
+    _assert_weights_close(ranks[0]["after_first"], expected_weights, atol=1e-5)
+    assert max((expected_weights[k] - initial[k]).abs().max().item() for k in initial) > 1e-3  # the step moved them
+    for rank in ranks:  # metrics are the global batch's, whichever rank reports them
+        assert rank["first"]["loss"] == pytest.approx(expected_first["loss"], abs=1e-5)
+        assert rank["first"]["tokens"] == expected_first["tokens"]
+
+    resumed = make_training_backend(**fields)
+    resumed.load(str(tmp_path / "ckpt"))
+    _assert_weights_close(weights(resumed), ranks[0]["after_first"], atol=1e-6)
+    continued = resumed.train(batch, ConformanceNLLLoss())
+    assert continued["lr"] == pytest.approx(ranks[0]["second"]["lr"]) and continued["lr"] != pytest.approx(expected_first["lr"])
+    assert continued["loss"] == pytest.approx(ranks[0]["second"]["loss"], abs=1e-5)
+    _assert_weights_close(ranks[0]["after_second"], ranks[1]["after_second"], atol=0.0)
+    _assert_weights_close(weights(resumed), ranks[0]["after_second"], atol=1e-5)
+
+
+def _conformance_policy(model_dir: Path, **fields: Any) -> PolicyConfig:
+    """The policy `make_training_backend` builds, for backends built elsewhere (the 2-rank run)."""
+    settings: dict[str, Any] = {**_POLICY_DEFAULTS, "model_name": str(model_dir)}
+    settings.update(fields)
+    return PolicyConfig(**settings)

@@ -7,6 +7,7 @@ the path a user's local plugin takes.
 
 from __future__ import annotations
 
+from reinforge.core.constructors import Capabilities
 from reinforge.core.hookspecs import hookimpl
 from reinforge.core.registry import Register
 
@@ -29,4 +30,10 @@ def reinforge_register_training_backends(register: Register) -> None:
         "raytest_impl:CrashingDTensorBackend",
         config="raytest_impl:CrashingDTensorConfig",
         description="dtensor, except that one rank dies in train() once (while the marker file is missing)",
+    )
+    register(
+        "raytest_one_rank",
+        "raytest_impl:CrashingDTensorBackend",  # never built: the executor refuses 2 workers first
+        description="declares no data parallelism",
+        capabilities=Capabilities(),
     )

@@ -118,6 +118,23 @@ def as_training_rows(out: Batch) -> Batch:
 
 
 # --------------------------------------------------------------------------- (1) and (3)
+def test_two_workers_for_a_backend_without_data_parallelism_are_refused_before_any_worker_starts(ray_session, model_dir, registry):
+    from reinforge.executors.ray.executor import RayExecutor
+
+    executor = RayExecutor(cluster(training_workers=2, generation_workers=1), registry)
+    try:
+        with pytest.raises(ReinforgeError) as caught:
+            executor.training(sgd_policy(model_dir, backend="raytest_one_rank"), need_reference=False, seed=0)
+        assert str(caught.value) == (
+            "the training backend 'raytest_one_rank' has no data parallelism, but cluster.training_workers=2 would "
+            "make 2 replicas, each training its own drifting copy; set cluster.training_workers=1, or use a backend "
+            "that shards the batch (e.g. dtensor)"
+        )
+        assert executor.groups == []  # no actor was started
+    finally:
+        executor.shutdown()
+
+
 def test_fsdp_over_two_ranks_matches_one_process_and_refit_syncs_the_generator(ray_session, model_dir, registry):
     from reinforge.executors.ray.executor import RayExecutor
 

@@ -30,6 +30,7 @@ from reinforge.executors.ray.placement import Placement, Slot, check_free_cpus, 
 from reinforge.executors.ray.workers import EnvironmentWorker, GenerationWorker, TrainingWorker
 from reinforge.executors.ray.refit_collective import PeerRefit
 from reinforge.core.registry import Registry
+from reinforge.executors.checks import check_training_layout, tensor_parallel_size
 from reinforge.core.run_config import ClusterConfig, EnvConfig, PolicyConfig, WorkerRuntimeConfig
 from reinforge.executors.ray.training_group import RayTrainingBackend
 from reinforge.executors.ray.weight_sync import RefitStats
@@ -61,10 +62,8 @@ class RayExecutor:
         """
         self._check_reproducible("training_backend", policy.backend)
         n = self.cluster.training_workers
-        tp = int(getattr(policy.backend_cfg, "tensor_parallel_size", 1) or 1)
-        capabilities = self.registry.get("training_backend", policy.backend).capabilities
-        if capabilities is not None:
-            capabilities.check_training(policy.backend, workers=n, tensor_parallel=tp, gpus=self.cluster.training_gpus > 0)
+        tp = tensor_parallel_size(policy)
+        check_training_layout(self.registry, policy, workers=n, gpus=self.cluster.training_gpus > 0)
         if n % tp:
             raise ReinforgeError(
                 f"cluster.training_workers ({n}) must be a multiple of the backend's tensor_parallel_size ({tp}): "

@@ -21,15 +21,20 @@ What it changes, and why each is safe for the CPU tests:
 - `clip_grad_by_total_norm_fp32` (as bound in Megatron's optimizer modules) is replaced by the same
   arithmetic without its `torch.cuda.FloatTensor` assertion and fused CUDA kernel.
 - `torch.cuda.synchronize` / `empty_cache` become no-ops.
+- `REINFORGE_TEST_CUDA_ON_CPU=1` is set, so the executors' device check lets `megatron` (declared
+  CUDA-only) run on the CPU; without the shim a user gets that check's error, not a CUDA traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
+
+from reinforge.core.constructors import CUDA_ON_CPU_ENV
 
 _INSTALLED: list[dict[str, Any]] = []  # the originals, while installed
 
@@ -107,6 +112,7 @@ def install() -> None:
     mcore_random.CudaRNGStatesTracker.fork = lambda self, name=None: contextlib.nullcontext()  # type: ignore[method-assign]
     clip_grads.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
     optimizer.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
+    os.environ[CUDA_ON_CPU_ENV] = "1"  # the executors' device check lets `megatron` (devices: cuda) run on the CPU
     _INSTALLED.append(saved)
 
 
@@ -118,6 +124,7 @@ def uninstall() -> None:
     from megatron.core.tensor_parallel import random as mcore_random
 
     saved = _INSTALLED.pop()
+    os.environ.pop(CUDA_ON_CPU_ENV, None)
     saved["mode"].__exit__(None, None, None)
     torch.Tensor.cuda = saved["cuda"]  # type: ignore[method-assign]
     torch.Tensor.to = saved["to"]  # type: ignore[method-assign]
