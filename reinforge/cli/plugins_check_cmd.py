@@ -37,8 +37,19 @@ def training_backend_factory():
         return backend_class(policy, None, need_reference=need_reference, seed=0)
 
     return make
+
+
+@pytest.fixture
+def conformance_data_parallel():
+    return {data_parallel!r}
 '''
 _SUITES = {"generation_backend": _GENERATION, "training_backend": _TRAINING}
+_CONFTEST = '''pytest_plugins = ["reinforge.testing.fixtures"]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "distributed: starts 2 processes (the training suite's data-parallel test)")
+'''
 
 
 def add_check_parser(actions: argparse._SubParsersAction) -> None:
@@ -60,8 +71,12 @@ def conformance_module(registry: Registry, name: str, kind: str | None = None) -
         )
     if len(kinds) > 1:
         raise ReinforgeError(f"'{name}' is both a generation and a training backend; add --kind {' or --kind '.join(kinds)}")
-    registry.get(kinds[0], name).load()  # fail here, with the install command, when it is not installed
-    return _HEADER.format(settings=registry.settings) + "\n" + _SUITES[kinds[0]].format(name=name)
+    spec = registry.get(kinds[0], name)
+    spec.load()  # fail here, with the install command, when it is not installed
+    # A backend that declared no data parallelism skips the 2-rank test (the executors never run it so);
+    # one that declared nothing is tested, since the executors would let it run on several ranks.
+    data_parallel = spec.capabilities is None or spec.capabilities.data_parallel
+    return _HEADER.format(settings=registry.settings) + "\n" + _SUITES[kinds[0]].format(name=name, data_parallel=data_parallel)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -70,7 +85,7 @@ def run_check(args: argparse.Namespace) -> int:
     registry = Registry.create(project_file=args.plugins)
     source = conformance_module(registry, args.name, args.kind)
     with tempfile.TemporaryDirectory(prefix="reinforge-check-") as folder:
-        (Path(folder) / "conftest.py").write_text('pytest_plugins = ["reinforge.testing.fixtures"]\n')
+        (Path(folder) / "conftest.py").write_text(_CONFTEST)
         (Path(folder) / "test_conformance.py").write_text(source)
         options = [folder, "-q", "-p", "no:cacheprovider", "--rootdir", folder, *(["-k", args.select] if args.select else [])]
         return int(pytest.main(options))

@@ -46,6 +46,7 @@ __all__ = [
     "REQUIRED_METRICS",
     "ConformanceNLLLoss",
     "conformance_batch",
+    "conformance_data_parallel",
     "conformance_model_dir",
     "make_training_backend",
     "naive_logprobs",
@@ -154,6 +155,13 @@ def conformance_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from reinforge.testing.tiny_model import build_model
 
     return build_model(tmp_path_factory.mktemp("conformance") / "model", size="tiny", seed=0)
+
+
+@pytest.fixture
+def conformance_data_parallel() -> bool:
+    """Whether the backend shards batches over data-parallel ranks; override with False (as `reinforge plugins
+    check` does for a backend registered with `Capabilities(data_parallel=False)`) to skip the 2-rank test."""
+    return True
 
 
 @pytest.fixture
@@ -345,12 +353,15 @@ def test_non_finite_loss_raises_and_leaves_weights_unchanged(make_training_backe
 
 @pytest.mark.distributed
 def test_two_data_parallel_ranks_match_one_and_save_one_checkpoint(make_training_backend, training_backend_factory,
-                                                                   conformance_model_dir, tmp_path):  # fmt: skip
+                                                                   conformance_model_dir, conformance_data_parallel,
+                                                                   tmp_path):  # fmt: skip
     """2 gloo ranks, each on its half of the global batch: after a step both hold the same weights, equal to one
     process trained on the whole batch; the checkpoint both ranks saved is one checkpoint, which a single process
     loads (weights, optimizer and schedule state) and continues identically."""
     from reinforge.testing.two_ranks import run_two_ranks
 
+    if not conformance_data_parallel:
+        pytest.skip("the backend declares no data parallelism: the executors refuse to run it on 2 ranks")
     # Adam with eps 1 is smooth in the gradient (no sign-like first step that would amplify float noise),
     # yet its moments carry over, and the warmup makes the lr depend on the restored step count.
     fields = {

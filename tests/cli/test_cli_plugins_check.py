@@ -33,3 +33,30 @@ def test_an_unknown_backend_names_the_known_ones():
     done = check("plain_torc")
     assert done.returncode != 0
     assert "no generation or training backend is called 'plain_torc'" in done.stderr and "plain_torch" in done.stderr
+
+
+def test_the_two_rank_test_is_skipped_only_for_a_backend_declared_without_data_parallelism():
+    from reinforge.cli.plugins_check_cmd import conformance_module
+    from reinforge.core.constructors import Capabilities
+    from reinforge.core.hookspecs import hookimpl
+    from reinforge.core.registry import Registry
+
+    class Plugin:
+        @hookimpl
+        def reinforge_register_training_backends(self, register):
+            register("one_rank", "builtins:object", capabilities=Capabilities())
+            register("undeclared", "builtins:object")
+
+    registry = Registry.create(plugins=[("test", Plugin())])
+    fixture = "def conformance_data_parallel():\n    return {}\n"
+    assert fixture.format(False) in conformance_module(registry, "one_rank")
+    assert fixture.format(True) in conformance_module(registry, "undeclared")  # the executors would run it on 2 ranks
+    assert fixture.format(True) in conformance_module(registry, "dtensor")
+
+
+@pytest.mark.integration
+@pytest.mark.distributed
+def test_the_check_of_dtensor_runs_the_two_rank_data_parallel_test():
+    done = check("dtensor", "-k", "two_data_parallel")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1 passed" in done.stdout

@@ -11,6 +11,8 @@ from reinforge.core.interfaces import TrainingBackend
 from reinforge.core.run_config import PolicyConfig
 from reinforge.testing.conformance_training import *  # noqa: F403 - the suite's tests and fixtures
 
+from megatron_cpu import cpu_shim  # tests/backends is on sys.path (see conftest.py)
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -27,6 +29,7 @@ def training_backend_factory():
     options = MegatronConfig(logprob_chunk_size=7, device="cpu")
 
     def make(policy: PolicyConfig, *, need_reference: bool = False) -> TrainingBackend:
+        cpu_shim.install()  # idempotent here; in the suite's 2-rank processes it is what lets Megatron run
         return MegatronBackend(policy, options, need_reference=need_reference)
 
     return make
