@@ -7,8 +7,8 @@ reference), and each rank joins the process group the way a Ray training worker 
 RANK, WORLD_SIZE, LOCAL_RANK set, gloo group initialised) before building the backend.
 
 Each rank trains on its contiguous shard of the global batch (the Ray executor's `Batch.split`),
-saves a checkpoint (every rank calls `save`, as the executor does), trains once more, and writes
-what it saw to `rank{r}.pt` for the test to compare:
+saves a checkpoint (every rank calls `save`, as the executor does), trains once more on its shard of
+a second batch, and writes what it saw to `rank{r}.pt` for the test to compare:
 
     python -m reinforge.testing.two_ranks PAYLOAD RANK
 """
@@ -33,7 +33,8 @@ class RankJob:
 
     factory: Any  # (policy, *, need_reference=False) -> TrainingBackend
     policy: Any  # PolicyConfig
-    batch: Any  # the global Batch; rank r trains on batch.split(WORLD_SIZE)[r]
+    batch: Any  # the global Batch of the first step; rank r trains on batch.split(WORLD_SIZE)[r]
+    second_batch: Any  # the global Batch of the step after the checkpoint
     checkpoint_dir: str
     out_dir: str
     port: int
@@ -93,7 +94,7 @@ def _rank_main(payload: str, rank: int) -> None:
     first = backend.train(shard, ConformanceNLLLoss())
     after_first = weights(backend)  # collective: every rank gathers
     backend.save(job.checkpoint_dir)
-    second = backend.train(shard, ConformanceNLLLoss())
+    second = backend.train(job.second_batch.split(WORLD_SIZE)[rank], ConformanceNLLLoss())
     after_second = weights(backend)
     record = {"first": first, "second": second, "after_first": after_first, "after_second": after_second}
     torch.save(record, Path(job.out_dir) / f"rank{rank}.pt")
