@@ -34,6 +34,7 @@ Origins = dict[tuple[str, ...], str]  # key path -> the file (or "command line")
 
 _PLUGIN_KIND = "reinforge_plugin_kind"
 _PLUGIN_SELECTOR = "reinforge_plugin_selector"
+_PLUGIN_MAP = "reinforge_plugin_map"
 
 
 def plugin_options(kind: str, selector: str, doc: str = "") -> Any:
@@ -42,6 +43,26 @@ def plugin_options(kind: str, selector: str, doc: str = "") -> Any:
         default=None,
         metadata={_PLUGIN_KIND: kind, _PLUGIN_SELECTOR: selector, "doc": doc},
     )
+
+
+def plugin_options_map(kind: str, doc: str = "") -> Any:
+    """Declare a field mapping plugin names of `kind` to their options, for sections that use several
+    plugins at once (`logger.logger_cfg: {wandb: {project: demo}}`): each entry is structured with the
+    options class its plugin registered, so every plugin owns its settings."""
+    return attrs.field(factory=dict, metadata={_PLUGIN_MAP: kind, "doc": doc})
+
+
+@attrs.frozen
+class MovedKey:
+    """A key a config class no longer has: where its setting lives now, and the value it used to default to.
+
+    A class lists them as `moved_keys: ClassVar[dict[str, MovedKey]]`. The old default is accepted and
+    dropped (configs saved beside checkpoints by earlier versions carry it and must still load); any
+    other value is an error that names the new spelling.
+    """
+
+    new_key: str  # relative to the class's own section, e.g. "logger_cfg.wandb.project"
+    old_default: Any = None
 
 
 def doc(text: str, **kwargs: Any) -> Any:
@@ -249,6 +270,10 @@ def apply_overrides(
         else:
             last = parts[-1]
             if not add and last not in node and not _schema_has(schema, parts, data, lookup):
+                moved = _moved_key(schema, parts, lookup, data)
+                if moved is not None:
+                    errors.append(f"override '{item}': {moved}")
+                    continue
                 errors.append(
                     f"override '{item}': key '{key}' is not in the config; "
                     f"check the spelling, or write '+{key}=...' to add a new key"
@@ -266,7 +291,16 @@ def apply_overrides(
 def _schema_has(schema: type | None, parts: Sequence[str], data: Mapping[str, Any], lookup: ConfigLookup | None) -> bool:
     cls: Any = schema
     node: Any = data
+    map_kind: str | None = None  # the previous part was a plugin-options map: this part names a plugin
     for part in parts:
+        if map_kind is not None:
+            try:
+                cls = lookup(map_kind, part) if lookup is not None else None
+            except ReinforgeError:
+                return False
+            map_kind = None
+            node = node.get(part) if isinstance(node, Mapping) else None
+            continue
         cls = _attrs_class_of(cls)
         if cls is None:
             return False
@@ -274,6 +308,10 @@ def _schema_has(schema: type | None, parts: Sequence[str], data: Mapping[str, An
         field = fields.get(part)
         if field is None:
             return False
+        if field.metadata.get(_PLUGIN_MAP) is not None:
+            map_kind = field.metadata[_PLUGIN_MAP]
+            node = node.get(part) if isinstance(node, Mapping) else None
+            continue
         kind = field.metadata.get(_PLUGIN_KIND)
         if kind is not None:  # the options class of the plugin the sibling selector names
             selector = field.metadata[_PLUGIN_SELECTOR]
@@ -286,6 +324,25 @@ def _schema_has(schema: type | None, parts: Sequence[str], data: Mapping[str, An
             cls = field.type
         node = node.get(part) if isinstance(node, Mapping) else None
     return True
+
+
+def _moved_key(schema: type | None, parts: Sequence[str], lookup: ConfigLookup | None, data: Mapping[str, Any]) -> str | None:
+    """The moved-key message when `parts` names a key its class lists in `moved_keys`, else None."""
+    if len(parts) > 1 and not _schema_has(schema, parts[:-1], data, lookup):
+        return None
+    cls: Any = schema
+    for part in parts[:-1]:
+        cls = _attrs_class_of(cls)
+        field = _fields(cls).get(part) if cls is not None else None
+        cls = field.type if field is not None else None
+    cls = _attrs_class_of(cls)
+    moved = getattr(cls, "moved_keys", {}).get(parts[-1]) if cls is not None else None
+    return None if moved is None else _moved_message(parts[-1], moved, tuple(parts[:-1]))
+
+
+def _moved_message(key: str, moved: MovedKey, section: tuple[str, ...]) -> str:
+    new = ".".join((*section, moved.new_key))
+    return f"'{key}' has moved: write {new} instead (the plugin that uses it owns that setting now)"
 
 
 # --------------------------------------------------------------------------- structuring
@@ -360,10 +417,17 @@ def _structure_attrs(data: Any, cls: type, path: tuple[str, ...], lookup: Config
     fields = _fields(cls)
     problems: list[_Problem] = []
     values: dict[str, Any] = {}
+    moved_keys: Mapping[str, MovedKey] = getattr(cls, "moved_keys", {})
     for key in data:
-        if key not in fields:
-            close = _closest(str(key), list(fields))
-            problems.append(_Problem((*path, str(key)), f"unknown key '{key}'{close}"))
+        if key in fields:
+            continue
+        moved = moved_keys.get(key)
+        if moved is not None:
+            if data[key] != moved.old_default:
+                problems.append(_Problem((*path, str(key)), _moved_message(str(key), moved, path)))
+            continue  # the old default, as configs saved by earlier versions hold it: carries no setting
+        close = _closest(str(key), list(fields))
+        problems.append(_Problem((*path, str(key)), f"unknown key '{key}'{close}"))
     for name, field in fields.items():
         if name not in data:
             if field.default is attrs.NOTHING:
@@ -373,6 +437,9 @@ def _structure_attrs(data: Any, cls: type, path: tuple[str, ...], lookup: Config
         try:
             if kind is not None:
                 continue  # plugin options are structured below, once the selector is known
+            if field.metadata.get(_PLUGIN_MAP) is not None:
+                values[name] = _structure_options_map(value, field.metadata[_PLUGIN_MAP], (*path, name), lookup)
+                continue
             values[name] = _structure_value(value, field.type, (*path, name), lookup)
         except _Problems as exc:
             problems += exc.problems
@@ -429,6 +496,37 @@ def _structure_plugin_options(
             raise _Problems([_Problem(path, f"'{name}' takes no options")])
         return None
     return _structure_attrs(raw or {}, options_cls, path, lookup)
+
+
+def _structure_options_map(raw: Any, kind: str, path: tuple[str, ...], lookup: ConfigLookup | None) -> dict[str, Any]:
+    """`{plugin name: options}`, each entry structured with the options class of the plugin it names."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise _Problems([_Problem(path, f"expected a mapping of {kind} name -> its options, got {_describe(raw)}")])
+    out: dict[str, Any] = {}
+    problems: list[_Problem] = []
+    for name, options in raw.items():
+        where = (*path, str(name))
+        if lookup is None:
+            out[str(name)] = options
+            continue
+        try:
+            options_cls = lookup(kind, str(name))
+        except ReinforgeError as exc:
+            problems.append(_Problem(where, str(exc)))
+            continue
+        if options_cls is None:
+            if options:
+                problems.append(_Problem(where, f"'{name}' takes no options"))
+            continue
+        try:
+            out[str(name)] = _structure_attrs(options or {}, options_cls, where, lookup)
+        except _Problems as exc:
+            problems += exc.problems
+    if problems:
+        raise _Problems(problems)
+    return out
 
 
 def _structure_value(value: Any, tp: Any, path: tuple[str, ...], lookup: ConfigLookup | None) -> Any:

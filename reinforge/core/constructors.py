@@ -74,9 +74,16 @@ class DatasetReader(Protocol):
 
 
 class LoggerClass(Protocol):
-    """`cls(config, log_dir, *, run_name=..., total_steps=...) -> Logger` (total_steps feeds progress and ETA)."""
+    """`cls(config, log_dir, *, run_name=..., total_steps=...[, options=...]) -> Logger`.
 
-    def __call__(self, config: LoggerConfig, log_dir: Path, *, run_name: str, total_steps: int | None) -> Logger: ...
+    `total_steps` feeds progress and ETA. A logger that registered an options class also receives
+    `options=`: its own entry of `logger.logger_cfg` (e.g. `logger_cfg: {wandb: {project: demo}}`), or
+    None when there is none (it must then use its defaults); a logger without one is called without it.
+    """
+
+    def __call__(
+        self, config: LoggerConfig, log_dir: Path, *, run_name: str, total_steps: int | None, options: Any = ...
+    ) -> Logger: ...
 
 
 @attrs.frozen

@@ -8,12 +8,12 @@ sections with its own (`grpo:`, `loss_fn:`, ...).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import attrs
 from attrs import validators as v
 
-from reinforge.core.config import doc, plugin_options
+from reinforge.core.config import MovedKey, doc, plugin_options, plugin_options_map
 from reinforge.core.env_guard import EnvGuardConfig
 from reinforge.core.sampling import check_stop_strings, check_stop_token_ids, top_k_off
 
@@ -258,11 +258,16 @@ class LoggerConfig:
     log_dir: str = doc("run directory for metrics, samples and plots", default="results/logs")
     loggers: tuple[str, ...] = doc("logger plugins: console, jsonl, tensorboard, wandb, mlflow", default=("console", "jsonl"))
     num_samples_to_log: int = doc("prompt/response samples written per step", default=4, validator=non_negative)
-    wandb_project: str | None = doc("W&B project (wandb logger; null = \"reinforge\"; offline unless WANDB_MODE or an API key is set)", default=None)
-    mlflow_tracking_uri: str | None = doc(
-        "MLflow tracking URI (mlflow logger; default: $MLFLOW_TRACKING_URI, else a file store at <log_dir>/mlruns)", default=None
+    logger_cfg: dict[str, Any] = plugin_options_map(
+        "logger", "each logger's own options by logger name, e.g. {wandb: {project: demo}, mlflow: {experiment: demo}}"
     )
-    mlflow_experiment: str = doc("MLflow experiment the run is logged under (mlflow logger)", default="reinforge")
+
+    # The W&B and MLflow settings were flat keys here; they belong to their logger plugins now.
+    moved_keys: ClassVar[dict[str, MovedKey]] = {
+        "wandb_project": MovedKey("logger_cfg.wandb.project"),
+        "mlflow_tracking_uri": MovedKey("logger_cfg.mlflow.tracking_uri"),
+        "mlflow_experiment": MovedKey("logger_cfg.mlflow.experiment", old_default="reinforge"),
+    }
 
 
 @attrs.define(kw_only=True, frozen=True)

@@ -7,7 +7,9 @@ resolved through the registry. A logger must offer `log(metrics, step)` and `clo
 plugin for a target without those notions does not have to stub them.
 
 Every built-in logger takes the same constructor:
-`Cls(config: LoggerConfig, log_dir: Path, *, run_name: str, total_steps: int | None)`.
+`Cls(config: LoggerConfig, log_dir: Path, *, run_name: str, total_steps: int | None)`, and a logger
+that registered an options class (`register(..., config=...)`) also gets `options=`: its entry of
+`logger.logger_cfg`, or None when the config has none (it then uses its own defaults).
 This package imports nothing heavy; each logger imports its library when it is built.
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from reinforge.core.config import structure
 from reinforge.core.errors import PluginError, ReinforgeError
 from reinforge.core.interfaces import Logger
 from reinforge.core.run_config import LoggerConfig
@@ -33,7 +36,16 @@ def build_logger(
 ) -> Logger:
     """Resolve the logger plugin `name` and build it (unknown or uninstalled names fail with what to do)."""
     cls = registry.logger(name)
-    logger = cls(config, Path(log_dir), run_name=run_name, total_steps=total_steps)
+    if registry.config_class("logger", name) is None:
+        if config.logger_cfg.get(name) is not None:
+            raise ReinforgeError(f"the logger '{name}' takes no options, but logger.logger_cfg has an entry for it; remove it")
+        logger = cls(config, Path(log_dir), run_name=run_name, total_steps=total_steps)
+    else:  # only its own options: a logger never reads another plugin's settings
+        options = config.logger_cfg.get(name)
+        if isinstance(options, Mapping):  # written in Python as a plain dict: checked like YAML would be
+            options = structure(options, registry.config_class("logger", name), lookup=registry.config_class,
+                                source=f"logger.logger_cfg.{name}")  # fmt: skip
+        logger = cls(config, Path(log_dir), run_name=run_name, total_steps=total_steps, options=options)
     if not isinstance(logger, Logger):
         raise PluginError(
             f"logger '{name}' ({registry.get('logger', name).source}) built a {type(logger).__name__}, "

@@ -1,6 +1,6 @@
 """The MLflow logger (`pip install 'reinforge[mlflow]'`; `mlflow-skinny` is enough).
 
-Where runs go: `logger.mlflow_tracking_uri` if set, else `MLFLOW_TRACKING_URI` if set, else
+Where runs go: `logger.logger_cfg.mlflow.tracking_uri` if set, else `MLFLOW_TRACKING_URI` if set, else
 a local file store at `<log_dir>/mlruns`, so a run logs without a server. Recent MLflow keeps
 the file store in maintenance mode and refuses it unless `MLFLOW_ALLOW_FILE_STORE=true`;
 reinforge opts in only while it opens a local folder store (the variable is restored right
@@ -8,7 +8,7 @@ after). To browse it:
 
     MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri <log_dir>/mlruns
 
-The experiment is `logger.mlflow_experiment`. MLflow names allow only letters, digits and
+The experiment is `logger.logger_cfg.mlflow.experiment`. MLflow names allow only letters, digits and
 `_-. /`, so metric keys are adjusted: `val/pass@1` is logged as `val/pass_at_1`, any other
 character becomes `_`. The config is logged as flattened params (`policy.optimizer.lr`);
 samples as a `samples/step_{N}.jsonl` artifact.
@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.run_config import LoggerConfig
+from reinforge.loggers.config import MlflowConfig
 from reinforge.loggers.values import jsonable, scalar_metrics
 
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limits per log_batch call
@@ -42,10 +43,10 @@ def mlflow_key(key: str) -> str:
     return re.sub(r"/+", "/", key).strip("/") or "_"
 
 
-def tracking_uri(config: LoggerConfig, log_dir: Path) -> str:
+def tracking_uri(options: MlflowConfig, log_dir: Path) -> str:
     """The configured tracking URI, then $MLFLOW_TRACKING_URI, then `<log_dir>/mlruns`."""
-    if config.mlflow_tracking_uri:
-        return config.mlflow_tracking_uri
+    if options.tracking_uri:
+        return options.tracking_uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     return (Path(log_dir).resolve() / "mlruns").as_uri()
@@ -82,25 +83,26 @@ def _flatten(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str,
 class MlflowLogger:
     """One MLflow run per trainer run, through an `MlflowClient` of its own (no global active run)."""
 
-    def __init__(self, config: LoggerConfig, log_dir: Path, *, run_name: str, total_steps: int | None) -> None:
+    def __init__(
+        self, config: LoggerConfig, log_dir: Path, *, run_name: str, total_steps: int | None, options: MlflowConfig | None = None
+    ) -> None:
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
-        self.tracking_uri = tracking_uri(config, Path(log_dir))
+        options = options or MlflowConfig()
+        self.tracking_uri = tracking_uri(options, Path(log_dir))
         try:
             with _file_store_allowed(self.tracking_uri):
                 self.client = MlflowClient(tracking_uri=self.tracking_uri)
-                experiment = self.client.get_experiment_by_name(config.mlflow_experiment)
+                experiment = self.client.get_experiment_by_name(options.experiment)
                 experiment_id = (
-                    experiment.experiment_id
-                    if experiment is not None
-                    else self.client.create_experiment(config.mlflow_experiment)
+                    experiment.experiment_id if experiment is not None else self.client.create_experiment(options.experiment)
                 )
                 self.run_id: str = self.client.create_run(experiment_id, run_name=run_name or None).info.run_id
         except MlflowException as exc:
             raise ReinforgeError(
                 f"MLflow could not start a run at '{self.tracking_uri}': {exc.message}. Set "
-                "logger.mlflow_tracking_uri to a reachable server (http://...) or a database "
+                "logger.logger_cfg.mlflow.tracking_uri to a reachable server (http://...) or a database "
                 "(sqlite:///path/mlflow.db, needs `pip install mlflow`), or drop 'mlflow' from logger.loggers"
             ) from exc
 

@@ -9,7 +9,7 @@ Which mode a run uses:
   and never fails; the run is kept under `<log_dir>/wandb/offline-run-*` and can be uploaded
   later with `wandb sync <log_dir>/wandb/offline-run-*`.
 
-The project is `logger.wandb_project` (default "reinforge"); the run's name is the trainer's
+The project is `logger.logger_cfg.wandb.project` (default "reinforge"); the run's name is the trainer's
 run name. Samples become a `wandb.Table` per step; the config goes to the run's config.
 """
 
@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.run_config import LoggerConfig
+from reinforge.loggers.config import WandbConfig
 from reinforge.loggers.values import jsonable, scalar_metrics
 
-DEFAULT_PROJECT = "reinforge"
 DEFAULT_HOST = "https://api.wandb.ai"
 
 
@@ -54,7 +54,9 @@ def choose_mode(environ: Mapping[str, str] | None = None) -> str | None:
 class WandbLogger:
     """One W&B run per trainer run; offline unless wandb is configured (see the module docstring)."""
 
-    def __init__(self, config: LoggerConfig, log_dir: Path, *, run_name: str, total_steps: int | None) -> None:
+    def __init__(
+        self, config: LoggerConfig, log_dir: Path, *, run_name: str, total_steps: int | None, options: WandbConfig | None = None
+    ) -> None:
         import wandb
 
         self._wandb = wandb
@@ -63,7 +65,7 @@ class WandbLogger:
         self.mode = choose_mode()
         try:
             self.run = wandb.init(
-                project=config.wandb_project or DEFAULT_PROJECT,
+                project=(options or WandbConfig()).project,
                 name=run_name or None,
                 dir=str(directory),
                 mode=self.mode,

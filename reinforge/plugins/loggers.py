@@ -28,6 +28,7 @@ def reinforge_register_loggers(register: Register) -> None:
     register(
         "wandb",
         "reinforge.loggers.wandb:WandbLogger",
+        config="reinforge.loggers.config:WandbConfig",
         requires=("wandb",),
         extra="wandb",
         description="Weights & Biases; offline under <log_dir>/wandb unless WANDB_MODE or an API key is set",
@@ -35,6 +36,7 @@ def reinforge_register_loggers(register: Register) -> None:
     register(
         "mlflow",
         "reinforge.loggers.mlflow:MlflowLogger",
+        config="reinforge.loggers.config:MlflowConfig",
         requires=("mlflow",),
         extra="mlflow",
         description="MLflow; a local file store at <log_dir>/mlruns unless a tracking URI is set",

@@ -7,7 +7,10 @@ import os
 
 import pytest
 
+from reinforge.core.config import structure
+from reinforge.core.registry import Registry
 from reinforge.core.run_config import LoggerConfig
+from reinforge.loggers.config import MlflowConfig
 from reinforge.loggers.mlflow import mlflow_key, tracking_uri
 
 
@@ -20,22 +23,26 @@ def test_metric_names_are_made_acceptable_to_mlflow():
 
 def test_tracking_uri_prefers_config_then_environment_then_local_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking_uri(LoggerConfig(), tmp_path) == (tmp_path.resolve() / "mlruns").as_uri()
+    assert tracking_uri(MlflowConfig(), tmp_path) == (tmp_path.resolve() / "mlruns").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
-    assert tracking_uri(LoggerConfig(), tmp_path) == "http://mlflow.example:5000"
-    assert tracking_uri(LoggerConfig(mlflow_tracking_uri="sqlite:///x.db"), tmp_path) == "sqlite:///x.db"
+    assert tracking_uri(MlflowConfig(), tmp_path) == "http://mlflow.example:5000"
+    assert tracking_uri(MlflowConfig(tracking_uri="sqlite:///x.db"), tmp_path) == "sqlite:///x.db"
 
 
 def test_local_run_records_metrics_params_and_samples(tmp_path, monkeypatch):
     pytest.importorskip("mlflow", reason="the mlflow logger needs `pip install 'reinforge[mlflow]'`")
     from mlflow.tracking import MlflowClient
 
-    from reinforge.loggers.mlflow import ALLOW_FILE_STORE, MlflowLogger
+    from reinforge.loggers import build_logger
+    from reinforge.loggers.mlflow import ALLOW_FILE_STORE
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv(ALLOW_FILE_STORE, raising=False)
-    config = LoggerConfig(mlflow_experiment="reinforge-tests")
-    logger = MlflowLogger(config, tmp_path, run_name="local-test", total_steps=2)
+    registry = Registry.create()
+    # The experiment comes from the mlflow logger's own options, as a YAML config spells them.
+    config = structure({"loggers": ["mlflow"], "logger_cfg": {"mlflow": {"experiment": "reinforge-tests"}}}, LoggerConfig,
+                       lookup=registry.config_class)  # fmt: skip
+    logger = build_logger(registry, "mlflow", config, tmp_path, run_name="local-test", total_steps=2)
     assert ALLOW_FILE_STORE not in os.environ  # the opt-in does not outlive the store's creation
     logger.log_config({"policy": {"model_name": "tiny", "optimizer": {"lr": 1e-5}}, "loggers": ["console"]})
     logger.log({"train/reward_mean": 0.25, "val/pass@1": 0.5, "note": "dropped"}, step=1)

@@ -67,10 +67,12 @@ def test_mode_is_offline_without_a_key_and_left_to_wandb_otherwise(tmp_path):
 
 def test_offline_run_records_metrics_samples_and_config(no_wandb_account):
     wandb = pytest.importorskip("wandb", reason="the wandb logger needs `pip install 'reinforge[wandb]'`")
+    from reinforge.loggers.config import WandbConfig
     from reinforge.loggers.wandb import WandbLogger
 
     log_dir = no_wandb_account / "run"
-    logger = WandbLogger(LoggerConfig(wandb_project="reinforge-tests"), log_dir, run_name="offline-test", total_steps=2)
+    logger = WandbLogger(LoggerConfig(), log_dir, run_name="offline-test", total_steps=2, options=WandbConfig(project="reinforge-tests"))
+    assert logger.run.project == "reinforge-tests"
     assert logger.mode == "offline"
     logger.log_config({"policy": {"model_name": "tiny"}})
     logger.log({"train/reward_mean": 0.25, "val/pass@1": 0.5, "note": "dropped", "bad": float("nan")}, step=1)
