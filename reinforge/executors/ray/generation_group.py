@@ -3,22 +3,21 @@
 `generate` splits the prompts into contiguous chunks, one per replica, and concatenates the
 outputs in the original order (each prompt's `n` samples stay adjacent). Replica `r` samples
 with the seed `seed + r * SEED_STRIDE`, so replicas never draw the same random numbers and a
-single replica samples exactly what the local executor would. `update_weights` sends each
-bucket to every replica by object ref: the bucket is in the object store once (rank 0 of the
-trainer wrote it, or this proxy puts it), whatever the number of replicas.
+single replica samples exactly what the local executor would. `update_weights` asks each
+bucket to deliver itself to every replica (`weight_sync.DeliverableBucket`): by object ref, the
+bucket in the object store once (rank 0 of the trainer wrote it, or this proxy puts it), or by the
+collective / CUDA IPC transport straight from the trainer.
 """
 
 from __future__ import annotations
 
-import time
 import attrs
 
 from reinforge.core.batch import Batch
 from reinforge.executors.ray.colocation import Colocation
 from reinforge.core.interfaces import NamedTensors
-from reinforge.executors.ray.refit_collective import PeerBucket
 from reinforge.core.sampling import SamplingParams
-from reinforge.executors.ray.weight_sync import RefitStats, pack_bucket
+from reinforge.executors.ray.weight_sync import DeliverableBucket, RefitStats, stored_bucket
 from reinforge.executors.ray.worker_group import WorkerGroup
 
 SEED_STRIDE = 1_000_003  # a prime: replica seeds never collide with the per-step seeds GRPO derives
@@ -55,23 +54,11 @@ class RayGenerationBackend:
         return Batch.concat(outputs, pad_values={"output_ids": self.pad_token_id})
 
     def update_weights(self, named_tensors: NamedTensors) -> None:
-        """Load one bucket on every replica (stored once; the trainer's buckets are already in the store)."""
-        import ray
-
-        if isinstance(named_tensors, PeerBucket):  # collective / cuda_ipc: the trainer sends it straight to the replicas
-            named_tensors.deliver()
-            return
+        """Load one bucket on every replica. The training proxy's buckets deliver themselves, by the refit
+        transport that made them; any other (name, tensor) list is stored once, then delivered the same way."""
         self.group.check_usable()
-        start = time.perf_counter()
-        ref = getattr(named_tensors, "object_ref", None)
-        if ref is None:
-            packed = pack_bucket(named_tensors)
-            ref = ray.put(packed)
-            self.refit_stats.buckets += 1
-            self.refit_stats.bytes += packed.nbytes
-        refs = [actor.update_weights_packed.remote(ref) for actor in self.group.actors]
-        self.group.gather(refs, list(range(len(refs))), what="update_weights")
-        self.refit_stats.load_seconds += time.perf_counter() - start
+        bucket = named_tensors if isinstance(named_tensors, DeliverableBucket) else stored_bucket(named_tensors, self.refit_stats)
+        bucket.deliver_to(self.group, self.refit_stats)
 
     def sleep(self) -> None:
         """Colocated: free the engines' memory for training. Disaggregated: nothing to free for."""

@@ -259,8 +259,9 @@ def cuda_device_uuid() -> str:
 class PeerBucket(list):
     """A bucket the driver holds only as a layout: (name, meta tensor) pairs, plus how to deliver it.
 
-    `RayGenerationBackend.update_weights` recognises it and calls `deliver()`, which moves the
-    bytes from the trainer to every replica without passing through the driver.
+    `RayGenerationBackend.update_weights` asks it to `deliver_to` the replicas (the
+    `weight_sync.DeliverableBucket` contract), which moves the bytes from the trainer to every
+    replica without passing through the driver.
     """
 
     def __init__(self, refit: PeerRefit, number: int, layout: BucketLayout, shared: dict[int, Any]) -> None:
@@ -271,7 +272,12 @@ class PeerBucket(list):
         self.nbytes = layout.nbytes
         self.shared = shared  # CUDA IPC: training rank -> its (rebuild, args) handle
 
-    def deliver(self) -> None:
+    def deliver_to(self, replicas: WorkerGroup, stats: RefitStats) -> None:
+        """Broadcast (collective) or map (cuda_ipc) it into the replicas the refit group was set up with."""
+        if replicas is not self.refit.generation:
+            raise ReinforgeError(
+                "a collective / cuda_ipc refit bucket can only go to the generation group of the executor that made it"
+            )
         self.refit.deliver(self)
 
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
+
+    from reinforge.executors.ray.worker_group import WorkerGroup
 
 
 @attrs.frozen
@@ -62,17 +64,50 @@ def unpack_bucket(packed: PackedBucket) -> list[tuple[str, torch.Tensor]]:
     return out
 
 
+@runtime_checkable
+class DeliverableBucket(Protocol):
+    """A refit bucket that moves its own bytes into every engine replica of a generation group.
+
+    Why: how a bucket travels (by object-store reference, by a broadcast from the trainer, by CUDA
+    IPC) is decided where the bucket is made, by the training proxy and its refit transport. The
+    generation proxy only asks the bucket to deliver itself, so it knows no transport and no
+    bucket type; plain (name, tensor) lists from elsewhere are first stored (`stored_bucket`).
+    """
+
+    def deliver_to(self, replicas: WorkerGroup, stats: RefitStats) -> None:
+        """Load this bucket on every actor of `replicas`; return once all have loaded it."""
+        ...
+
+
 class WeightBucket(list):
     """A bucket of (name, tensor) pairs that also knows where it lives in the Ray object store.
 
-    The training proxy yields these; the generation proxy forwards `object_ref` to its replicas
-    instead of storing the bucket a second time. Anyone else sees a plain list of pairs.
+    The training proxy yields these; delivering one forwards `object_ref` to the replicas instead
+    of storing the bucket a second time. Anyone else sees a plain list of pairs.
     """
 
     def __init__(self, pairs: Iterable[tuple[str, torch.Tensor]], object_ref: Any, nbytes: int) -> None:
         super().__init__(pairs)
         self.object_ref = object_ref
         self.nbytes = nbytes
+
+    def deliver_to(self, replicas: WorkerGroup, stats: RefitStats) -> None:
+        """Every replica reads the bucket from the object store (stored once, whatever their number)."""
+        start = time.perf_counter()
+        refs = [actor.update_weights_packed.remote(self.object_ref) for actor in replicas.actors]
+        replicas.gather(refs, list(range(len(refs))), what="update_weights")
+        stats.load_seconds += time.perf_counter() - start
+
+
+def stored_bucket(named_tensors: Iterable[tuple[str, torch.Tensor]], stats: RefitStats) -> WeightBucket:
+    """Put plain (name, tensor) pairs into the object store once, as a bucket that can deliver itself."""
+    import ray
+
+    pairs = list(named_tensors)
+    packed = pack_bucket(pairs)
+    stats.buckets += 1
+    stats.bytes += packed.nbytes
+    return WeightBucket(pairs, object_ref=ray.put(packed), nbytes=packed.nbytes)
 
 
 @attrs.define
