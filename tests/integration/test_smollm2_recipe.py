@@ -53,3 +53,32 @@ def test_recipe_runs_a_step_on_the_fetched_model(tmp_path: Path) -> None:
     val = [row for row in rows if "val/accuracy" in row]
     assert [row["step"] for row in val] == [0, 1]  # val_at_start, and at the end of the (shortened) run
     assert (tmp_path / "ckpt").is_dir()
+
+
+@pytest.mark.learning
+def test_recipe_lifts_held_out_accuracy_in_six_steps(tmp_path: Path) -> None:
+    """The recipe as shipped, cut to its first 6 of 24 steps (about 5 minutes on 2 cores).
+
+    Measured with these settings on this project's 2-core machine: held-out accuracy (avg@2 over the
+    recipe's 32 held-out sums at T=1) 0.406 at step 0 and 0.594 at step 6; the full 24 steps reach
+    0.688 (README -> "A real model"). The bar here is half the measured lift, so that thread
+    scheduling and library versions can move the sampled curve a little without failing the test,
+    while a recipe that stopped learning (a broken loss, refit or reward) still fails it.
+    """
+    model = tmp_path / "smollm2"
+    run_reinforge("model", "fetch", SMOLLM2.name, "--out", str(model))
+    run_reinforge(
+        "train",
+        "--config",
+        str(RECIPE),
+        f"policy.model_name={model}",
+        "grpo.max_num_steps=6",
+        f"checkpointing.checkpoint_dir={tmp_path / 'ckpt'}",
+        f"logger.log_dir={tmp_path / 'logs'}",
+        "logger.loggers=[jsonl]",
+        env={"OMP_NUM_THREADS": "2"},
+    )
+    val = {row["step"]: row["val/accuracy"] for row in read_metrics(tmp_path / "logs") if "val/accuracy" in row}
+    assert sorted(val) == [0, 6]
+    assert val[0] == pytest.approx(0.406, abs=0.08)  # the fetched model under the recipe's prompt, before training
+    assert val[6] - val[0] >= 0.09, f"held-out accuracy went {val[0]:.3f} -> {val[6]:.3f} in 6 steps"
