@@ -32,18 +32,6 @@ from reinforge.core.errors import ReinforgeError
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def read_hf_config(name: str) -> Any:
-    from transformers import AutoConfig
-
-    try:
-        return AutoConfig.from_pretrained(name)
-    except (OSError, ValueError) as exc:
-        raise ReinforgeError(
-            f"cannot read the model config of '{name}' ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
-            "check policy.model_name (a Hugging Face folder or hub name)"
-        ) from None
-
-
 def check_layout(spec: ModelSpec, options: MegatronConfig) -> None:
     """Fail early, naming the numbers, when the model cannot be split as asked."""
     tp = options.tensor_parallel_size
@@ -232,4 +220,4 @@ def gather_hf(gpt: torch.nn.Module, spec: ModelSpec, grid: MegatronGrid) -> Iter
         yield from megatron_tensor_to_hf(key, full, spec)
 
 
-__all__ = ["DTYPES", "build_gpt", "check_layout", "gather_hf", "load_hf_weights", "read_hf_config", "spec_from_hf_config"]
+__all__ = ["DTYPES", "build_gpt", "check_layout", "gather_hf", "load_hf_weights", "spec_from_hf_config"]

@@ -14,25 +14,17 @@ Invariants the step keeps (the seam's contract, as `dtensor` keeps it):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
-# The seam's row checks are shared with `dtensor` (same messages for the same mistakes).
-from reinforge.backends.training.dtensor.training import (
-    REQUIRED_FOR_LOGPROBS,
-    REQUIRED_FOR_TRAIN,
-    check_rows,
-    with_sample_mask,
-)
 from reinforge.backends.training.megatron.logprobs import forward_logprobs
 from reinforge.backends.training.megatron.runtime import MegatronGrid
-from reinforge.core.batch import Batch
-from reinforge.core.errors import ReinforgeError
 from reinforge.backends.training.rank_agreement import agree_on_rows, dummy_row
+from reinforge.backends.training.seam_checks import REQUIRED_FOR_LOGPROBS, REQUIRED_FOR_TRAIN, check_rows, with_sample_mask
+from reinforge.backends.training.step_metrics import nonfinite_step_error, reduce_metrics
+from reinforge.core.batch import Batch
 
 
 def train_step(
@@ -107,18 +99,15 @@ def train_step(
         forward_only=False,
     )
 
-    metrics = reduce_metrics(per_micro, grid)
+    metrics = reduce_metrics(per_micro, grid, grid.group("dp"))
     loss_value = float(grid.all_reduce(loss_total))
     optimizer.prepare_grads()  # model gradients -> the optimizer's (main) gradients
     norm = float(optimizer.clip_grad_norm(max_grad_norm) if max_grad_norm is not None else optimizer.get_grad_norm())
-    if not (math.isfinite(loss_value) and math.isfinite(norm)):
+    error = nonfinite_step_error(loss_value, norm, step)
+    if error is not None:
         optimizer.zero_grad()
         model.zero_grad_buffer()
-        raise ReinforgeError(
-            f"train (step {step}): the loss ({loss_value}) or gradient norm ({norm}) is not finite; the gradients "
-            "were discarded and the optimizer did not step. Check the loss inputs (advantages, logprobs, "
-            "masks) and consider a lower learning rate"
-        )
+        raise error
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.step_with_ready_grads()
@@ -132,32 +121,6 @@ def train_step(
         "microbatches": float(counts[2]),
     })
     return metrics
-
-
-def reduce_metrics(per_micro: list[dict[str, float]], grid: MegatronGrid) -> dict[str, float]:
-    """Sum the loss function's metrics over microbatches and data-parallel ranks (`_min`/`_max` keys: min/max)."""
-    keys = sorted({key for metrics in per_micro for key in metrics})
-    if grid.dp_size > 1:  # a rank with only dummy passes has no keys: agree on the union
-        gathered: list[Any] = [None] * grid.dp_size
-        dist.all_gather_object(gathered, keys, group=grid.group("dp"))
-        keys = sorted({key for ks in gathered for key in ks})
-    kinds = {"min": min, "max": max, "sum": lambda a, b: a + b}
-    start = {"sum": 0.0, "min": math.inf, "max": -math.inf}
-    out: dict[str, float] = {}
-    for op in ("sum", "min", "max"):
-        names = [k for k in keys if (k.rsplit("_", 1)[-1] if k.endswith(("_min", "_max")) else "sum") == op]
-        if not names:
-            continue
-        values = []
-        for name in names:
-            value = start[op]
-            for metrics in per_micro:
-                if name in metrics:
-                    value = kinds[op](value, float(metrics[name]))
-            values.append(value)
-        reduced = grid.all_reduce(torch.tensor(values, dtype=torch.float64, device=grid.device), op)
-        out.update(zip(names, reduced.tolist()))
-    return out
 
 
 @torch.no_grad()
