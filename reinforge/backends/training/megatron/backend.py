@@ -98,7 +98,7 @@ class MegatronBackend:
             )
 
     def _build_gpt(self, *, train: bool) -> Any:
-        gpt = build_gpt(self.spec, self.options, self.policy.precision, self.grid.device)
+        gpt = build_gpt(self.spec, self.options, self.policy.precision, self.grid)
         load_hf_weights(gpt, self.policy.model_name, self.spec, self.grid)
         if not train:
             gpt.requires_grad_(False)

@@ -14,6 +14,7 @@ so a data-parallel replica's ranks are adjacent, as the Ray executor and torchru
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import torch
@@ -149,13 +150,26 @@ class MegatronGrid:
         tensor = torch.tensor(list(values), dtype=torch.int64, device=self.device)
         return [int(x) for x in self.all_reduce(tensor, "max").tolist()]
 
-    def broadcast_from_last_stage(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Every pipeline stage gets the last stage's `tensor` (same shape and dtype on every stage)."""
-        if self.pp_size == 1:
+    def broadcast_from_stage(self, tensor: torch.Tensor, stage: int) -> torch.Tensor:
+        """Every pipeline stage gets `stage`'s `tensor`, in place (same shape and dtype on every stage)."""
+        if self.pp_size == 1 or tensor.numel() == 0:
             return tensor
         group = self.group("pp")
-        dist.broadcast(tensor, src=dist.get_global_rank(group, self.pp_size - 1), group=group)
+        dist.broadcast(tensor, src=dist.get_global_rank(group, stage), group=group)
         return tensor
+
+    def broadcast_from_last_stage(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every pipeline stage gets the last stage's `tensor` (the loss and logprobs are computed there)."""
+        return self.broadcast_from_stage(tensor, self.pp_size - 1)
+
+    def object_from_last_stage(self, value: Any) -> Any:
+        """The last pipeline stage's `value` (a picklable object, e.g. a metrics dict) on every stage."""
+        if self.pp_size == 1:
+            return value
+        group = self.group("pp")
+        box = [value]
+        dist.broadcast_object_list(box, src=dist.get_global_rank(group, self.pp_size - 1), group=group)
+        return box[0]
 
     def barrier(self) -> None:
         if dist.is_initialized() and self.world_size > 1:

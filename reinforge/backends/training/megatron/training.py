@@ -10,6 +10,11 @@ Invariants the step keeps (the seam's contract, as `dtensor` keeps it):
   collective): a rank with fewer rows runs zero-loss dummy microbatches.
 - A non-finite loss or gradient norm never reaches the optimizer: the gradients are dropped and
   a ReinforgeError names the step.
+- With pipeline stages, the loss (and the logprobs) exist on the last stage only: Megatron's
+  schedule runs the stages' forward and backward passes (1F1B) with point-to-point sends, and the
+  loss, the metrics and the logprobs are then broadcast from the last stage over the pipeline
+  group, so every rank returns the same values. The gradient norm is Megatron's, reduced over
+  the tensor- and pipeline-parallel ranks (a tied output layer's copy counted once).
 """
 
 from __future__ import annotations
@@ -99,8 +104,8 @@ def train_step(
         forward_only=False,
     )
 
-    metrics = reduce_metrics(per_micro, grid, grid.group("dp"))
-    loss_value = float(grid.all_reduce(loss_total))
+    metrics = grid.object_from_last_stage(reduce_metrics(per_micro, grid, grid.group("dp")))
+    loss_value = float(grid.broadcast_from_last_stage(grid.all_reduce(loss_total.reshape(1)))[0])
     optimizer.prepare_grads()  # model gradients -> the optimizer's (main) gradients
     norm = float(optimizer.clip_grad_norm(max_grad_norm) if max_grad_norm is not None else optimizer.get_grad_norm())
     error = nonfinite_step_error(loss_value, norm, step)
@@ -137,19 +142,43 @@ def compute_logprobs(
     sequence_parallel: bool,
     what: str,
 ) -> torch.Tensor:  # [B, T] float32 on the CPU
-    """Per-token logprobs of this rank's rows, `batch_size` rows per forward pass."""
+    """Per-token logprobs of this rank's rows, `batch_size` rows per forward pass (Megatron's schedule, forward only)."""
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
     problem = check_rows(batch, REQUIRED_FOR_LOGPROBS, max_length, what)
     groups = [] if problem or len(batch) == 0 else batch.microbatches(size=batch_size)
     agree_on_rows(grid, problem, len(batch), len(groups), what)
     model.eval()
     width = batch["input_ids"].shape[1] if len(batch) else 0
     out = torch.zeros(len(batch), width, dtype=torch.float32)  # [B, T]
-    row = 0
-    for group in groups:
+    if not groups:  # this replica has no rows (another data-parallel replica has)
+        return out
+    pieces: list[torch.Tensor] = []  # [b, t] per group, on the last pipeline stage
+
+    def forward_step(data_iterator: Any, module: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
+        group = next(data_iterator)
         ids, lengths = group["input_ids"].to(grid.device), group["input_lengths"].to(grid.device)
-        logprobs = forward_logprobs(
-            model, gpt, ids, lengths, temperature=temperature, chunk_size=chunk_size, sequence_parallel=sequence_parallel
-        )  # [b, t]
-        out[row : row + len(group), : logprobs.shape[1]] = logprobs.float().cpu()
-        row += len(group)
-    return out
+        output = forward_logprobs(
+            module, gpt, ids, lengths, temperature=temperature, chunk_size=chunk_size, sequence_parallel=sequence_parallel
+        )  # [b, t] on the last stage
+
+        def keep(logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+            pieces.append(logprobs.float().cpu())
+            return logprobs.new_zeros(()), {}  # the schedule wants a loss; nothing is reduced from it
+
+        return output, keep
+
+    get_forward_backward_func()(
+        forward_step_func=forward_step,
+        data_iterator=iter(groups),
+        model=[model],
+        num_microbatches=len(groups),
+        seq_length=width,
+        micro_batch_size=batch_size,
+        forward_only=True,
+    )
+    row = 0
+    for piece in pieces:
+        out[row : row + len(piece), : piece.shape[1]] = piece
+        row += len(piece)
+    return grid.broadcast_from_last_stage(out.to(grid.device)).cpu()
