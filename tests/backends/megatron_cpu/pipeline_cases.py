@@ -74,11 +74,13 @@ def _worst(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
-def compare_with_one_stage(name: str, case: dict[str, Any], out: Path, *, device: str, atol: float) -> None:
+def compare_with_one_stage(
+    name: str, case: dict[str, Any], out: Path, *, device: str, atol: float, loss_atol: float = 1e-6
+) -> None:
     """Assert that what the 2 pipeline stages returned (out/<name>.pt) is what one stage computes here.
 
-    `atol` bounds logprob and weight differences (summation order only); the step's loss and
-    metrics must agree to 1e-6 / relative 1e-5; the checkpoint round trip must be exact.
+    `atol` bounds logprob and weight differences (summation order only); the step's loss must
+    agree to `loss_atol`, the grad norm to relative max(1e-5, loss_atol); the checkpoint round trip must be exact.
     """
     import json
 
@@ -103,11 +105,11 @@ def compare_with_one_stage(name: str, case: dict[str, Any], out: Path, *, device
         expected = single.train(batch, grpo_loss())
         assert expected["grad_norm"] > 0.5  # clipping acted (max_grad_norm 0.5)
         assert seen["metrics"].keys() == expected.keys()
-        assert seen["metrics"]["loss"] == pytest.approx(expected["loss"], abs=1e-6)
-        assert seen["metrics"]["grad_norm"] == pytest.approx(expected["grad_norm"], rel=1e-5)
+        assert seen["metrics"]["loss"] == pytest.approx(expected["loss"], abs=loss_atol)
+        assert seen["metrics"]["grad_norm"] == pytest.approx(expected["grad_norm"], rel=max(1e-5, loss_atol))
         assert seen["metrics"]["microbatches"] == expected["microbatches"] == 3
         for key in expected:
-            assert seen["metrics"][key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
+            assert seen["metrics"][key] == pytest.approx(expected[key], rel=1e-4, abs=loss_atol), key
         torch.testing.assert_close(seen["after"], single.logprobs(after), atol=2 * atol, rtol=0)
         assert seen["weight_names"] == [n for bucket in single.named_weights(2**20) for n, _ in bucket]
         assert _worst(seen["weights"], weights(single)) < atol

@@ -15,11 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from megatron_cpu.helpers import build_tiny_llama, policy
+from megatron_cpu.helpers import build_tiny_llama
 from megatron_cpu.pipeline_cases import compare_with_one_stage, grpo_case, run_worker
-from reinforge.backends.training.megatron.backend import MegatronBackend
 from reinforge.backends.training.megatron.config import MegatronConfig
-from reinforge.core.errors import ReinforgeError
 from reinforge.testing.tiny_model import build_model
 
 WORKER = Path(__file__).with_name("_megatron_pp_worker.py")
@@ -42,14 +40,6 @@ def pipeline_run(tmp_path_factory) -> tuple[Path, dict]:
 def test_pipeline_parallel_2_equals_one_stage(pipeline_run, name):
     out, cases = pipeline_run
     compare_with_one_stage(name, cases[name], out, device="cpu", atol=1e-5)
-
-
-def test_stages_must_split_the_layers_evenly(tmp_path):
-    model_dir = build_model(tmp_path / "model", size="tiny", seed=0)  # 2 decoder layers
-    with pytest.raises(ReinforgeError, match="pipeline_parallel_size=3 does not divide the model's 2 decoder layers"):
-        MegatronBackend(policy(model_dir), MegatronConfig(device="cpu", pipeline_parallel_size=3))
-    with pytest.raises(ReinforgeError, match=r"pipeline_parallel_size=2 x context_parallel_size=1 = 2 does not divide the world size 1"):
-        MegatronBackend(policy(model_dir), MegatronConfig(device="cpu", pipeline_parallel_size=2))
 
 
 def test_context_parallel_is_refused_with_the_reason():
