@@ -35,7 +35,7 @@ pytestmark = pytest.mark.gpu
 GPUS = torch.cuda.device_count() if torch.cuda.is_available() else 0
 needs_megatron = pytest.mark.skipif(importlib.util.find_spec("megatron") is None, reason="needs reinforge[megatron]")
 needs_one_gpu = pytest.mark.skipif(GPUS < 1, reason="needs an NVIDIA GPU (torch.cuda.is_available() is False)")
-needs_two_gpus = pytest.mark.skipif(GPUS < 2, reason=f"tensor parallel 2 over NCCL needs two GPUs; this machine has {GPUS}")
+needs_two_gpus = pytest.mark.skipif(GPUS < 2, reason=f"2 ranks over NCCL (tensor, data or pipeline parallel 2) need two GPUs; this machine has {GPUS}")
 WORKER = Path(__file__).resolve().parents[1] / "backends" / "megatron_cpu" / "_megatron_worker.py"
 
 
