@@ -52,7 +52,7 @@ from reinforge.backends.generation.engine_common import (
     send_in_buckets,
 )
 from reinforge.backends.generation.sampling_utils import carried_columns, check_prompts, left_to_right_padded, to_left_padded
-from reinforge.backends.training.dtensor.optim import lr_multiplier
+from reinforge.backends.training.lr_schedule import lr_multiplier
 from reinforge.core.errors import ReinforgeError
 
 __all__ = [

@@ -64,9 +64,12 @@ class RayExecutor:
         n = self.cluster.training_workers
         tp = tensor_parallel_size(policy)
         check_training_layout(self.registry, policy, workers=n, gpus=self.cluster.training_gpus > 0)
-        if n % tp:
+        # The ranks of one model copy, which all receive the same rows: tensor (x pipeline x context) parallel.
+        replica = int(getattr(policy.backend_cfg, "model_parallel_size", tp) or tp)
+        if n % replica:
+            sizes = f"tensor_parallel_size ({tp})" if replica == tp else f"model-parallel size ({replica} ranks per model copy)"
             raise ReinforgeError(
-                f"cluster.training_workers ({n}) must be a multiple of the backend's tensor_parallel_size ({tp}): "
+                f"cluster.training_workers ({n}) must be a multiple of the backend's {sizes}: "
                 "each data-parallel replica needs that many ranks"
             )
         payload = _pickle((policy.backend, policy.for_training(), policy.backend_cfg, need_reference, seed))  # only its own part's options
@@ -87,7 +90,7 @@ class RayExecutor:
         ]
         group.defer(refs, "setup", lambda _: None)
         proxy = RayTrainingBackend(
-            group, tp_size=tp, colocation=self.colocation, refit_stats=self.refit_stats, peer_refit=self.peer_refit
+            group, tp_size=replica, colocation=self.colocation, refit_stats=self.refit_stats, peer_refit=self.peer_refit
         )
         if self.peer_refit is not None:
             self.peer_refit.set_training(group)

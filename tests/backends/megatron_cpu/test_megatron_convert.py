@@ -143,8 +143,14 @@ def test_a_tensor_parallel_size_that_does_not_divide_the_heads_is_refused(qwen_d
         MegatronBackend(policy(qwen_dir), MegatronConfig(device="cpu", tensor_parallel_size=3))
 
 
-def test_pipeline_parallelism_is_refused_until_implemented(qwen_dir):
-    with pytest.raises(ReinforgeError, match="pipeline_parallel_size > 1 is not implemented"):
+def test_a_pipeline_parallel_size_that_does_not_divide_the_layers_is_refused(qwen_dir):
+    # Checked before any process group: the message names the layer count, not the world size.
+    with pytest.raises(ReinforgeError, match="pipeline_parallel_size=3 does not divide the model's 2 decoder layers"):
+        MegatronBackend(policy(qwen_dir), MegatronConfig(device="cpu", pipeline_parallel_size=3))
+
+
+def test_pipeline_parallel_larger_than_the_world_is_refused(qwen_dir):
+    with pytest.raises(ReinforgeError, match=r"pipeline_parallel_size=2 x context_parallel_size=1 = 2 does not divide the world size 1"):
         MegatronBackend(policy(qwen_dir), MegatronConfig(device="cpu", pipeline_parallel_size=2))
 
 

@@ -1,4 +1,4 @@
-"""The `megatron` backend under the Ray executor: 2 training workers (tensor parallel 2, then data parallel 2).
+"""The `megatron` backend under the Ray executor: 2 training workers (tensor parallel 2, data parallel 2, pipeline parallel 2).
 
 Each worker joins the group's torch.distributed (gloo) group and builds `megatron` by name, as
 in production; the project's plugins.toml lists `shim_plugin.py`, which installs the test-only
@@ -45,20 +45,25 @@ def registry(tmp_path_factory) -> Registry:
     return Registry.create(RegistrySettings(project_file=str(folder / "plugins.toml"), load_entry_points=False))
 
 
-@pytest.mark.parametrize("tensor_parallel_size", [2, 1], ids=["tp2", "dp2"])
-def test_two_ray_workers_match_one_process(ray_session, registry, tmp_path, tensor_parallel_size):
+@pytest.mark.parametrize(
+    ("parallel", "replica_ranks"),
+    [({"tensor_parallel_size": 2}, 2), ({}, 1), ({"pipeline_parallel_size": 2}, 2)],
+    ids=["tp2", "dp2", "pp2"],
+)
+def test_two_ray_workers_match_one_process(ray_session, registry, tmp_path, parallel, replica_ranks):
     from reinforge.executors.ray.executor import RayExecutor
 
     model_dir = build_model(tmp_path / "model", size="tiny", seed=0)
     settings = {"max_grad_norm": 1.0, "optimizer": OptimizerConfig(name="sgd", lr=0.5, weight_decay=0.0)}
-    options = MegatronConfig(device="cpu", tensor_parallel_size=tensor_parallel_size)
+    options = MegatronConfig(device="cpu", **parallel)
     ray_policy = make_policy(model_dir, backend="megatron", backend_cfg=options, **settings)
     batch = conformance_batch(704, rows=8, width=24, seed=1)
     single = MegatronBackend(make_policy(model_dir, **settings), MegatronConfig(device="cpu"))
     executor = RayExecutor(ClusterConfig(executor="ray", cpus_per_worker=0.5, training_workers=2), registry)
     try:
         training = executor.training(ray_policy, need_reference=False, seed=0)
-        assert (training.tp_size, training.dp_size) == (tensor_parallel_size, 2 // tensor_parallel_size)
+        # Both ranks of a tensor- or pipeline-parallel replica receive the same rows.
+        assert (training.tp_size, training.dp_size) == (replica_ranks, 2 // replica_ranks)
         torch.testing.assert_close(training.logprobs(batch), single.logprobs(batch), atol=1e-5, rtol=0)
         got, want = training.train(batch, ConformanceNLLLoss()), single.train(batch, ConformanceNLLLoss())
         assert got["loss"] == pytest.approx(want["loss"], abs=1e-6)

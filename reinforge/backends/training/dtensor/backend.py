@@ -12,17 +12,17 @@ Shapes: rows are right-padded `input_ids  # [B, T]` with `input_lengths  # [B]`;
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from reinforge.backends.training.backend_lifecycle import ensure_live, free_device_cache, move_optimizer_state, stream_buckets
 from reinforge.backends.training.dtensor.checkpointing import (
     dcp_to_hf,
     full_state_dict,
     load_checkpoint,
     save_checkpoint,
-    write_hf_folder,
 )
 from reinforge.backends.training.dtensor.config import DTensorConfig
 from reinforge.backends.training.dtensor.distributed import ParallelContext
@@ -30,6 +30,8 @@ from reinforge.backends.training.dtensor.logprobs import PolicyModule, check_pac
 from reinforge.backends.training.dtensor.optim import build_optimizer, build_scheduler
 from reinforge.backends.training.dtensor.parallelize import check_tensor_parallel, is_dtensor, parallelize, reshard
 from reinforge.backends.training.dtensor.training import compute_logprobs, train_step
+from reinforge.backends.training.hf_folders import read_model_config, write_hf_folder
+from reinforge.backends.training.seam_checks import as_batch, check_temperature
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
 
@@ -62,7 +64,7 @@ class DTensorBackend:
         self.options = options or DTensorConfig()
         self.seed = seed
         torch.manual_seed(seed)
-        check_tensor_parallel(_model_config(policy.model_name), self.options.tensor_parallel_size)
+        check_tensor_parallel(read_model_config(policy.model_name), self.options.tensor_parallel_size)
         self.ctx = ParallelContext.create(self.options)
         self.step = 0  # optimizer steps taken (restored by load)
         self.offloaded = False
@@ -115,21 +117,17 @@ class DTensorBackend:
         return self._live().causal_lm
 
     def _live(self) -> PolicyModule:
-        if self.module is None:
-            raise ReinforgeError("the dtensor backend was shut down; build a new one")
-        if self.offloaded:
-            self.onload()
-        return self.module
+        return ensure_live(self, self.module, "dtensor")
 
     # ------------------------------------------------------------------ the TrainingBackend seam
     def train(self, batch: Batch, loss_fn: LossFn, temperature: float = 1.0) -> dict[str, float]:
         """One optimizer step over this rank's rows; the LR scheduler steps once per call."""
-        _check_temperature(temperature)
+        check_temperature(temperature)
         metrics = train_step(
             self._live(),
             self.optimizer,
             self.ctx,
-            _as_batch(batch),
+            as_batch(batch),
             loss_fn,
             micro_batch_size=self.policy.train_micro_batch_size,
             max_length=self.policy.max_total_sequence_length,
@@ -144,12 +142,12 @@ class DTensorBackend:
 
     def logprobs(self, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
         """Per-token logprobs `# [B, T]` (CPU, float32) under the current weights."""
-        _check_temperature(temperature)
+        check_temperature(temperature)
         return self._score(self._live(), batch, temperature, "logprobs")
 
     def reference_logprobs(self, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
         """Per-token logprobs `# [B, T]` under the frozen reference (loaded on first call)."""
-        _check_temperature(temperature)
+        check_temperature(temperature)
         self._live()
         return self._score(self._reference_module(), batch, temperature, "reference_logprobs")
 
@@ -157,7 +155,7 @@ class DTensorBackend:
         return compute_logprobs(
             module,
             self.ctx,
-            _as_batch(batch),
+            as_batch(batch),
             batch_size=self.policy.logprob_batch_size,
             max_length=self.policy.max_total_sequence_length,
             temperature=temperature,
@@ -173,22 +171,13 @@ class DTensorBackend:
         copy it if you keep it past the next `train`.
         """
         limit = self.options.refit_bucket_bytes if bucket_bytes is None else bucket_bytes
-        if limit <= 0:
-            raise ReinforgeError(f"named_weights needs bucket_bytes > 0, got {limit}")
-        bucket: list[tuple[str, torch.Tensor]] = []
-        used = 0
+        yield from stream_buckets(self._full_tensors(), limit)
+
+    def _full_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
         for name, tensor in _hf_tensors(self.model):
             if is_dtensor(tensor):
                 tensor = tensor.to(self.ctx.device).full_tensor()
-            tensor = tensor.detach()
-            size = tensor.numel() * tensor.element_size()
-            if bucket and used + size > limit:
-                yield bucket
-                bucket, used = [], 0
-            bucket.append((name, tensor))
-            used += size
-        if bucket:
-            yield bucket
+            yield name, tensor.detach()
 
     def save(self, directory: str) -> None:
         """Model + optimizer (DCP), scheduler, step and RNG state; see `checkpointing` for the layout."""
@@ -245,13 +234,9 @@ class DTensorBackend:
         for module in (self.module, self._reference):
             if module is not None:
                 module.to(device)
-        for state in self.optimizer.state.values():
-            for key, value in state.items():
-                if isinstance(value, torch.Tensor) and key != "step":
-                    state[key] = value.to(device)
+        move_optimizer_state(self.optimizer.state, device)
         if device.type == "cpu":
-            gc.collect()
-            torch.cuda.empty_cache()
+            free_device_cache()
 
     def shutdown(self) -> None:
         """Drop the models and optimizer, and the process group if this backend created it."""
@@ -265,18 +250,6 @@ class DTensorBackend:
         self.ctx.close()
 
 
-def _model_config(name: str) -> Any:
-    from transformers import AutoConfig
-
-    try:
-        return AutoConfig.from_pretrained(name)
-    except (OSError, ValueError) as exc:
-        raise ReinforgeError(
-            f"cannot read the model config of '{name}' ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
-            "check policy.model_name (a Hugging Face folder or hub name)"
-        ) from None
-
-
 def _hf_tensors(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """Parameters (each tied tensor once) and persistent buffers, under Hugging Face names."""
     yield from model.named_parameters()
@@ -284,17 +257,6 @@ def _hf_tensors(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
         owner, _, leaf = name.rpartition(".")
         if leaf not in model.get_submodule(owner)._non_persistent_buffers_set:
             yield name, buffer
-
-
-def _as_batch(batch: Batch | Mapping[str, Any]) -> Batch:
-    return batch if isinstance(batch, Batch) else Batch(batch)
-
-
-def _check_temperature(temperature: float) -> None:
-    if not temperature > 0:
-        raise ReinforgeError(
-            f"temperature must be > 0 to compute logprobs, got {temperature}; for greedy sampling pass 1.0"
-        )
 
 
 __all__ = ["DTensorBackend", "dcp_to_hf"]

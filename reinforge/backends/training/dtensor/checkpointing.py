@@ -20,7 +20,6 @@ Loading never unpickles arbitrary objects: DCP's `.metadata` and non-tensor entr
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,14 +35,13 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
+from reinforge.backends.training.checkpoint_files import read_trainer_files, require_checkpoint, write_trainer_files
 from reinforge.backends.training.dtensor.distributed import ParallelContext
+from reinforge.backends.training.hf_folders import read_generation_config, write_hf_folder
 from reinforge.backends.training.safe_dcp import SafeFileSystemReader, SafeLoadPlanner
 from reinforge.core.errors import ReinforgeError
 
 DCP_DIR = "dcp"
-STATE_FILE = "trainer_state.pt"
-META_FILE = "reinforge_backend.json"
-FORMAT_VERSION = 1
 
 
 @contextmanager
@@ -71,11 +69,10 @@ def save_checkpoint(
     model_sd, optim_sd = get_state_dict(causal_lm, optimizer)
     with _single_process_quiet(ctx):
         dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=path / DCP_DIR, no_dist=not ctx.distributed)
-    torch.save(_rng_state(), path / f"rng_rank{ctx.rank}.pt")
-    if ctx.is_writer:
-        torch.save({"format": FORMAT_VERSION, "step": step, "scheduler": scheduler.state_dict()}, path / STATE_FILE)
-        meta = {"format": FORMAT_VERSION, "backend": "dtensor", "step": step, **info}
-        (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_trainer_files(
+        path, rank=ctx.rank, is_writer=ctx.is_writer, backend="dtensor", step=step, info=info,
+        extra={"scheduler": scheduler.state_dict()},
+    )
     ctx.barrier()
 
 
@@ -89,11 +86,7 @@ def load_checkpoint(
 ) -> int:
     """Restore what `save_checkpoint` wrote (resharding if the world size changed); return the step count."""
     path = Path(directory)
-    if not (path / DCP_DIR / ".metadata").is_file() or not (path / STATE_FILE).is_file():
-        raise ReinforgeError(
-            f"'{path}' is not a dtensor checkpoint (expected {DCP_DIR}/.metadata and {STATE_FILE}); "
-            "pass the policy/ folder that DTensorBackend.save wrote"
-        )
+    require_checkpoint(path, f"{DCP_DIR}/.metadata", backend="dtensor", saver="DTensorBackend.save")
     # Read (safely) before DCP does, so a refused .metadata is our clear error, not one wrapped in DCP's exception.
     SafeFileSystemReader(path / DCP_DIR).read_metadata()
     # get_state_dict gives a fresh optimizer zero-filled state, which DCP then fills in place.
@@ -106,26 +99,10 @@ def load_checkpoint(
             no_dist=not ctx.distributed,
         )
     set_state_dict(causal_lm, optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd)
-    state = torch.load(path / STATE_FILE, weights_only=True)
+    state = read_trainer_files(path, rank=ctx.rank)
     scheduler.load_state_dict(state["scheduler"])
-    rng_file = path / f"rng_rank{ctx.rank}.pt"
-    if rng_file.is_file():  # absent when loading with more ranks than saved: keep this rank's seed
-        _set_rng_state(torch.load(rng_file, weights_only=True))
     ctx.barrier()
     return int(state["step"])
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
 
 
 def full_state_dict(causal_lm: torch.nn.Module, ctx: ParallelContext) -> dict[str, torch.Tensor]:
@@ -134,40 +111,6 @@ def full_state_dict(causal_lm: torch.nn.Module, ctx: ParallelContext) -> dict[st
         return {name: tensor.detach().cpu() for name, tensor in causal_lm.state_dict().items()}
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     return get_model_state_dict(causal_lm, options=options)
-
-
-def write_hf_folder(
-    state_dict: dict[str, torch.Tensor],
-    config: Any,
-    out_dir: str | Path,
-    *,
-    generation_config: Any = None,
-    tokenizer_dir: str | Path | None = None,
-) -> Path:
-    """Save `state_dict` as a Hugging Face folder (safetensors, config, generation config, tokenizer).
-
-    The model is built on the meta device and takes the given tensors as its parameters
-    (`assign=True`), so no second copy of the weights is allocated; tied weights are re-tied
-    and saved once, as `save_pretrained` always does.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    out = Path(out_dir)
-    dtype = next(iter(state_dict.values())).dtype
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    model.load_state_dict(state_dict, assign=True)
-    model.tie_weights()
-    if generation_config is not None:
-        model.generation_config = generation_config
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    if tokenizer_dir is not None:
-        try:
-            AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out)
-        except (OSError, ValueError) as exc:
-            warnings.warn(f"no tokenizer copied into {out}: cannot load one from {tokenizer_dir} ({exc})", stacklevel=2)
-    return out
 
 
 def dcp_to_hf(
@@ -182,7 +125,7 @@ def dcp_to_hf(
     `dcp_dir` is the folder `save` wrote (or its `dcp/` subfolder); `base_model_dir` supplies the
     architecture config and, unless `tokenizer_dir` is given, the tokenizer and generation config.
     """
-    from transformers import AutoConfig, GenerationConfig
+    from transformers import AutoConfig
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
     source = Path(dcp_dir)
@@ -208,10 +151,7 @@ def dcp_to_hf(
         raise ReinforgeError(f"the checkpoint in '{source}' holds no model weights (no 'model.' keys)")
     with _single_process_quiet(None):
         dcp.load({"model": state_dict}, storage_reader=SafeFileSystemReader(source), planner=SafeLoadPlanner(), no_dist=True)
-    try:
-        generation_config = GenerationConfig.from_pretrained(base_model_dir)
-    except OSError:
-        generation_config = None
     return write_hf_folder(
-        state_dict, config, out_dir, generation_config=generation_config, tokenizer_dir=tokenizer_dir or base_model_dir
+        state_dict, config, out_dir, generation_config=read_generation_config(base_model_dir),
+        tokenizer_dir=tokenizer_dir or base_model_dir,
     )

@@ -11,7 +11,6 @@ rank on an in-memory store only when FSDP is asked for in a single process (`fsd
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import attrs
@@ -20,18 +19,8 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 from reinforge.backends.training.dtensor.config import DTensorConfig
+from reinforge.backends.training.process_group import ensure_process_group, launch_advice, pick_device, world_size
 from reinforge.core.errors import ReinforgeError
-
-
-def pick_device(choice: str) -> torch.device:
-    """The device this rank computes on; `cuda` means the local rank's GPU (LOCAL_RANK, as torchrun sets)."""
-    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ReinforgeError("backend_cfg.device is 'cuda' but CUDA is not available here; use 'auto' or 'cpu'")
-    index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
-    torch.cuda.set_device(index)
-    return torch.device("cuda", index)
 
 
 @attrs.define(kw_only=True)
@@ -52,26 +41,17 @@ class ParallelContext:
         """Validate the layout first, then join (or create) the process group and build the mesh."""
         device = pick_device(options.device)
         tp = options.tensor_parallel_size
-        world = dist.get_world_size() if dist.is_initialized() else int(os.environ.get("WORLD_SIZE", "1"))
+        world = world_size()
         if world % tp:
-            advice = (
-                "launch with torchrun (or more Ray workers) so that there are that many processes"
-                if world < tp
-                else "choose a divisor of the number of processes"
+            raise ReinforgeError(
+                f"backend_cfg.tensor_parallel_size={tp} does not divide the world size {world}; {launch_advice(world, tp)}"
             )
-            raise ReinforgeError(f"backend_cfg.tensor_parallel_size={tp} does not divide the world size {world}; {advice}")
         dp = world // tp
         fsdp = options.fsdp if options.fsdp is not None else (dp > 1 or (options.cpu_offload and device.type == "cuda"))
         if options.cpu_offload and device.type == "cuda" and not fsdp:
             raise ReinforgeError("backend_cfg.cpu_offload on a GPU is done by FSDP2; leave backend_cfg.fsdp unset or true")
-        owns = False
-        if not dist.is_initialized() and world > 1:
-            dist.init_process_group(_backend_name(device))  # torchrun's env:// rendezvous
-            owns = True
-        elif not dist.is_initialized() and fsdp:
-            # One rank on an in-memory store: FSDP2 needs a group even when it shards over one process.
-            dist.init_process_group(_backend_name(device), store=dist.HashStore(), rank=0, world_size=1)
-            owns = True
+        # FSDP2 needs a group even when it shards over one process.
+        owns = ensure_process_group(device, world, even_alone=fsdp)
         mesh = None
         if dist.is_initialized():
             mesh = init_device_mesh(device.type, (dp, tp), mesh_dim_names=("dp", "tp"))
@@ -120,8 +100,3 @@ class ParallelContext:
             dist.destroy_process_group()
         self.owns_group = False
         self.mesh = None
-
-
-def _backend_name(device: torch.device) -> str:
-    # gloo everywhere on CPU; on GPUs NCCL for CUDA tensors and gloo for the odd CPU tensor.
-    return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"

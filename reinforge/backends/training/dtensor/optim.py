@@ -9,12 +9,13 @@ the mesh dimensions the gradient is sharded on, once per group of gradients shar
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist
 
+# The schedule is shared with the megatron backend (re-exported here for existing imports).
+from reinforge.backends.training.lr_schedule import lr_multiplier
 from reinforge.core.run_config import OptimizerConfig, SchedulerConfig
 
 
@@ -31,27 +32,6 @@ def build_optimizer(
             params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay, foreach=foreach
         )
     return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay, foreach=foreach)
-
-
-def lr_multiplier(config: SchedulerConfig, step: int) -> float:
-    """Factor on the peak lr for optimizer step `step` (0-based: the first step uses `step=0`).
-
-    constant: 1. linear_warmup: warmup_start_factor at step 0 rising linearly to 1 at
-    warmup_steps, then 1. cosine: the same warmup, then half a cosine from 1 down to
-    min_lr_ratio at total_steps, then min_lr_ratio.
-    """
-    if config.name == "constant":
-        return 1.0
-    if step < config.warmup_steps:
-        start = config.warmup_start_factor
-        return start + (1.0 - start) * step / config.warmup_steps
-    if config.name == "linear_warmup":
-        return 1.0
-    assert config.total_steps is not None  # SchedulerConfig enforces it for cosine
-    span = max(config.total_steps - config.warmup_steps, 1)
-    progress = min((step - config.warmup_steps) / span, 1.0)
-    floor = config.min_lr_ratio
-    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: SchedulerConfig) -> torch.optim.lr_scheduler.LambdaLR:

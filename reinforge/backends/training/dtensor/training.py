@@ -14,55 +14,19 @@ Invariants the step keeps (NeMo-RL's loss normalisation):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from reinforge.backends.training.dtensor import microbatching
 from reinforge.backends.training.dtensor.config import DTensorConfig
 from reinforge.backends.training.dtensor.distributed import ParallelContext
 from reinforge.backends.training.dtensor.optim import clip_gradients, grad_norm
 from reinforge.backends.training.dtensor.parallelize import reshard
-from reinforge.core.batch import Batch
-from reinforge.core.errors import ReinforgeError
 from reinforge.backends.training.rank_agreement import agree_on_rows, dummy_row
-
-REQUIRED_FOR_TRAIN = ("input_ids", "input_lengths", "token_mask")
-REQUIRED_FOR_LOGPROBS = ("input_ids", "input_lengths")
-
-
-def check_rows(batch: Batch, columns: tuple[str, ...], max_length: int, what: str) -> str | None:
-    """Why this rank's rows cannot be used (a message), or None. Zero rows are allowed here (checked globally)."""
-    if len(batch) == 0:
-        return None
-    missing = [key for key in columns if key not in batch]
-    if missing:
-        return f"{what} needs the batch columns {', '.join(missing)}; it has {', '.join(batch.keys())}"
-    lengths = torch.as_tensor(batch["input_lengths"]).tolist()  # [B]
-    width = batch["input_ids"].shape[1]
-    for row, length in enumerate(lengths):
-        if length > max_length:
-            return (
-                f"{what}: row {row} has {length} tokens, more than policy.max_total_sequence_length={max_length}; "
-                "raise the limit or drop/truncate longer samples before training"
-            )
-        if length < 1:
-            return f"{what}: row {row} is empty (input_lengths=0); drop empty rows before scoring or training"
-        if length > width:
-            return f"{what}: row {row} has input_lengths={length} but input_ids is only {width} wide"
-    return None
-
-
-def with_sample_mask(batch: Batch) -> Batch:
-    """The batch, with `sample_mask  # [B]` of ones added when absent (loss functions read it)."""
-    if len(batch) == 0 or "sample_mask" in batch:
-        return batch
-    out = batch.copy()
-    out["sample_mask"] = torch.ones(len(batch), dtype=torch.float32)
-    return out
+from reinforge.backends.training.seam_checks import REQUIRED_FOR_LOGPROBS, REQUIRED_FOR_TRAIN, check_rows, with_sample_mask
+from reinforge.backends.training.step_metrics import nonfinite_step_error, reduce_metrics
+from reinforge.core.batch import Batch
 
 
 def train_step(
@@ -119,16 +83,13 @@ def train_step(
     if ctx.dp_size > 1 and not ctx.fsdp:
         _sum_gradients(params, ctx)
 
-    metrics = reduce_metrics(per_micro, ctx)
+    metrics = reduce_metrics(per_micro, ctx, ctx.mesh.get_group("dp") if ctx.mesh is not None else None)
     loss_value = float(ctx.all_reduce(loss_total))
     norm = float(grad_norm(params, ctx.device))
-    if not (math.isfinite(loss_value) and math.isfinite(norm)):
+    error = nonfinite_step_error(loss_value, norm, step)
+    if error is not None:
         optimizer.zero_grad(set_to_none=True)
-        raise ReinforgeError(
-            f"train (step {step}): the loss ({loss_value}) or gradient norm ({norm}) is not finite; the gradients "
-            "were discarded and the optimizer did not step. Check the loss inputs (advantages, logprobs, "
-            "masks) and consider a lower learning rate"
-        )
+        raise error
     if max_grad_norm is not None:
         clip_gradients(params, max_grad_norm, norm)
     lr = float(optimizer.param_groups[0]["lr"])
@@ -152,34 +113,6 @@ def _sum_gradients(params: list[torch.nn.Parameter], ctx: ParallelContext) -> No
         if param.grad is not None:
             local = param.grad.to_local() if isinstance(param.grad, DTensor) else param.grad
             ctx.all_reduce(local)
-
-
-def reduce_metrics(per_micro: list[dict[str, float]], ctx: ParallelContext) -> dict[str, float]:
-    """Sum the loss function's metrics over microbatches and data-parallel ranks (`_min`/`_max` keys: min/max)."""
-    keys = sorted({key for metrics in per_micro for key in metrics})
-    if ctx.distributed and ctx.dp_size > 1:  # a rank with only dummy passes has no keys: agree on the union
-        gathered: list[Any] = [None] * ctx.dp_size
-        dist.all_gather_object(gathered, keys, group=ctx.mesh.get_group("dp"))  # type: ignore[union-attr]
-        keys = sorted({key for ks in gathered for key in ks})
-    ops = {"sum": [k for k in keys if not k.endswith(("_min", "_max"))],
-           "min": [k for k in keys if k.endswith("_min")],
-           "max": [k for k in keys if k.endswith("_max")]}
-    start = {"sum": 0.0, "min": float("inf"), "max": float("-inf")}
-    combine = {"sum": lambda a, b: a + b, "min": min, "max": max}
-    out: dict[str, float] = {}
-    for op, names in ops.items():
-        if not names:
-            continue
-        values = []
-        for name in names:
-            value = start[op]
-            for metrics in per_micro:
-                if name in metrics:
-                    value = combine[op](value, float(metrics[name]))
-            values.append(value)
-        reduced = ctx.all_reduce(torch.tensor(values, dtype=torch.float64, device=ctx.device), op)
-        out.update(zip(names, reduced.tolist()))
-    return out
 
 
 @torch.no_grad()

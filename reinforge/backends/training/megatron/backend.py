@@ -18,13 +18,14 @@ Megatron-core assumes CUDA; on a CPU-only machine it runs only under the test su
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-# The learning-rate rule is shared with `dtensor` so both backends schedule identically.
-from reinforge.backends.training.dtensor.optim import lr_multiplier
+from reinforge.backends.training.backend_lifecycle import ensure_live, free_device_cache, move_optimizer_state, stream_buckets
+from reinforge.backends.training.hf_folders import read_model_config
+from reinforge.backends.training.lr_schedule import lr_multiplier
 from reinforge.backends.training.megatron.checkpointing import load_checkpoint, save_checkpoint
 from reinforge.backends.training.megatron.config import MegatronConfig
 from reinforge.backends.training.megatron.convert import spec_from_hf_config
@@ -35,10 +36,10 @@ from reinforge.backends.training.megatron.model import (
     check_layout,
     gather_hf,
     load_hf_weights,
-    read_hf_config,
 )
 from reinforge.backends.training.megatron.runtime import MegatronGrid
 from reinforge.backends.training.megatron.training import compute_logprobs, train_step
+from reinforge.backends.training.seam_checks import as_batch, check_temperature
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
 
@@ -64,7 +65,7 @@ class MegatronBackend:
         self.options = options or MegatronConfig()
         self.seed = seed
         torch.manual_seed(seed)
-        self.hf_config = read_hf_config(policy.model_name)
+        self.hf_config = read_model_config(policy.model_name)
         self.spec = spec_from_hf_config(self.hf_config)
         check_layout(self.spec, self.options)
         self._check_optimizer()
@@ -97,7 +98,7 @@ class MegatronBackend:
             )
 
     def _build_gpt(self, *, train: bool) -> Any:
-        gpt = build_gpt(self.spec, self.options, self.policy.precision, self.grid.device)
+        gpt = build_gpt(self.spec, self.options, self.policy.precision, self.grid)
         load_hf_weights(gpt, self.policy.model_name, self.spec, self.grid)
         if not train:
             gpt.requires_grad_(False)
@@ -146,23 +147,20 @@ class MegatronBackend:
         return self._reference
 
     def _live(self) -> Any:
-        if self.gpt is None:
-            raise ReinforgeError("the megatron backend was shut down; build a new one")
-        if self.offloaded:
-            self.onload()
+        ensure_live(self, self.gpt, "megatron")
         return self.model
 
     # ------------------------------------------------------------------ the TrainingBackend seam
     def train(self, batch: Batch, loss_fn: LossFn, temperature: float = 1.0) -> dict[str, float]:
         """One optimizer step over this rank's rows at the scheduled learning rate."""
-        _check_temperature(temperature)
+        check_temperature(temperature)
         model = self._live()
         metrics = train_step(
             model,
             self.gpt,
             self.optimizer,
             self.grid,
-            _as_batch(batch),
+            as_batch(batch),
             loss_fn,
             micro_batch_size=self.policy.train_micro_batch_size,
             max_length=self.policy.max_total_sequence_length,
@@ -178,13 +176,13 @@ class MegatronBackend:
 
     def logprobs(self, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
         """Per-token logprobs `# [B, T]` (CPU, float32) under the current weights."""
-        _check_temperature(temperature)
+        check_temperature(temperature)
         model = self._live()
         return self._score(model, self.gpt, batch, temperature, "logprobs")
 
     def reference_logprobs(self, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
         """Per-token logprobs `# [B, T]` under the frozen reference (loaded on first call)."""
-        _check_temperature(temperature)
+        check_temperature(temperature)
         self._live()
         reference = self._reference_model()
         return self._score(reference, reference, batch, temperature, "reference_logprobs")
@@ -194,7 +192,7 @@ class MegatronBackend:
             model,
             gpt,
             self.grid,
-            _as_batch(batch),
+            as_batch(batch),
             batch_size=self.policy.logprob_batch_size,
             max_length=self.policy.max_total_sequence_length,
             temperature=temperature,
@@ -211,20 +209,8 @@ class MegatronBackend:
         share memory with the live parameter: copy it if you keep it past the next `train`.
         """
         limit = self.options.refit_bucket_bytes if bucket_bytes is None else bucket_bytes
-        if limit <= 0:
-            raise ReinforgeError(f"named_weights needs bucket_bytes > 0, got {limit}")
         self._live()
-        bucket: list[tuple[str, torch.Tensor]] = []
-        used = 0
-        for name, tensor in gather_hf(self.gpt, self.spec, self.grid):
-            size = tensor.numel() * tensor.element_size()
-            if bucket and used + size > limit:
-                yield bucket
-                bucket, used = [], 0
-            bucket.append((name, tensor))
-            used += size
-        if bucket:
-            yield bucket
+        yield from stream_buckets(gather_hf(self.gpt, self.spec, self.grid), limit)
 
     def save(self, directory: str) -> None:
         """Model + optimizer (Megatron distributed checkpoint), step and RNG state; see `checkpointing`."""
@@ -276,13 +262,9 @@ class MegatronBackend:
             if module is not None:
                 for param in module.parameters():
                     param.data = param.data.to(device, non_blocking=True)
-        for state in getattr(self.optimizer, "state", {}).values():
-            for key, value in state.items():
-                if isinstance(value, torch.Tensor) and key != "step":
-                    state[key] = value.to(device, non_blocking=True)
+        move_optimizer_state(getattr(self.optimizer, "state", {}), device, non_blocking=True)
         if device.type == "cpu":
-            gc.collect()
-            torch.cuda.empty_cache()
+            free_device_cache()
 
     def shutdown(self) -> None:
         """Drop the models and optimizer, and give back Megatron's parallel grid."""
@@ -294,17 +276,6 @@ class MegatronBackend:
         if self.grid.device.type == "cuda":
             torch.cuda.empty_cache()
         self.grid.release()
-
-
-def _as_batch(batch: Batch | Mapping[str, Any]) -> Batch:
-    return batch if isinstance(batch, Batch) else Batch(batch)
-
-
-def _check_temperature(temperature: float) -> None:
-    if not temperature > 0:
-        raise ReinforgeError(
-            f"temperature must be > 0 to compute logprobs, got {temperature}; for greedy sampling pass 1.0"
-        )
 
 
 __all__ = ["MegatronBackend"]

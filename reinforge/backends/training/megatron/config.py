@@ -35,15 +35,18 @@ class MegatronConfig:
         validator=v.gt(0),
     )
     pipeline_parallel_size: int = doc(
-        "pipeline stages (consecutive blocks of decoder layers on different ranks); only 1 is implemented by "
-        "this backend so far (a larger value is refused when the backend is built)",
+        "pipeline stages (consecutive, equal blocks of decoder layers on different ranks; must divide the "
+        "number of layers), run by Megatron's 1F1B schedule; the loss and logprobs are computed on the last "
+        "stage and broadcast to the others",
         default=1,
         validator=v.gt(0),
     )
     context_parallel_size: int = doc(
-        "ranks that split each sequence (ring attention); only 1 is supported by this backend so far",
+        "ranks that split each sequence (ring attention); only 1: Megatron-core runs context parallelism "
+        "only in Transformer Engine's attention, and this backend does not yet split the logprob "
+        "computation over the sequence shards",
         default=1,
-        validator=[v.gt(0), v.le(1)],
+        validator=v.gt(0),
     )
     sequence_parallel: bool = doc(
         "shard the activations outside the matmuls over the tensor-parallel ranks (needs "
@@ -85,6 +88,14 @@ class MegatronConfig:
     def __attrs_post_init__(self) -> None:
         if self.sequence_parallel and self.tensor_parallel_size == 1:
             raise ValueError("sequence_parallel needs tensor_parallel_size > 1")
+        if self.context_parallel_size > 1:
+            raise ValueError(
+                f"context_parallel_size={self.context_parallel_size} is not supported by the megatron backend: "
+                "Megatron-core splits attention over the sequence only in Transformer Engine's attention (its "
+                "local attention asserts context_parallel_size == 1), and this backend does not split its "
+                "logprob and loss computation over sequence shards; use context_parallel_size: 1 and "
+                "tensor/pipeline/data parallelism"
+            )
 
     @property
     def model_parallel_size(self) -> int:

@@ -67,13 +67,19 @@ def forward_logprobs(
     temperature: float,
     chunk_size: int,
     sequence_parallel: bool,
-) -> torch.Tensor:  # [B, T] float32
+) -> torch.Tensor:  # [B, T] float32 (on a pipeline stage other than the last: its output activations)
     """Logprobs aligned with `input_ids` (column t is log p(ids[t] | ids[:t]); column 0 and padding are 0).
 
     Right padding needs no attention mask: with causal attention a valid position never sees
     the padding after it, and the padded positions are zeroed here.
+
+    A pipeline stage without the output layer returns its decoder output (`# [T, B, H]`), which
+    Megatron's schedule sends to the next stage (the stage's input comes from the previous one).
     """
     batch, width = input_ids.shape
+    if not gpt.post_process:
+        positions = torch.arange(width, device=input_ids.device)[None, :].expand(batch, width)  # [B, T]
+        return model(input_ids, positions, None)
     positions = torch.arange(width, device=input_ids.device)  # [T]
     position_ids = positions[None, :].expand(batch, width)  # [B, T]
     targets = input_ids[:, 1:].t().contiguous()  # [T-1, B]; position t-1 predicts token t

@@ -1,14 +1,22 @@
 """Build a Megatron-core `GPTModel` (wrapped in Megatron's DDP) from a Hugging Face folder, and read it back.
 
 Loading: the Hugging Face weights are read on every rank (safetensors map lazily), converted to
-Megatron names (`convert.hf_to_megatron`) and each rank copies in its tensor-parallel slice.
+Megatron names (`convert.hf_to_megatron`) and each rank copies in its tensor-parallel slice of
+the layers of its pipeline stage.
 Reading back (`gather_hf`): each parameter is all-gathered over the tensor-parallel ranks, joined
-(`convert.tp_unshard`) and converted to Hugging Face tensors one parameter at a time, so refit
-never holds a second copy of the whole model.
+(`convert.tp_unshard`), sent from its pipeline stage to the others (a broadcast over the pipeline
+group) and converted to Hugging Face tensors one parameter at a time, so refit never holds a
+second copy of the whole model.
+
+Pipeline stages: stage s holds decoder layers [s*L/pp, (s+1)*L/pp) (Megatron numbers them from 0
+again on each stage; `global_named_parameters` gives the model-wide names), the first stage the
+embedding, the last the final norm and the output layer (with tied embeddings a copy of the
+embedding that Megatron keeps equal to it: its gradients are summed with the embedding's).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,18 +38,7 @@ from reinforge.backends.training.megatron.runtime import MegatronGrid
 from reinforge.core.errors import ReinforgeError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
-def read_hf_config(name: str) -> Any:
-    from transformers import AutoConfig
-
-    try:
-        return AutoConfig.from_pretrained(name)
-    except (OSError, ValueError) as exc:
-        raise ReinforgeError(
-            f"cannot read the model config of '{name}' ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
-            "check policy.model_name (a Hugging Face folder or hub name)"
-        ) from None
+_LOCAL_LAYER = re.compile(r"^decoder\.layers\.(\d+)\.(.+)$")  # a stage-local layer index
 
 
 def check_layout(spec: ModelSpec, options: MegatronConfig) -> None:
@@ -57,10 +54,11 @@ def check_layout(spec: ModelSpec, options: MegatronConfig) -> None:
             raise ReinforgeError(
                 f"backend_cfg.tensor_parallel_size={tp} does not divide the model's {what} ({value}); choose a divisor"
             )
-    if options.pipeline_parallel_size > 1:
+    pp = options.pipeline_parallel_size
+    if spec.num_layers % pp:
         raise ReinforgeError(
-            "backend_cfg.pipeline_parallel_size > 1 is not implemented by the megatron backend yet; use tensor and "
-            "data parallelism (pipeline_parallel_size: 1)"
+            f"backend_cfg.pipeline_parallel_size={pp} does not divide the model's {spec.num_layers} decoder layers; "
+            "choose a divisor (every stage holds the same number of layers)"
         )
 
 
@@ -125,18 +123,25 @@ def transformer_config(spec: ModelSpec, options: MegatronConfig, precision: str,
         apply_rope_fusion=False,
         gradient_accumulation_fusion=False,
         persist_layer_norm=False,
+        # Microbatches differ in rows (the last one of a batch, a data-parallel rank's dummy pass) and in
+        # width between calls: with pipeline stages, each send is preceded by its shape. Megatron refuses
+        # variable lengths with its default MoE dispatcher ("allgather") even without experts; the
+        # setting is inert for this dense model.
+        variable_seq_lengths=options.pipeline_parallel_size > 1,
+        moe_token_dispatcher_type="alltoall",
         **recompute,
     )
 
 
-def build_gpt(spec: ModelSpec, options: MegatronConfig, precision: str, device: torch.device) -> Any:
-    """An uninitialised GPTModel of this rank's slice (weights are loaded next)."""
+def build_gpt(spec: ModelSpec, options: MegatronConfig, precision: str, grid: MegatronGrid) -> Any:
+    """An uninitialised GPTModel of this rank's slice and pipeline stage (weights are loaded next)."""
     from megatron.core.models.gpt import GPTModel
     from megatron.core.models.gpt.gpt_layer_specs import (
         get_gpt_layer_local_spec,
         get_gpt_layer_with_transformer_engine_spec,
     )
 
+    device = grid.device
     config = transformer_config(spec, options, precision, device)
     if use_transformer_engine(options, device):
         layer_spec = get_gpt_layer_with_transformer_engine_spec()
@@ -159,6 +164,8 @@ def build_gpt(spec: ModelSpec, options: MegatronConfig, precision: str, device: 
         rope_scaling=spec.rope_scaling_factor is not None,
         rope_scaling_factor=spec.rope_scaling_factor or 8.0,
         parallel_output=True,
+        pre_process=grid.is_first_stage,
+        post_process=grid.is_last_stage,
     )
     return model.to(device)
 
@@ -182,8 +189,7 @@ def load_hf_weights(gpt: torch.nn.Module, model_name: str, spec: ModelSpec, grid
     if spec.tie_word_embeddings:
         full["output_layer.weight"] = full["embedding.word_embeddings.weight"]
     with torch.no_grad():
-        for name, param in gpt.named_parameters():
-            key = local_spec_name(name)
+        for key, param in global_named_parameters(gpt):
             piece = tp_shard(key, full[key], grid.tp_rank, grid.tp_size)
             if tuple(piece.shape) != tuple(param.shape):
                 raise ReinforgeError(
@@ -212,24 +218,64 @@ def _safetensors_files(model_name: str) -> list[Any]:
     return files
 
 
-def gather_hf(gpt: torch.nn.Module, spec: ModelSpec, grid: MegatronGrid) -> Iterator[tuple[str, torch.Tensor]]:
-    """Full tensors under Hugging Face names, one parameter at a time (collective over tensor-parallel ranks).
-
-    A tied model's output layer is skipped: its Hugging Face name is the embedding's.
-    """
-    group = grid.group("tp")
+def global_named_parameters(gpt: torch.nn.Module) -> Iterator[tuple[str, torch.nn.Parameter]]:
+    """This stage's parameters under model-wide local-spec names (`decoder.layers.<global index>.…`)."""
+    layers = getattr(gpt.decoder, "layers", [])
     for name, param in gpt.named_parameters():
         key = local_spec_name(name)
-        if key == "output_layer.weight" and spec.tie_word_embeddings:
-            continue
-        local = param.detach()
-        if grid.tp_size > 1 and split_dim(key) is not None:
-            pieces = [torch.empty_like(local) for _ in range(grid.tp_size)]
-            dist.all_gather(pieces, local.contiguous(), group=group)
-            full = tp_unshard(key, pieces)
-        else:
-            full = local
-        yield from megatron_tensor_to_hf(key, full, spec)
+        match = _LOCAL_LAYER.match(key)
+        if match:  # Megatron's layer_number is the 1-based model-wide index of the stage's layer
+            key = f"decoder.layers.{layers[int(match.group(1))].layer_number - 1}.{match.group(2)}"
+        yield key, param
 
 
-__all__ = ["DTYPES", "build_gpt", "check_layout", "gather_hf", "load_hf_weights", "read_hf_config", "spec_from_hf_config"]
+
+def gather_hf(gpt: torch.nn.Module, spec: ModelSpec, grid: MegatronGrid) -> Iterator[tuple[str, torch.Tensor]]:
+    """Full tensors under Hugging Face names, one parameter at a time, in model order, on every rank.
+
+    Collective: each parameter is all-gathered over the tensor-parallel ranks, then (with several
+    pipeline stages) broadcast from its stage to the others. A tied model's output layer is
+    skipped: its Hugging Face name is the embedding's.
+    """
+    mine = [
+        (key, param)
+        for key, param in global_named_parameters(gpt)
+        if not (key == "output_layer.weight" and spec.tie_word_embeddings)
+    ]
+    if grid.pp_size == 1:
+        for key, param in mine:
+            yield from megatron_tensor_to_hf(key, _tp_full(key, param, grid), spec)
+        return
+    # Every stage learns what every other stage holds (names, full shapes, dtypes), then all
+    # walk the stages in order: the owner gathers a tensor and broadcasts it to the others.
+    plan = [(key, _full_shape(key, param, grid), param.dtype) for key, param in mine]
+    plans: list[Any] = [None] * grid.pp_size
+    dist.all_gather_object(plans, plan, group=grid.group("pp"))
+    for stage, entries in enumerate(plans):
+        for index, (key, shape, dtype) in enumerate(entries):
+            if stage == grid.pp_rank:
+                full = _tp_full(key, mine[index][1], grid).contiguous()
+            else:
+                full = torch.empty(shape, dtype=dtype, device=grid.device)
+            yield from megatron_tensor_to_hf(key, grid.broadcast_from_stage(full, stage), spec)
+
+
+def _full_shape(key: str, param: torch.Tensor, grid: MegatronGrid) -> tuple[int, ...]:
+    shape = list(param.shape)
+    dim = split_dim(key)
+    if dim is not None:
+        shape[dim] *= grid.tp_size
+    return tuple(shape)
+
+
+def _tp_full(key: str, param: torch.Tensor, grid: MegatronGrid) -> torch.Tensor:
+    """The full tensor of `param` (an all-gather over the tensor-parallel ranks when it is split)."""
+    local = param.detach()
+    if grid.tp_size == 1 or split_dim(key) is None:
+        return local
+    pieces = [torch.empty_like(local) for _ in range(grid.tp_size)]
+    dist.all_gather(pieces, local.contiguous(), group=grid.group("tp"))
+    return tp_unshard(key, pieces)
+
+
+__all__ = ["DTYPES", "build_gpt", "check_layout", "gather_hf", "global_named_parameters", "load_hf_weights", "spec_from_hf_config"]

@@ -13,26 +13,16 @@ so a data-parallel replica's ranks are adjacent, as the Ray executor and torchru
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import torch
 import torch.distributed as dist
 
 from reinforge.backends.training.megatron.config import MegatronConfig
+from reinforge.backends.training.process_group import ensure_process_group, launch_advice, pick_device, world_size
 from reinforge.core.errors import ReinforgeError
-
-
-def pick_device(choice: str) -> torch.device:
-    """The device this rank computes on; `cuda` means the local rank's GPU (LOCAL_RANK, as torchrun sets)."""
-    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ReinforgeError("backend_cfg.device is 'cuda' but CUDA is not available here; use 'auto' or 'cpu'")
-    index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
-    torch.cuda.set_device(index)
-    return torch.device("cuda", index)
 
 
 @attrs.define(kw_only=True)
@@ -67,17 +57,12 @@ class MegatronGrid:
 
         device = pick_device(options.device)
         tp, pp, cp = options.tensor_parallel_size, options.pipeline_parallel_size, options.context_parallel_size
-        world = dist.get_world_size() if dist.is_initialized() else int(os.environ.get("WORLD_SIZE", "1"))
+        world = world_size()
         replica = tp * pp * cp
         if world % replica:
-            advice = (
-                "launch with torchrun (or more Ray workers) so that there are that many processes"
-                if world < replica
-                else "choose sizes whose product divides the number of processes"
-            )
             raise ReinforgeError(
                 f"backend_cfg tensor_parallel_size={tp} x pipeline_parallel_size={pp} x context_parallel_size={cp} "
-                f"= {replica} does not divide the world size {world}; {advice}"
+                f"= {replica} does not divide the world size {world}; {launch_advice(world, replica)}"
             )
         if _SHARED:
             shared = _SHARED[0]
@@ -89,13 +74,7 @@ class MegatronGrid:
                 )
             shared.users += 1
         else:
-            owns = False
-            if not dist.is_initialized():
-                if world > 1:
-                    dist.init_process_group(_backend_name(device))  # torchrun's env:// rendezvous
-                else:
-                    dist.init_process_group(_backend_name(device), store=dist.HashStore(), rank=0, world_size=1)
-                owns = True
+            owns = ensure_process_group(device, world, even_alone=True)  # Megatron needs a group even alone
             parallel_state.initialize_model_parallel(
                 tensor_model_parallel_size=tp,
                 pipeline_model_parallel_size=pp,
@@ -171,13 +150,26 @@ class MegatronGrid:
         tensor = torch.tensor(list(values), dtype=torch.int64, device=self.device)
         return [int(x) for x in self.all_reduce(tensor, "max").tolist()]
 
-    def broadcast_from_last_stage(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Every pipeline stage gets the last stage's `tensor` (same shape and dtype on every stage)."""
-        if self.pp_size == 1:
+    def broadcast_from_stage(self, tensor: torch.Tensor, stage: int) -> torch.Tensor:
+        """Every pipeline stage gets `stage`'s `tensor`, in place (same shape and dtype on every stage)."""
+        if self.pp_size == 1 or tensor.numel() == 0:
             return tensor
         group = self.group("pp")
-        dist.broadcast(tensor, src=dist.get_global_rank(group, self.pp_size - 1), group=group)
+        dist.broadcast(tensor, src=dist.get_global_rank(group, stage), group=group)
         return tensor
+
+    def broadcast_from_last_stage(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every pipeline stage gets the last stage's `tensor` (the loss and logprobs are computed there)."""
+        return self.broadcast_from_stage(tensor, self.pp_size - 1)
+
+    def object_from_last_stage(self, value: Any) -> Any:
+        """The last pipeline stage's `value` (a picklable object, e.g. a metrics dict) on every stage."""
+        if self.pp_size == 1:
+            return value
+        group = self.group("pp")
+        box = [value]
+        dist.broadcast_object_list(box, src=dist.get_global_rank(group, self.pp_size - 1), group=group)
+        return box[0]
 
     def barrier(self) -> None:
         if dist.is_initialized() and self.world_size > 1:
@@ -190,8 +182,3 @@ def _seed_model_parallel_rng(device: torch.device, seed: int) -> None:
         from megatron.core import tensor_parallel
 
         tensor_parallel.model_parallel_cuda_manual_seed(seed)
-
-
-def _backend_name(device: torch.device) -> str:
-    # gloo everywhere on CPU; on GPUs NCCL for CUDA tensors and gloo for the odd CPU tensor.
-    return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"

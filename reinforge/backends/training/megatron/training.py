@@ -10,29 +10,26 @@ Invariants the step keeps (the seam's contract, as `dtensor` keeps it):
   collective): a rank with fewer rows runs zero-loss dummy microbatches.
 - A non-finite loss or gradient norm never reaches the optimizer: the gradients are dropped and
   a ReinforgeError names the step.
+- With pipeline stages, the loss (and the logprobs) exist on the last stage only: Megatron's
+  schedule runs the stages' forward and backward passes (1F1B) with point-to-point sends, and the
+  loss, the metrics and the logprobs are then broadcast from the last stage over the pipeline
+  group, so every rank returns the same values. The gradient norm is Megatron's, reduced over
+  the tensor- and pipeline-parallel ranks (a tied output layer's copy counted once).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
-# The seam's row checks are shared with `dtensor` (same messages for the same mistakes).
-from reinforge.backends.training.dtensor.training import (
-    REQUIRED_FOR_LOGPROBS,
-    REQUIRED_FOR_TRAIN,
-    check_rows,
-    with_sample_mask,
-)
 from reinforge.backends.training.megatron.logprobs import forward_logprobs
 from reinforge.backends.training.megatron.runtime import MegatronGrid
-from reinforge.core.batch import Batch
-from reinforge.core.errors import ReinforgeError
 from reinforge.backends.training.rank_agreement import agree_on_rows, dummy_row
+from reinforge.backends.training.seam_checks import REQUIRED_FOR_LOGPROBS, REQUIRED_FOR_TRAIN, check_rows, with_sample_mask
+from reinforge.backends.training.step_metrics import nonfinite_step_error, reduce_metrics
+from reinforge.core.batch import Batch
 
 
 def train_step(
@@ -107,18 +104,15 @@ def train_step(
         forward_only=False,
     )
 
-    metrics = reduce_metrics(per_micro, grid)
-    loss_value = float(grid.all_reduce(loss_total))
+    metrics = grid.object_from_last_stage(reduce_metrics(per_micro, grid, grid.group("dp")))
+    loss_value = float(grid.broadcast_from_last_stage(grid.all_reduce(loss_total.reshape(1)))[0])
     optimizer.prepare_grads()  # model gradients -> the optimizer's (main) gradients
     norm = float(optimizer.clip_grad_norm(max_grad_norm) if max_grad_norm is not None else optimizer.get_grad_norm())
-    if not (math.isfinite(loss_value) and math.isfinite(norm)):
+    error = nonfinite_step_error(loss_value, norm, step)
+    if error is not None:
         optimizer.zero_grad()
         model.zero_grad_buffer()
-        raise ReinforgeError(
-            f"train (step {step}): the loss ({loss_value}) or gradient norm ({norm}) is not finite; the gradients "
-            "were discarded and the optimizer did not step. Check the loss inputs (advantages, logprobs, "
-            "masks) and consider a lower learning rate"
-        )
+        raise error
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.step_with_ready_grads()
@@ -132,32 +126,6 @@ def train_step(
         "microbatches": float(counts[2]),
     })
     return metrics
-
-
-def reduce_metrics(per_micro: list[dict[str, float]], grid: MegatronGrid) -> dict[str, float]:
-    """Sum the loss function's metrics over microbatches and data-parallel ranks (`_min`/`_max` keys: min/max)."""
-    keys = sorted({key for metrics in per_micro for key in metrics})
-    if grid.dp_size > 1:  # a rank with only dummy passes has no keys: agree on the union
-        gathered: list[Any] = [None] * grid.dp_size
-        dist.all_gather_object(gathered, keys, group=grid.group("dp"))
-        keys = sorted({key for ks in gathered for key in ks})
-    kinds = {"min": min, "max": max, "sum": lambda a, b: a + b}
-    start = {"sum": 0.0, "min": math.inf, "max": -math.inf}
-    out: dict[str, float] = {}
-    for op in ("sum", "min", "max"):
-        names = [k for k in keys if (k.rsplit("_", 1)[-1] if k.endswith(("_min", "_max")) else "sum") == op]
-        if not names:
-            continue
-        values = []
-        for name in names:
-            value = start[op]
-            for metrics in per_micro:
-                if name in metrics:
-                    value = kinds[op](value, float(metrics[name]))
-            values.append(value)
-        reduced = grid.all_reduce(torch.tensor(values, dtype=torch.float64, device=grid.device), op)
-        out.update(zip(names, reduced.tolist()))
-    return out
 
 
 @torch.no_grad()
@@ -174,19 +142,43 @@ def compute_logprobs(
     sequence_parallel: bool,
     what: str,
 ) -> torch.Tensor:  # [B, T] float32 on the CPU
-    """Per-token logprobs of this rank's rows, `batch_size` rows per forward pass."""
+    """Per-token logprobs of this rank's rows, `batch_size` rows per forward pass (Megatron's schedule, forward only)."""
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
     problem = check_rows(batch, REQUIRED_FOR_LOGPROBS, max_length, what)
     groups = [] if problem or len(batch) == 0 else batch.microbatches(size=batch_size)
     agree_on_rows(grid, problem, len(batch), len(groups), what)
     model.eval()
     width = batch["input_ids"].shape[1] if len(batch) else 0
     out = torch.zeros(len(batch), width, dtype=torch.float32)  # [B, T]
-    row = 0
-    for group in groups:
+    if not groups:  # this replica has no rows (another data-parallel replica has)
+        return out
+    pieces: list[torch.Tensor] = []  # [b, t] per group, on the last pipeline stage
+
+    def forward_step(data_iterator: Any, module: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
+        group = next(data_iterator)
         ids, lengths = group["input_ids"].to(grid.device), group["input_lengths"].to(grid.device)
-        logprobs = forward_logprobs(
-            model, gpt, ids, lengths, temperature=temperature, chunk_size=chunk_size, sequence_parallel=sequence_parallel
-        )  # [b, t]
-        out[row : row + len(group), : logprobs.shape[1]] = logprobs.float().cpu()
-        row += len(group)
-    return out
+        output = forward_logprobs(
+            module, gpt, ids, lengths, temperature=temperature, chunk_size=chunk_size, sequence_parallel=sequence_parallel
+        )  # [b, t] on the last stage
+
+        def keep(logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+            pieces.append(logprobs.float().cpu())
+            return logprobs.new_zeros(()), {}  # the schedule wants a loss; nothing is reduced from it
+
+        return output, keep
+
+    get_forward_backward_func()(
+        forward_step_func=forward_step,
+        data_iterator=iter(groups),
+        model=[model],
+        num_microbatches=len(groups),
+        seq_length=width,
+        micro_batch_size=batch_size,
+        forward_only=True,
+    )
+    row = 0
+    for piece in pieces:
+        out[row : row + len(piece), : piece.shape[1]] = piece
+        row += len(piece)
+    return grid.broadcast_from_last_stage(out.to(grid.device)).cpu()
