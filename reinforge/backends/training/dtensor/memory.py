@@ -120,7 +120,8 @@ def layer_activation_bytes(shape: ModelShape, dtype_bytes: int) -> int:
     h, attention, i = shape.hidden_size, shape.num_heads * shape.head_dim, shape.intermediate_size
     norms = 2 * (2 * h + 1) * FLOAT32  # two RMSNorms: input, normalised output (float32), rsqrt
     projections_in = 2 * h * dtype_bytes  # q/k/v input and the MLP input (the norms' weighted outputs)
-    attention_bytes = 5 * attention * dtype_bytes + shape.num_heads * FLOAT32  # q, expanded k and v, output, o_proj input; lse
+    # rotated q, k and v expanded to the query heads, the attention output, o_proj's input; the float32 log-sum-exp
+    attention_bytes = 5 * attention * dtype_bytes + shape.num_heads * FLOAT32
     mlp = 4 * i * dtype_bytes  # gate, activation, up, their product
     return norms + projections_in + attention_bytes + mlp
 
@@ -181,7 +182,8 @@ def estimate_training_memory(
 
     lp_rows = policy.logprob_batch_size
     lp_positions = lp_rows * min(options.logprob_chunk_size, max(length - 1, 1))
-    logprob_pass = 2 * lp_positions * shape.vocab_size * FLOAT32 + lp_rows * length * (3 * h + 2 * shape.intermediate_size) * b
+    lp_hidden = lp_rows * length * (3 * h + 2 * shape.intermediate_size) * b  # residual, hidden, MLP gate and up
+    logprob_pass = 2 * lp_positions * shape.vocab_size * FLOAT32 + lp_hidden
 
     return MemoryEstimate(
         weights=parameter_bytes,
