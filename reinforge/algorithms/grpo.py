@@ -242,16 +242,21 @@ class GRPO:
         refit = self.refit_if_stale()
         k = cfg.val_num_generations_per_prompt
         chunk = max(run.loader.batch_size, 1)
-        rewards, lengths, truncated = [], [], []
+        rewards, correct_rows, lengths, truncated = [], [], [], []
+        env_sums: dict[str, float] = {}
         with run.timer.phase("validation"):
             for start in range(0, len(prompts), chunk):
                 part = [p for p in prompts[start : start + chunk] for _ in range(k)]
                 result = self.rollout(part, self._sampling(step, start, validation=True))
                 rewards.append(result.rewards)
+                correct_rows.append(result.correct)
+                for key, value in result.env_metrics.items():  # weighted by rows, averaged below (counts: summed)
+                    counted = key in getattr(run.rollouts.environment, "summed_metrics", ())
+                    env_sums[key] = env_sums.get(key, 0.0) + (value if counted else value * len(part))
                 lengths.append(result.batch["token_mask"].sum(dim=1))
                 truncated.append(result.batch["truncated"].float())
         reward = torch.cat(rewards)
-        correct = (reward >= 1.0).tolist()
+        correct = torch.cat(correct_rows).tolist()
         groups = [correct[i : i + k] for i in range(0, len(correct), k)]
         metrics = {
             "val/accuracy": float(sum(correct) / len(correct)),
@@ -260,6 +265,10 @@ class GRPO:
             "val/response_length_mean": float(torch.cat(lengths).mean()),
             "val/truncation_rate": float(torch.cat(truncated).mean()),
         }
+        # counts (the environment's `summed_metrics`, e.g. answers without a box) add up over the
+        # validation batches; everything else is a per-row mean
+        counts = frozenset(getattr(run.rollouts.environment, "summed_metrics", ()))
+        metrics.update({f"val/env/{k}": v if k in counts else v / len(reward) for k, v in env_sums.items()})
         return {**refit, **metrics}
 
     # ------------------------------------------------------------------ metrics and state
@@ -270,7 +279,7 @@ class GRPO:
         metrics = {
             "reward_mean": float(rewards.mean()),
             "reward_std": float(rewards.std(unbiased=False)),
-            "accuracy": float((rollouts.rewards >= 1.0).float().mean()),
+            "accuracy": float(rollouts.correct.float().mean()),  # the environment's verdict, not the shaped reward
             "response_length_mean": float(lengths.mean()),
             "response_length_max": float(lengths.max()),
             "truncation_rate": float(batch["truncated"].float().mean()),
@@ -335,6 +344,7 @@ def _select(result: RolloutResult, rows: list[int]) -> RolloutResult:
         responses=[result.responses[i] for i in rows],
         turns=[result.turns[i] for i in rows],
         info=[result.info[i] for i in rows],
+        correct=result.correct[rows],
     )
 
 
@@ -346,4 +356,5 @@ def _concat(results: list[RolloutResult]) -> RolloutResult:
         env_metrics=results[0].env_metrics,
         turns=[t for r in results for t in r.turns],
         info=[x for r in results for x in r.info],
+        correct=torch.cat([r.correct for r in results]),
     )

@@ -166,6 +166,11 @@ class GuardedEnvironment:
                     f"{where} returned {got} {field} for {n} conversations; step() must return one entry per "
                     "conversation, in the order given"
                 )
+        if result.correct is not None and len(result.correct) != n:
+            raise ReinforgeError(
+                f"{where} returned {len(result.correct)} correct flags for {n} conversations; "
+                "EnvironmentStep.correct must have one entry per conversation (or be None)"
+            )
         for j, reward in enumerate(result.rewards):
             try:
                 value = float(reward)
@@ -209,6 +214,8 @@ def _merge(steps: Sequence[EnvironmentStep], summed: frozenset[str]) -> Environm
         done=[d for s in steps for d in s.done],
         metrics=metrics,
         info=[s.info[0] if s.info else {} for s in steps],
+        # a conversation that failed and scored 0 was not answered right
+        correct=[bool(s.correct[0]) if s.correct else False for s in steps] if any(s.correct for s in steps) else None,
     )
 
 

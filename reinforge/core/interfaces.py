@@ -152,8 +152,16 @@ class EnvironmentStep:
     done: list[bool]
     # Aggregated over the batch (means, counts); logged as env/<key>.
     metrics: dict[str, float] = attrs.field(factory=dict)
-    # Per-conversation extras (e.g. the extracted answer), kept with the samples.
+    # Per-conversation extras, kept with the samples. One key has a meaning of its own:
+    # "extracted_answer" (str), the final answer as the environment read it; `reinforge eval`'s
+    # majority vote (cons@k) compares these strings (without it, the last 64 characters of the reply).
     info: list[dict[str, Any]] = attrs.field(factory=list)
+    # Whether each conversation's answer is right, as the environment judges it (one per
+    # conversation), or None when the environment does not say. Accuracy (train/accuracy,
+    # val/accuracy, pass@k, `reinforge eval`) counts these; without them a reward >= 1 counts as
+    # right, which is wrong for shaped or partial-credit rewards. In multi-turn rollouts the last
+    # turn that reports it decides.
+    correct: list[bool] | None = None
 
 
 @runtime_checkable
@@ -162,6 +170,12 @@ class Environment(Protocol):
 
     Single-turn environments finish in one step (`done` all True). Multi-turn ones return
     observations that the driver appends to the conversation before generating again.
+
+    Contract (checked by the guard every environment runs behind): one reward, observation
+    and done flag per conversation, in the order given; rewards are finite numbers; `correct`,
+    when given, has one entry per conversation too. Report `correct` whenever the reward is not
+    simply 1 for a right answer (shaped, partial credit, penalties), and put the answer you
+    graded under `info[i]["extracted_answer"]` so that majority voting compares answers, not text.
     """
 
     def step(self, conversations: list[list[dict[str, str]]], metadata: list[dict[str, Any]]) -> EnvironmentStep:

@@ -109,6 +109,10 @@ class MathEnvironment:
     1.0 or 0.0. The worker pool starts on the first `step` and is reused until `shutdown`.
     """
 
+    # counts, which add up when batches are merged (Ray workers, validation chunks); `accuracy` is a mean
+    summed_metrics = ("num_answers", "no_answer", "verify_errors", "verify_timeouts", "answers_too_long",
+                      "gold_unparsed", "worker_restarts")
+
     def __init__(self, config: MathEnvironmentConfig | None = None) -> None:
         self.config = config if config is not None else MathEnvironmentConfig()
         self._pool: _VerifyPool | None = None
@@ -152,6 +156,7 @@ class MathEnvironment:
             done=[True] * n,
             metrics=_metrics(done, restarts),
             info=[_info(o) for o in done],
+            correct=[o.status == VERIFIED and o.reward >= 1.0 for o in done],  # a verified match scores 1
         )
 
     def shutdown(self) -> None:

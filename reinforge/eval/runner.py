@@ -54,8 +54,9 @@ def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, 
             part = [p for p in prompts[start : start + settings.batch_size] for _ in range(n)]
             result = rollouts.collect(part, SamplingParams(**{**_fields(sampling), "seed": settings.seed + start}))
             for i, reward in enumerate(result.rewards.tolist()):
+                # the Environment contract: info["extracted_answer"] is what the vote compares
                 answer = str(result.info[i].get("extracted_answer") or result.responses[i].strip()[-64:])
-                correct.append(reward >= 1.0)
+                correct.append(bool(result.correct[i]))  # the environment's verdict, else reward >= 1
                 answers.append(answer)
                 rows.append({"problem": part[i]["metadata"].get("problem"), "answer": part[i]["metadata"].get("answer"),
                              "response": result.responses[i], "prediction": answer, "reward": reward})

@@ -35,6 +35,7 @@ class _Row:
     truncated: bool = False
     turns: int = 0
     info: dict[str, Any] = field(default_factory=dict)
+    correct: bool | None = None  # as the environment last judged it; None = it did not say
 
 
 @attrs.define
@@ -47,6 +48,12 @@ class RolloutResult:
     env_metrics: dict[str, float]
     turns: list[int]
     info: list[dict[str, Any]]  # per conversation, from the environment (e.g. the extracted answer)
+    # [N] bool: the environment's verdict (EnvironmentStep.correct), else reward >= 1
+    correct: torch.Tensor = attrs.field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if self.correct is None:
+            self.correct = self.rewards >= 1.0
 
 
 def run_rollouts(
@@ -92,6 +99,8 @@ def run_rollouts(
             row.turns = turn + 1
             if j < len(result.info):
                 row.info.update(result.info[j])
+            if result.correct is not None:
+                row.correct = bool(result.correct[j])
             observation = result.observations[j]
             if result.done[j] or observation is None or turn == max_turns - 1:
                 row.done = True
@@ -160,6 +169,7 @@ def _to_result(rows: list[_Row], tokenizer: Any, env_metrics: dict[str, float]) 
         env_metrics=env_metrics,
         turns=[row.turns for row in rows],
         info=[row.info for row in rows],
+        correct=torch.tensor([row.reward >= 1.0 if row.correct is None else row.correct for row in rows], dtype=torch.bool),
     )
 
 

@@ -38,7 +38,7 @@ class ExactMatchEnvironment:
             if not self.config.case_sensitive:
                 predicted, gold = predicted.casefold(), gold.casefold()
             rewards.append(1.0 if predicted == gold else 0.0)
-            info.append({"prediction": predicted})
+            info.append({"prediction": predicted, "extracted_answer": predicted})  # what cons@k votes on
         accuracy = sum(rewards) / len(rewards) if rewards else 0.0
         return EnvironmentStep(
             rewards=rewards,
@@ -46,6 +46,7 @@ class ExactMatchEnvironment:
             done=[True] * len(rewards),
             metrics={"accuracy": accuracy},
             info=info,
+            correct=[r == 1.0 for r in rewards],  # the verdict accuracy counts (here the reward says it too)
         )
 
     def shutdown(self) -> None:
