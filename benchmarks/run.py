@@ -184,6 +184,11 @@ def efficiency(doc: dict[str, Any], workload: Workload, peak: float) -> None:
             # generator); the rest of the RSS is activations, logits, the Python/torch runtime and libraries.
             framework["efficiency"]["weight_bytes"] = weights
             framework["efficiency"]["peak_rss_over_weights"] = framework["efficiency"]["peak_rss_bytes"] / weights
+        estimates = [s["memory_estimate_bytes"] for run in framework["steps"] for s in run if "memory_estimate_bytes" in s]
+        if estimates and framework["efficiency"]["peak_rss_bytes"]:
+            # The trainer's own estimate (dtensor backend); the RSS adds the generator, runtime and libraries.
+            framework["efficiency"]["memory_estimate_bytes"] = max(estimates)
+            framework["efficiency"]["peak_rss_over_estimate"] = framework["efficiency"]["peak_rss_bytes"] / max(estimates)
 
 
 def _mean(values: Any) -> float:

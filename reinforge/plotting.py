@@ -158,7 +158,9 @@ def _lengths(table: Table) -> Figure | None:
 
 def _step_time(table: Table) -> Figure | None:
     order = {f"timing/{name}": i for i, name in enumerate(PHASE_ORDER)}
-    phases = sorted((k for k in _keys(table, "timing/") if k != TOTAL_TIME), key=lambda k: (order.get(k, len(order)), k))
+    # `*_idle` are not phases but what is left of the total per side: stacking them would count time twice
+    stacked = (k for k in _keys(table, "timing/") if k != TOTAL_TIME and not k.endswith("_idle"))
+    phases = sorted(stacked, key=lambda k: (order.get(k, len(order)), k))
     if not phases and not series(table, TOTAL_TIME)[0]:
         return None
     fig, ax = _new_figure("step time by phase")

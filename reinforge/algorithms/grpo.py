@@ -113,25 +113,41 @@ class GRPO:
             batch["sample_mask"] = (~batch["truncated"]).to(torch.float32)
 
         temperature = self._train_temperature()
+        optimizer_steps = len(batch) // run.policy_config.train_global_batch_size
+        loss_fn, needs_prev = self._step_loss(optimizer_steps)
         with run.timer.phase("logprobs"):
-            # A forced ratio (one optimizer step per rollout batch, checked by the config) uses the
-            # detached current logprobs in the loss, so the previous-policy pass would be wasted.
-            if not self.loss_config.force_on_policy_ratio:
+            if needs_prev:
                 batch["prev_logprobs"] = run.policy.logprobs(batch, temperature=temperature)
             if self.needs_reference:
                 batch["reference_logprobs"] = run.policy.reference_logprobs(batch, temperature=temperature)
 
         with run.timer.phase("training"):
-            chunks = batch.split(len(batch) // self.run.policy_config.train_global_batch_size)
+            chunks = batch.split(optimizer_steps)
             train_metrics = []
             for chunk in chunks:
-                train_metrics.append(run.policy.train(chunk, self.loss_fn, temperature=temperature))
+                train_metrics.append(run.policy.train(chunk, loss_fn, temperature=temperature))
                 self.policy_version += 1  # one optimizer step: the generator's weights are now one more behind
 
         metrics.update(_mean_metrics(train_metrics, prefix="train/"))
         metrics.update(self._rollout_metrics(rollouts, rewards, batch, advantages, prefix="train/"))
         run.logger.log_samples(self._samples(rollouts, rewards, advantages), step)
         return metrics
+
+    def _step_loss(self, optimizer_steps: int) -> tuple[Any, bool]:
+        """The loss for this step's optimizer steps, and whether it needs the previous-policy logprob pass.
+
+        With one optimizer step, the pass would score the batch with exactly the weights the training
+        forward uses, so its logprobs equal the training forward's and the ratio is 1 by construction:
+        a loss that can take them from the training forward (`with_current_as_previous`) makes the
+        pass redundant. A forced ratio (loss_fn.force_on_policy_ratio) never needs it. With 2+ steps the
+        later ones train on samples of an older policy, so the pass is required.
+        """
+        if self.loss_config.force_on_policy_ratio:
+            return self.loss_fn, False
+        on_policy = getattr(self.loss_fn, "with_current_as_previous", None)
+        if optimizer_steps == 1 and self.config.skip_redundant_logprob_pass and on_policy is not None:
+            return on_policy(), False
+        return self.loss_fn, True
 
     def advantages(self, rewards: torch.Tensor, group: int) -> torch.Tensor:
         """Per-rollout advantages `# [N]` from shaped rewards `# [N]` (groups of `group` adjacent samples).

@@ -44,6 +44,15 @@ class GRPOConfig:
     max_val_samples: int | None = doc("validation problems used (null = all)", default=None, validator=_optional_positive)
     val_num_generations_per_prompt: int = doc("samples per validation problem (k of pass@k / avg@k)", default=1, validator=_positive)
     val_temperature: float | None = doc("validation sampling temperature (null = the training one; 0 = greedy)", default=None)
+    skip_redundant_logprob_pass: bool = doc(
+        "when a step's rollouts make exactly one optimizer step (prompts x G = policy.train_global_batch_size), "
+        "skip the previous-policy logprob pass: it would score the batch with the weights the training forward "
+        "uses, so the loss takes those (detached) logprobs instead; loss and gradient are unchanged, the ratio "
+        "reads exactly 1, and token_mult_prob_error / is_weight then compare the generator with the training "
+        "forward. false = always run the pass (NeMo-RL's behaviour; loss_fn.force_on_policy_ratio is its "
+        "explicit switch). Never skips with 2+ optimizer steps per step, where later steps are off-policy",
+        default=True,
+    )
     refit_buffer_size_mb: float = doc("bucket size of trainer -> generator weight transfers", default=256.0, validator=_positive)
     seed: int = doc("seed for data order, sampling and initialisation", default=42)
 

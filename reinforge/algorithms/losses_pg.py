@@ -7,6 +7,7 @@ samples are reweighted and how tokens are averaged, and a run changes them in it
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -203,15 +204,34 @@ class ClippedPGLoss:
     *global* token count N_tok (or, with token_level_loss=False, the per-sequence token mean summed
     over sequences / N_seq), so microbatch losses add up to the loss of the whole batch.
 
-    Reads `advantages [B, T]` (or [B]), `prev_logprobs` (unless the ratio is forced or disabled),
+    Reads `advantages [B, T]` (or [B]), `prev_logprobs` (unless the ratio is forced or disabled, or the
+    loss was made by `with_current_as_previous`),
     `generation_logprobs` (for the importance-sampling correction, the on-policy KL approximation
     and the mismatch metrics), `reference_logprobs` (only when beta > 0), `token_mask` and `sample_mask`.
     Whatever sits outside token_mask (padding, prompt) is replaced by 0 first, so it can reach
     neither the loss nor, as 0 * inf, the gradient.
     """
 
-    def __init__(self, config: ClippedPGLossConfig | None = None) -> None:
+    def __init__(self, config: ClippedPGLossConfig | None = None, *, current_as_previous: bool = False) -> None:
         self.config = config or ClippedPGLossConfig()
+        # Set by `with_current_as_previous`: the caller guarantees that the weights being trained are the
+        # ones a previous-policy pass would have used (one optimizer step per rollout batch).
+        self.current_as_previous = current_as_previous
+
+    def with_current_as_previous(self) -> ClippedPGLoss:
+        """This loss, taking log pi_old = sg(log pi_theta) from the training forward instead of `prev_logprobs`.
+
+        Only valid when the batch gets exactly one optimizer step: the previous-policy pass would then
+        score it with the very weights the training forward uses, so its logprobs equal the current
+        ones (up to round-off) and the ratio is 1 by construction. The loss value and gradient are those
+        of the pass path; the ratio metrics read exactly 1, and the mismatch metrics
+        (token_mult_prob_error, is_weight) compare the generator with the training forward's logprobs.
+        Unlike `force_on_policy_ratio` this is not a loss variant: CISPO, GSPO and dual clip keep
+        their meaning (a ratio of 1 is simply inside every clip range).
+        """
+        loss = copy.copy(self)
+        loss.current_as_previous = True
+        return loss
 
     def __call__(
         self,
@@ -235,8 +255,12 @@ class ClippedPGLoss:
         if advantages.dim() == 1:
             advantages = advantages[:, None].expand_as(logprobs)  # [B, T]
         advantages = column(advantages)
-        if cfg.force_on_policy_ratio or (cfg.disable_ppo_ratio and "prev_logprobs" not in batch):
-            prev_logprobs = logprobs.detach()  # [B, T]; forced: no previous-policy pass needed at all
+        if (
+            cfg.force_on_policy_ratio
+            or self.current_as_previous
+            or (cfg.disable_ppo_ratio and "prev_logprobs" not in batch)
+        ):
+            prev_logprobs = logprobs.detach()  # [B, T]; forced or one step per batch: no previous-policy pass needed
         else:
             prev_logprobs = column(batch["prev_logprobs"])
         has_generation = "generation_logprobs" in batch

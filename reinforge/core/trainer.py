@@ -24,6 +24,7 @@ from reinforge.core.interfaces import Algorithm
 from reinforge.core.loop import ComposedRunConfig
 from reinforge.core.run import RunParts
 from reinforge.core.run_guard import StopRequests, check_logged_metric, check_metric_name, warn
+from reinforge.core.timer import idle_times
 from reinforge.core.trainer_state import (
     fingerprint_differences,
     read_trainer_state,
@@ -99,7 +100,9 @@ class TrainingLoop:
                 with run.timer.phase("checkpoint"):
                     # Only this step's metrics: a validation score from an earlier step must not rank this checkpoint.
                     self.save(step, metrics)
-        metrics.update(run.timer.pop())
+        phases = run.timer.pop()
+        metrics.update(phases)
+        metrics.update(idle_times(phases))
         return metrics
 
     def _plain_config(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""GRPO's use of the loss options: a forced ratio skips the previous-policy pass (and changes nothing
-else), the policy version counts optimizer steps, and options that cannot hold are config errors."""
+"""GRPO's use of the loss options: a forced ratio, or one optimizer step per rollout batch, skips the
+previous-policy pass (and changes nothing else), the policy version counts optimizer steps, and
+options that cannot hold are config errors."""
 
 from __future__ import annotations
 
@@ -92,8 +93,14 @@ class CountingPolicy:
 @pytest.mark.integration
 @pytest.mark.parametrize(
     ("extra", "optimizer_steps", "logprob_passes"),
-    [(("policy.train_global_batch_size=4",), 2, 1), (("loss_fn.force_on_policy_ratio=true",), 1, 0)],
-    ids=["two-steps", "forced-ratio"],
+    [
+        (("policy.train_global_batch_size=4",), 2, 1),  # 2 optimizer steps: the pass is never skipped
+        (("policy.train_global_batch_size=4", "grpo.skip_redundant_logprob_pass=true"), 2, 1),
+        (("loss_fn.force_on_policy_ratio=true",), 1, 0),
+        ((), 1, 0),  # one optimizer step: skipped by default
+        (("grpo.skip_redundant_logprob_pass=false",), 1, 1),
+    ],
+    ids=["two-steps", "two-steps-skip-on", "forced-ratio", "one-step-default", "one-step-skip-off"],
 )
 def test_grpo_step_versions_and_logprob_passes(tiny_model_dir, tmp_path, extra, optimizer_steps, logprob_passes):
     trainer = Trainer.from_config(grpo_config(tiny_model_dir, tmp_path, "grpo.val_at_end=false", *extra))
@@ -112,3 +119,71 @@ def test_grpo_step_versions_and_logprob_passes(tiny_model_dir, tmp_path, extra, 
     assert "train/token_mult_prob_error" in metrics
     if logprob_passes == 0:
         assert metrics["train/probs_ratio_min"] == 1.0 and metrics["train/probs_ratio_max"] == 1.0
+
+
+class RecordingPolicy(CountingPolicy):
+    """CountingPolicy that also keeps the batches it trained on and the weights before the first step."""
+
+    def __init__(self, backend) -> None:
+        super().__init__(backend)
+        self.trained: list = []
+        self.before: dict[str, torch.Tensor] = {}
+
+    def train(self, batch, loss_fn, temperature: float = 1.0):
+        if not self.trained:
+            self.before = {name: tensor.clone() for name, tensor in weights(self.backend).items()}
+        self.trained.append(batch)
+        return super().train(batch, loss_fn, temperature)
+
+
+def _fixed_advantages(rewards: torch.Tensor, group: int) -> torch.Tensor:
+    return torch.randn(len(rewards), generator=torch.Generator().manual_seed(11))  # [N]
+
+
+@pytest.mark.integration
+def test_skipping_the_redundant_pass_gives_the_loss_gradients_and_weights_of_the_pass(tiny_model_dir, tmp_path):
+    """One GRPO step, one optimizer step: skipping the previous-policy pass (the default) vs computing it.
+
+    SGD with lr 1 and no clipping or decay makes the weight change equal to minus the gradient, so
+    equal post-step weights (to 1e-6) mean equal gradients (to 1e-6).
+    """
+    plain_sgd = ("policy.optimizer.name=sgd", "policy.optimizer.lr=1.0", "policy.optimizer.weight_decay=0.0",
+                 "policy.max_grad_norm=null", "grpo.val_at_end=false")
+    runs = {}
+    for skip in (True, False):
+        out = tmp_path / f"skip-{skip}"
+        config = grpo_config(tiny_model_dir, out, *plain_sgd, f"grpo.skip_redundant_logprob_pass={str(skip).lower()}")
+        trainer = Trainer.from_config(config)
+        # The untrained tiny model earns no reward, so every advantage would be 0 and so would the
+        # gradient: give both runs the same non-zero advantages through GRPO's estimator hook.
+        trainer.algorithm.advantages = _fixed_advantages
+        recording = RecordingPolicy(trainer.run.policy)
+        trainer.run.policy = recording
+        try:
+            metrics = trainer.algorithm.train_step(1, next(trainer.run.loader))
+            after = weights(recording.backend)
+        finally:
+            trainer.run.shutdown()
+        runs[skip] = (recording, metrics, after)
+
+    (skipped, skip_metrics, skip_after), (computed, pass_metrics, pass_after) = runs[True], runs[False]
+    assert (skipped.logprob_calls, computed.logprob_calls) == (0, 1)
+    assert skipped.train_calls == computed.train_calls == 1
+    # the same rollouts reached both trainings (same seed, same initial weights)
+    assert torch.equal(skipped.trained[0]["input_ids"], computed.trained[0]["input_ids"])
+    assert "prev_logprobs" not in skipped.trained[0] and "prev_logprobs" in computed.trained[0]
+    assert skip_metrics["train/probs_ratio_min"] == 1.0 and skip_metrics["train/probs_ratio_max"] == 1.0
+    assert pass_metrics["train/probs_ratio_max"] == pytest.approx(1.0, abs=1e-5)
+    assert skip_metrics["train/loss"] == pytest.approx(pass_metrics["train/loss"], abs=1e-6)
+    assert skip_metrics["train/grad_norm"] == pytest.approx(pass_metrics["train/grad_norm"], rel=1e-5)
+    assert skip_metrics["train/token_mult_prob_error"] == pytest.approx(pass_metrics["train/token_mult_prob_error"], abs=1e-5)
+    assert skipped.before.keys() == computed.before.keys()
+    worst_gradient = 0.0
+    for name, before in skipped.before.items():
+        assert torch.equal(before, computed.before[name]), name  # identical start
+        gradient_skip = before - skip_after[name]  # = lr * gradient, lr = 1
+        gradient_pass = computed.before[name] - pass_after[name]
+        worst_gradient = max(worst_gradient, (gradient_skip - gradient_pass).abs().max().item())
+    assert worst_gradient < 1e-6
+    moved = max((computed.before[name] - pass_after[name]).abs().max().item() for name in pass_after)
+    assert moved > 1e-4  # the step did change the weights, so the comparison above is not vacuous

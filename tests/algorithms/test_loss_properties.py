@@ -301,6 +301,36 @@ def test_clipped_pg_loss_matches_reference_on_random_batches_and_configs() -> No
             "dual:True"} <= seen
 
 
+def test_current_as_previous_equals_a_previous_pass_that_scored_the_current_weights() -> None:
+    """`with_current_as_previous()` (GRPO's skipped pass) = the reference loss with log pi_old = log pi_theta.
+
+    For every loss variant; and the loss then ignores any `prev_logprobs` the batch still carries.
+    """
+    rng = random.Random(77)
+    for case in range(400):
+        config, _ = random_pg_config(rng)
+        data = random_pg_batch(rng)
+        tensors = {key: torch.tensor(value, dtype=torch.float64) for key, value in data.items() if key != "current"}
+        if rng.random() < 0.5:
+            del tensors["prev_logprobs"]  # GRPO leaves it out; a stale column, if present, must not be read
+        logprobs = torch.tensor(data["current"], dtype=torch.float64, requires_grad=True)
+        tokens = (tensors["token_mask"] * tensors["sample_mask"][:, None]).sum()
+        loss_fn = ClippedPGLoss(config).with_current_as_previous()
+        loss, metrics = loss_fn(logprobs, tensors, tokens, tensors["sample_mask"].sum())
+        loss.backward()
+        expected, expected_grad = reference_pg(config, data, has_prev=False)  # old = current
+        where = f"case {case}: {config}"
+        assert loss.item() == pytest.approx(expected["loss"], abs=TOLERANCE, rel=TOLERANCE), where
+        for key, value in expected.items():
+            assert metrics[key] == pytest.approx(value, abs=TOLERANCE, rel=TOLERANCE), f"{key} in {where}"
+        if not config.disable_ppo_ratio and tokens > 0:  # without valid tokens min/max read +-inf
+            assert metrics["probs_ratio_min"] == 1.0 and metrics["probs_ratio_max"] == 1.0, where
+        torch.testing.assert_close(
+            logprobs.grad, torch.tensor(expected_grad, dtype=torch.float64), atol=TOLERANCE, rtol=TOLERANCE, msg=where
+        )
+    assert ClippedPGLoss().current_as_previous is False  # only the copy changes
+
+
 # ------------------------------------------------------------------------- NLL and DPO
 def test_nll_loss_matches_reference_on_random_batches() -> None:
     rng = random.Random(7)

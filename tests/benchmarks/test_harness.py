@@ -122,13 +122,14 @@ def test_reinforge_steps_read_the_phases_of_training_steps_only(tmp_path):
     rows = [
         {"step": 0, "val/accuracy": 0.5},  # validation only: not a training step
         {"step": 1, "timing/total": 3.0, "timing/generation": 2.0, "timing/training": 0.5, "train/reward_mean": 0.25,
-         "train/response_length_mean": 64.0},
+         "train/response_length_mean": 64.0, "train/memory_estimate_bytes": 1e6},
+        {"step": 2, "timing/total": 2.0, "train/reward_mean": 0.5},
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert reinforge_steps(path) == [{
         "generation": 2.0, "reward": 0.0, "logprobs": 0.0, "training": 0.5, "refit": 0.0, "total": 3.0,
-        "reward_mean": 0.25, "response_length_mean": 64.0,
-    }]
+        "reward_mean": 0.25, "response_length_mean": 64.0, "memory_estimate_bytes": 1e6,
+    }, {"generation": 0.0, "reward": 0.0, "logprobs": 0.0, "training": 0.0, "refit": 0.0, "total": 2.0, "reward_mean": 0.5}]
 
 
 def test_the_no_eos_copy_ends_responses_only_at_the_pad_token(tiny_model_dir, tmp_path):
@@ -170,6 +171,11 @@ def test_the_harness_runs_end_to_end_on_the_tiny_model(tmp_path, monkeypatch):
     for framework in doc["frameworks"].values():
         assert framework["efficiency"]["weight_bytes"] == weights
         assert framework["efficiency"]["peak_rss_over_weights"] == framework["efficiency"]["peak_rss_bytes"] / weights
+    for name in ("reinforge", "packed"):  # the dtensor backend's estimate, against the process's peak RSS
+        eff = doc["frameworks"][name]["efficiency"]
+        first_step = doc["frameworks"][name]["steps"][0][0]
+        assert eff["memory_estimate_bytes"] == first_step["memory_estimate_bytes"]
+        assert eff["peak_rss_over_estimate"] == eff["peak_rss_bytes"] / eff["memory_estimate_bytes"]
     assert doc["unequal_work"] == []  # same prompt tokens and exactly 6 new tokens everywhere
     baseline = "trl" if with_trl else "reinforge"
     assert len(doc["frameworks"]["packed"]["ratio_to_" + baseline]["per_pair"]) == 1

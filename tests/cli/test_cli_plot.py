@@ -89,3 +89,16 @@ def test_cli_missing_run_dir_exits_1_with_a_message(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "run directory" in captured.err and "does not exist" in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_idle_times_are_not_stacked_as_phases(tmp_path):
+    from reinforge.plotting import _step_time
+
+    run = write_run(tmp_path / "run", steps=2)
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 2, "timing/generation_idle": 0.7, "timing/training_idle": 1.2}) + "\n")
+    fig = _step_time(read_metrics(run))
+    labels = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    assert sorted(labels) == ["generation", "refit", "total", "training"]
+    stacked = max(patch.get_y() + patch.get_height() for patch in fig.axes[0].patches)
+    assert stacked == pytest.approx(1.6)  # 1.0 + 0.1 + 0.5: the idle times are not on the bar

@@ -34,6 +34,14 @@ def test_grpo_steps_log_metrics_timings_and_checkpoint(tiny_model_dir, tmp_path)
     assert metrics["train/token_mult_prob_error"] == pytest.approx(1.0, abs=1e-3)
     rows = read_metrics(tmp_path / "logs")
     assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:  # idle time: the step's total minus each side's own phases; it covers the other side's work
+        t = {k.removeprefix("timing/"): v for k, v in row.items() if k.startswith("timing/")}
+        busy_generator = t["generation"] + t.get("refit", 0.0)
+        busy_trainer = t["logprobs"] + t["training"] + t.get("refit", 0.0) + t.get("checkpoint", 0.0)
+        assert t["generation_idle"] == pytest.approx(max(t["total"] - busy_generator, 0.0), abs=1e-12)
+        assert t["training_idle"] == pytest.approx(max(t["total"] - busy_trainer, 0.0), abs=1e-12)
+        assert t["generation_idle"] >= t["logprobs"] + t["training"] + t["reward"] - 1e-9
+        assert t["training_idle"] >= t["generation"] + t["reward"] - 1e-9
     steps = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     assert steps == ["step_1", "step_2"]
     for name in ("config.yaml", "training_info.json", "dataloader.json", "trainer_state.json", "trainer_rng.safetensors", "manifest.json"):

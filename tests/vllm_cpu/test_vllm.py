@@ -75,6 +75,45 @@ def test_more_prompt_tokens_than_one_step_holds_with_seeds(engine, tiny_model_di
     assert len(out) == 48 * 8
 
 
+def test_grouped_identical_prompts_return_the_rows_of_separate_requests(engine, tiny_model_dir, monkeypatch):
+    """group_identical_prompts: G adjacent copies go as one request with n=G, and the output is the same batch."""
+    import attrs
+
+    backend, _ = engine
+    base = prompts(tiny_model_dir, 3)
+    repeated = base.select([p for p in range(3) for _ in range(4)])  # GRPO's layout: a prompt's G copies adjacent
+    repeated["metadata"] = [{"row": row} for row in range(12)]  # a carried column
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=12, seed=5)
+    separate = backend.generate(repeated, sampling)
+
+    requests: list[list[int]] = []
+    original = backend.llm.generate
+
+    def spy(prompts, params, **kwargs):
+        requests.append([p.n for p in params])
+        return original(prompts, params, **kwargs)
+
+    monkeypatch.setattr(backend.llm, "generate", spy)
+    monkeypatch.setattr(backend, "options", attrs.evolve(backend.options, group_identical_prompts=True))
+    grouped = backend.generate(repeated, sampling)
+    assert requests == [[4, 4, 4]]  # three requests of n=4 instead of twelve of n=1
+
+    assert sorted(grouped.keys()) == sorted(separate.keys())
+    for key in separate.keys():
+        if isinstance(separate[key], torch.Tensor) and separate[key].is_floating_point():
+            torch.testing.assert_close(grouped[key], separate[key], atol=1e-5, rtol=0)
+        elif isinstance(separate[key], torch.Tensor):
+            assert torch.equal(grouped[key], separate[key]), key
+        else:
+            assert grouped[key] == separate[key], key
+    responses = [tuple(row.tolist()) for row in grouped["output_ids"][:4]]
+    assert len(set(responses)) > 1  # the copies of one prompt drew different samples (their own seeds)
+    # sampling.n > 1 keeps one request per row (the seeds of n samples per row would not line up otherwise)
+    requests.clear()
+    backend.generate(base, SamplingParams(temperature=1.0, max_new_tokens=4, seed=5, n=2))
+    assert requests == [[2, 2, 2]]
+
+
 def test_refit_changes_outputs_and_restoring_restores_them(engine, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 

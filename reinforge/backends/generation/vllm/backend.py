@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import attrs
 import torch
 
 from reinforge.backends.generation.engine_common import check_weights, checkpoint_shapes
@@ -95,13 +96,14 @@ class VllmGenerationBackend:
 
     # ------------------------------------------------------------------ generation
     def generate(self, batch: Batch, sampling: SamplingParams) -> Batch:
-        prompts, params = self._requests(batch, sampling)
+        prompts, params, first_rows = self._requests(batch, sampling)
         if isinstance(self.llm, AsyncEngine):
             grouped = self.llm.generate(prompts, params)
         else:
-            grouped = [[_finished(row, completion) for completion in request.outputs]
-                       for row, request in enumerate(self.llm.generate(prompts, params, use_tqdm=False))]
-        return self._assemble(batch, [sample for samples in grouped for sample in samples])
+            grouped = [[_finished(request_index, completion) for completion in request.outputs]
+                       for request_index, request in enumerate(self.llm.generate(prompts, params, use_tqdm=False))]
+        samples = [_as_row(sample, first_rows) for samples in grouped for sample in samples]
+        return self._assemble(batch, samples)
 
     def generate_stream(self, batch: Batch, sampling: SamplingParams) -> Iterator[tuple[int, Batch]]:
         """Yield `(row, one-row batch)` for each sample as soon as it finishes, in finishing order.
@@ -115,12 +117,15 @@ class VllmGenerationBackend:
                 "generate_stream needs vLLM's async engine, but this vllm backend was built with the synchronous one; "
                 "set policy.generation.backend_cfg.async_engine=true (VllmConfig(async_engine=True)) to stream samples"
             )
-        prompts, params = self._requests(batch, sampling)
+        prompts, params, first_rows = self._requests(batch, sampling)
         for sample in self.llm.stream(prompts, params):
+            sample = _as_row(sample, first_rows)
             yield sample.prompt * sampling.n + sample.index, self._assemble(batch, [sample])
 
-    def _requests(self, batch: Batch, sampling: SamplingParams) -> tuple[list[Any], list[Any]]:
-        """One token prompt and one vLLM SamplingParams per row of `batch`."""
+    def _requests(self, batch: Batch, sampling: SamplingParams) -> tuple[list[Any], list[Any], list[int] | None]:
+        """Token prompts and vLLM SamplingParams: one request per row of `batch`, or with
+        `group_identical_prompts` one per run of identical adjacent rows (n = the run's length);
+        then also each request's first row (None when every request is one row)."""
         from vllm.inputs import TokensPrompt
 
         if self.asleep:
@@ -139,10 +144,20 @@ class VllmGenerationBackend:
             prompts.append(TokensPrompt(prompt_token_ids=ids[row, :length].tolist()))
         base_seed = sampling.seed if sampling.seed is not None else self.seed * 1_000_003 + self._calls
         self._calls += 1
-        # One seed per prompt: identical prompts (G copies) must not sample identical responses.
-        params = [self._params(sampling, base_seed + row, max(1, min(sampling.max_new_tokens, limit - length)))
-                  for row, length in enumerate(lengths)]
-        return prompts, params
+        runs = _identical_runs(prompts) if self.options.group_identical_prompts and sampling.n == 1 else None
+        if runs is None:
+            # One seed per prompt: identical prompts (G copies) must not sample identical responses.
+            params = [self._params(sampling, base_seed + row, max(1, min(sampling.max_new_tokens, limit - length)))
+                      for row, length in enumerate(lengths)]
+            return prompts, params, None
+        # vLLM seeds sample i of a request with seed + i, so a run starting at row r gets seed base + r:
+        # each of its samples draws with exactly the seed its row would have had alone.
+        grouped = [
+            self._params(attrs.evolve(sampling, n=count), base_seed + first,
+                         max(1, min(sampling.max_new_tokens, limit - lengths[first])))
+            for first, count in runs
+        ]
+        return [prompts[first] for first, _ in runs], grouped, [first for first, _ in runs]
 
     def _params(self, sampling: SamplingParams, seed: int, max_tokens: int) -> Any:
         from vllm import SamplingParams as VllmSamplingParams
@@ -213,6 +228,24 @@ class VllmGenerationBackend:
             llm.shutdown()  # stops the engine process and the loop thread
         del llm
         gc.collect()
+
+
+def _identical_runs(prompts: list[Any]) -> list[tuple[int, int]]:
+    """(first row, length) of each run of adjacent rows with the same prompt tokens."""
+    runs: list[tuple[int, int]] = []
+    for row, prompt in enumerate(prompts):
+        if runs and prompts[runs[-1][0]]["prompt_token_ids"] == prompt["prompt_token_ids"]:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((row, 1))
+    return runs
+
+
+def _as_row(sample: FinishedSample, first_rows: list[int] | None) -> FinishedSample:
+    """A sample of a grouped request as the one-row request it stands for (sample i of a run = row first + i)."""
+    if first_rows is None:
+        return sample
+    return attrs.evolve(sample, prompt=first_rows[sample.prompt] + sample.index, index=0)
 
 
 def _finished(prompt: int, completion: Any) -> FinishedSample:

@@ -25,4 +25,11 @@ class VllmConfig:
         "its engine core always runs in a separate process (in_process does not apply), which adds ~20 s to start on CPU",
         default=False,
     )
+    group_identical_prompts: bool = doc(
+        "send adjacent identical prompts (GRPO's G copies of a prompt) as one request with n = copies instead of one "
+        "request each: vLLM prefills the prompt once and fans the samples out itself. Outputs keep their rows and "
+        "per-row seeds (vLLM seeds sample i of a request with seed + i, exactly the seed the row would get); "
+        "applies when sampling.n is 1 (the rollout service's case)",
+        default=False,
+    )
     max_num_seqs: int | None = doc("sequences scheduled at once (null: vLLM's default)", default=None, validator=v.optional(v.gt(0)))

@@ -27,6 +27,7 @@ from reinforge.backends.training.dtensor.checkpointing import (
 from reinforge.backends.training.dtensor.config import DTensorConfig
 from reinforge.backends.training.dtensor.distributed import ParallelContext
 from reinforge.backends.training.dtensor.logprobs import PolicyModule, check_packing
+from reinforge.backends.training.dtensor.memory import ModelShape, estimate_training_memory, measured_peak
 from reinforge.backends.training.dtensor.optim import build_optimizer, build_scheduler
 from reinforge.backends.training.dtensor.parallelize import check_tensor_parallel, is_dtensor, parallelize, reshard
 from reinforge.backends.training.dtensor.training import compute_logprobs, train_step
@@ -78,6 +79,16 @@ class DTensorBackend:
             self.scheduler = build_scheduler(self.optimizer, policy.scheduler)
             if need_reference:
                 self._reference_module()
+            # Reported with the first train() metrics (train/memory_estimate_bytes), beside what was measured.
+            self.memory_estimate = estimate_training_memory(
+                ModelShape.from_model(self.module.causal_lm),
+                policy,
+                self.options,
+                need_reference=need_reference,
+                shards=(self.ctx.dp_size if self.ctx.fsdp else 1) * self.ctx.tp_size,
+                foreach_optimizer=self.ctx.device.type == "cuda",
+            )
+            self._estimate_reported = False
         except BaseException:
             self.ctx.close()  # a group this backend created must not outlive it
             raise
@@ -138,6 +149,10 @@ class DTensorBackend:
         )
         self.scheduler.step()
         self.step += 1
+        metrics.update(measured_peak(self.ctx.device))
+        if not self._estimate_reported:
+            metrics["memory_estimate_bytes"] = float(self.memory_estimate.total)
+            self._estimate_reported = True
         return metrics
 
     def logprobs(self, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
