@@ -75,12 +75,16 @@ def check_metric_name(algorithm: Any, checkpointing: Any) -> None:
     """A `checkpointing.metric_name` the algorithm never logs is an error that lists the ones it does.
 
     Algorithms that know their validation metrics up front declare them as `validation_metrics`;
-    for the others `check_logged_metric` checks the first validation's metrics instead.
+    for the others, and for the environment's metrics (`val:env/...`), `check_logged_metric` checks
+    the first validation's metrics instead.
     """
     if not checkpointing.metric_name:
         return
     known = getattr(algorithm, "validation_metrics", None)
-    if known is not None and metric_key(checkpointing.metric_name) not in known:
+    key = metric_key(checkpointing.metric_name)
+    if key.startswith("val/env/"):  # the environment's own metrics: known only once it has answered
+        return
+    if known is not None and key not in known:
         raise _unknown_metric(checkpointing.metric_name, sorted(known))
 
 

@@ -223,6 +223,11 @@ def test_metric_name_must_be_one_the_algorithm_logs():
     with pytest.raises(ReinforgeError, match=r"'val:acurracy' is never logged .*: val:accuracy, val:pass@4"):
         check_metric_name(Algorithm(), CheckpointingConfig(metric_name="val:acurracy"))
     check_metric_name(object(), CheckpointingConfig(metric_name="val:anything"))  # not declared: checked later
+    # the environment's metrics are known only once it answers: checked after the first validation
+    check_metric_name(Algorithm(), CheckpointingConfig(metric_name="val:env/accuracy"))
+    check_logged_metric(CheckpointingConfig(metric_name="val:env/accuracy"), {"val/accuracy": 0.5, "val/env/accuracy": 0.5})
+    with pytest.raises(ReinforgeError, match="use one of its validation metrics: val:accuracy, val:env/accuracy"):
+        check_logged_metric(CheckpointingConfig(metric_name="val:env/acc"), {"val/accuracy": 0.5, "val/env/accuracy": 0.5})
     check_logged_metric(CheckpointingConfig(metric_name="val:loss"), {"train/loss": 1.0})  # no validation yet
     with pytest.raises(ReinforgeError, match="use one of its validation metrics: val:loss, val:rewards_accuracy"):
         check_logged_metric(CheckpointingConfig(metric_name="val:accuracy"), {"val/loss": 1.0, "val/rewards_accuracy": 0.5})

@@ -58,6 +58,7 @@ def tiny_overrides(model_dir: Path, out: Path, *, steps: int = 2, extra: tuple[s
         "env.name=math",
         "env.env_cfg={num_workers: 1}",
         "cluster.executor=local",
+        "cluster.training_workers=1",  # recipes for clusters ask for more; the local executor refuses that
         f"checkpointing.checkpoint_dir={out / 'ckpt'}",
         f"logger.log_dir={out / 'logs'}",
         "logger.loggers=[jsonl]",

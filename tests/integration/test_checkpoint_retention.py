@@ -28,7 +28,11 @@ def test_only_checkpoints_validated_at_their_own_step_are_ranked(tiny_model_dir,
     # Step 2 is the only validated checkpoint (the best by definition), step 3 the latest; step 1 is gone.
     assert sorted(p.name for p in ckpt.iterdir()) == ["step_2", "step_3"]
     validated = load_training_info(ckpt / "step_2")["metrics"]
-    assert set(k for k in validated if k.startswith("val/")) == set(trainer.algorithm.validation_metrics)
+    # the algorithm's own validation metrics, and the environment's under val/env/
+    assert set(k for k in validated if k.startswith("val/") and not k.startswith("val/env/")) == set(
+        trainer.algorithm.validation_metrics
+    )
+    assert validated["val/env/accuracy"] == validated["val/accuracy"]  # the math env's mean reward is its accuracy
     assert not any(k.startswith("val/") for k in load_training_info(ckpt / "step_3")["metrics"])
 
 
