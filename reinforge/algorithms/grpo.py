@@ -244,6 +244,9 @@ class GRPO:
         chunk = max(run.loader.batch_size, 1)
         rewards, correct_rows, lengths, truncated = [], [], [], []
         env_sums: dict[str, float] = {}
+        # counts (the environment's `summed_metrics`, e.g. answers without a box) add up over the
+        # validation batches; everything else is a per-row mean
+        counts = frozenset(getattr(run.rollouts.environment, "summed_metrics", ()))
         with run.timer.phase("validation"):
             for start in range(0, len(prompts), chunk):
                 part = [p for p in prompts[start : start + chunk] for _ in range(k)]
@@ -251,8 +254,7 @@ class GRPO:
                 rewards.append(result.rewards)
                 correct_rows.append(result.correct)
                 for key, value in result.env_metrics.items():  # weighted by rows, averaged below (counts: summed)
-                    counted = key in getattr(run.rollouts.environment, "summed_metrics", ())
-                    env_sums[key] = env_sums.get(key, 0.0) + (value if counted else value * len(part))
+                    env_sums[key] = env_sums.get(key, 0.0) + (value if key in counts else value * len(part))
                 lengths.append(result.batch["token_mask"].sum(dim=1))
                 truncated.append(result.batch["truncated"].float())
         reward = torch.cat(rewards)
@@ -265,9 +267,6 @@ class GRPO:
             "val/response_length_mean": float(torch.cat(lengths).mean()),
             "val/truncation_rate": float(torch.cat(truncated).mean()),
         }
-        # counts (the environment's `summed_metrics`, e.g. answers without a box) add up over the
-        # validation batches; everything else is a per-row mean
-        counts = frozenset(getattr(run.rollouts.environment, "summed_metrics", ()))
         metrics.update({f"val/env/{k}": v if k in counts else v / len(reward) for k, v in env_sums.items()})
         return {**refit, **metrics}
 

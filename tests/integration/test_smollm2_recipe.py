@@ -27,7 +27,8 @@ pytestmark = [
 ]
 
 
-def test_recipe_runs_a_step_on_the_fetched_model(tmp_path: Path) -> None:
+def train_recipe(tmp_path: Path, *overrides: str) -> list[dict]:
+    """Fetch the model into tmp_path, run the recipe on it with `overrides`; returns the logged metric rows."""
     model = tmp_path / "smollm2"
     run_reinforge("model", "fetch", SMOLLM2.name, "--out", str(model))
     run_reinforge(
@@ -35,6 +36,18 @@ def test_recipe_runs_a_step_on_the_fetched_model(tmp_path: Path) -> None:
         "--config",
         str(RECIPE),
         f"policy.model_name={model}",
+        *overrides,
+        f"checkpointing.checkpoint_dir={tmp_path / 'ckpt'}",
+        f"logger.log_dir={tmp_path / 'logs'}",
+        "logger.loggers=[jsonl]",
+        env={"OMP_NUM_THREADS": "2"},
+    )
+    return read_metrics(tmp_path / "logs")
+
+
+def test_recipe_runs_a_step_on_the_fetched_model(tmp_path: Path) -> None:
+    rows = train_recipe(
+        tmp_path,
         "grpo.max_num_steps=1",
         "grpo.num_prompts_per_step=2",
         "grpo.max_val_samples=2",
@@ -42,12 +55,7 @@ def test_recipe_runs_a_step_on_the_fetched_model(tmp_path: Path) -> None:
         "policy.train_global_batch_size=8",
         "policy.train_micro_batch_size=4",
         "policy.generation.max_new_tokens=24",
-        f"checkpointing.checkpoint_dir={tmp_path / 'ckpt'}",
-        f"logger.log_dir={tmp_path / 'logs'}",
-        "logger.loggers=[jsonl]",
-        env={"OMP_NUM_THREADS": "2"},
     )
-    rows = read_metrics(tmp_path / "logs")
     train = [row for row in rows if "train/reward_mean" in row]
     assert len(train) == 1 and train[0]["train/num_rollouts"] == 8.0  # 2 prompts x 4 samples
     val = [row for row in rows if "val/accuracy" in row]
@@ -65,20 +73,8 @@ def test_recipe_lifts_held_out_accuracy_in_six_steps(tmp_path: Path) -> None:
     scheduling and library versions can move the sampled curve a little without failing the test,
     while a recipe that stopped learning (a broken loss, refit or reward) still fails it.
     """
-    model = tmp_path / "smollm2"
-    run_reinforge("model", "fetch", SMOLLM2.name, "--out", str(model))
-    run_reinforge(
-        "train",
-        "--config",
-        str(RECIPE),
-        f"policy.model_name={model}",
-        "grpo.max_num_steps=6",
-        f"checkpointing.checkpoint_dir={tmp_path / 'ckpt'}",
-        f"logger.log_dir={tmp_path / 'logs'}",
-        "logger.loggers=[jsonl]",
-        env={"OMP_NUM_THREADS": "2"},
-    )
-    val = {row["step"]: row["val/accuracy"] for row in read_metrics(tmp_path / "logs") if "val/accuracy" in row}
+    rows = train_recipe(tmp_path, "grpo.max_num_steps=6")
+    val = {row["step"]: row["val/accuracy"] for row in rows if "val/accuracy" in row}
     assert sorted(val) == [0, 6]
     assert val[0] == pytest.approx(0.406, abs=0.08)  # the fetched model under the recipe's prompt, before training
     assert val[6] - val[0] >= 0.09, f"held-out accuracy went {val[0]:.3f} -> {val[6]:.3f} in 6 steps"
