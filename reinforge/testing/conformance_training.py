@@ -108,6 +108,28 @@ def conformance_batch(vocab_size: int, *, rows: int = 8, width: int = 24, seed: 
     return Batch(input_ids=input_ids, input_lengths=lengths, token_mask=token_mask, sample_mask=sample_mask)
 
 
+def grouped_batch(vocab_size: int, *, prompts: int = 4, group: int = 3, seed: int = 0) -> Batch:
+    """GRPO-like rows: `group` responses per prompt, adjacent; prompts of 2-8 tokens, responses of 0-11
+    (a row without response tokens has no token_mask), the second row with sample_mask 0."""
+    generator = torch.Generator().manual_seed(seed)
+    pieces = []
+    for _ in range(prompts):
+        prompt = torch.randint(3, vocab_size, (int(torch.randint(2, 9, (1,), generator=generator)),), generator=generator)
+        for _ in range(group):
+            response = torch.randint(3, vocab_size, (int(torch.randint(0, 12, (1,), generator=generator)),), generator=generator)
+            pieces.append((prompt, response))
+    width = max(len(p) + len(r) for p, r in pieces) + 2  # all-padding columns, as rollouts have
+    input_ids = torch.zeros(len(pieces), width, dtype=torch.long)  # [B, T], pad id 0
+    token_mask = torch.zeros(len(pieces), width)  # [B, T]
+    for row, (prompt, response) in enumerate(pieces):
+        input_ids[row, : len(prompt) + len(response)] = torch.cat([prompt, response])
+        token_mask[row, len(prompt) : len(prompt) + len(response)] = 1.0
+    sample_mask = torch.ones(len(pieces))
+    sample_mask[min(1, len(pieces) - 1)] = 0.0
+    lengths = torch.tensor([len(p) + len(r) for p, r in pieces])
+    return Batch(input_ids=input_ids, input_lengths=lengths, token_mask=token_mask, sample_mask=sample_mask)
+
+
 def naive_logprobs(model: Any, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
     """The reference computation from a Hugging Face model: full logits, log-softmax, gather. `# [B, T]`."""
     input_ids, lengths = batch["input_ids"], batch["input_lengths"]

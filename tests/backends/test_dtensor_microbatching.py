@@ -1,4 +1,4 @@
-"""Microbatch splits, sequence packing and the response-only output layer of the `dtensor` backend.
+"""Microbatch splits, sequence packing, shared prompts and the response-only output layer of the `dtensor` backend.
 
 The contract: whatever the split or layout, train() gives the same loss, metrics and update, and
 logprobs() the same values, as the fixed-size padded path (to 1e-5), tied and untied heads alike.
@@ -6,17 +6,19 @@ logprobs() the same values, as the fixed-size padded path (to 1e-5), tied and un
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import torch
 
 from reinforge.backends.training.dtensor import microbatching
 from reinforge.backends.training.dtensor.backend import DTensorBackend
 from reinforge.backends.training.dtensor.config import DTensorConfig
-from reinforge.backends.training.dtensor.logprobs import PolicyModule, check_packing, token_logprobs
+from reinforge.backends.training.dtensor.logprobs import PolicyModule, check_packing, check_shared_prompts, token_logprobs
+from reinforge.backends.training.dtensor.shared_prompts import layout, split_columns
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.run_config import OptimizerConfig, PolicyConfig
-from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch, weights
+from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch, grouped_batch, weights
 
 SGD = OptimizerConfig(name="sgd", lr=1.0, weight_decay=0.0)  # the weight change is the gradient itself
 
@@ -193,6 +195,17 @@ VARIANTS = {
     "packing_response_head": DTensorConfig(
         sequence_packing=True, max_tokens_per_microbatch=80, lm_head_positions="response", logprob_chunk_size=7
     ),
+    # every prompt distinct here: each pass runs one prefix per row (the degenerate case must still be exact)
+    "shared_prompts_distinct": DTensorConfig(share_prompt_forward=True, logprob_chunk_size=7),
+}
+# On rows that share prompts (GRPO-like groups): each split the plan can make.
+SHARED = {
+    "shared_fixed": DTensorConfig(share_prompt_forward=True, logprob_chunk_size=7),
+    "shared_sorted": DTensorConfig(share_prompt_forward=True, microbatching="sorted", logprob_chunk_size=7),
+    "shared_token_budget": DTensorConfig(
+        share_prompt_forward=True, microbatching="token_budget", max_tokens_per_microbatch=40, logprob_chunk_size=7
+    ),
+    "shared_token_budget_default": DTensorConfig(share_prompt_forward=True, microbatching="token_budget"),
 }
 
 
@@ -210,15 +223,30 @@ def test_every_split_and_layout_gives_the_padded_paths_loss_gradients_and_logpro
     variant, tied, tied_model_dir, untied_model_dir
 ):
     model_dir = tied_model_dir if tied else untied_model_dir
+    _assert_same_as_padded(model_dir, VARIANTS[variant], lambda vocab: natural_batch(vocab))
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+@pytest.mark.parametrize("variant", sorted(SHARED))
+def test_shared_prompts_give_the_padded_paths_loss_gradients_and_logprobs(
+    variant, tied, tied_model_dir, untied_model_dir
+):
+    model_dir = tied_model_dir if tied else untied_model_dir
+    _assert_same_as_padded(model_dir, SHARED[variant], lambda vocab: grouped_batch(vocab, prompts=4, group=3))
+
+
+def _assert_same_as_padded(model_dir, options: DTensorConfig, make_batch) -> None:
+    """train() and logprobs() of `options` against the fixed-size padded path: same loss, metrics, update, logprobs."""
     reference = _backend(model_dir, DTensorConfig(logprob_chunk_size=7))
-    candidate = _backend(model_dir, VARIANTS[variant])
+    candidate = _backend(model_dir, options)
     try:
-        batch = natural_batch(reference.model.config.vocab_size)
+        batch = make_batch(reference.model.config.vocab_size)
         mask = batch["token_mask"].bool()
         expected_lps, got_lps = reference.logprobs(batch, temperature=0.8), candidate.logprobs(batch, temperature=0.8)
-        if VARIANTS[variant].lm_head_positions == "response":
+        if options.lm_head_positions == "response" or options.share_prompt_forward:
             assert torch.equal(got_lps[~mask], torch.zeros_like(got_lps[~mask]))
             expected_lps = torch.where(mask, expected_lps, 0.0)
+        assert mask.sum() > 20 and expected_lps[mask].abs().min() > 0  # real values are compared, not zeros
         torch.testing.assert_close(got_lps, expected_lps, atol=1e-5, rtol=0)
 
         expected = reference.train(batch, ConformanceNLLLoss(), temperature=0.8)
@@ -229,10 +257,101 @@ def test_every_split_and_layout_gives_the_padded_paths_loss_gradients_and_logpro
         after_ref, after = weights(reference), weights(candidate)
         assert max((after_ref[k] - before[k]).abs().max().item() for k in before) > 1e-3  # a real update
         worst = max((after[k] - after_ref[k]).abs().max().item() for k in after)
-        assert worst <= 1e-5, f"{variant}: weights differ by {worst}"
+        assert worst <= 1e-5, f"weights differ by {worst}"
     finally:
         reference.shutdown()
         candidate.shutdown()
+
+
+def test_shared_forward_equals_the_plain_forward_over_random_groupings(tied_model_dir):
+    """80 random batches (1-4 prompts x 1-5 responses, empty responses, temperatures): the same logprobs to 1e-5."""
+    from transformers import AutoModelForCausalLM
+
+    module = PolicyModule(AutoModelForCausalLM.from_pretrained(tied_model_dir, dtype=torch.float32), chunk_size=5).eval()
+    vocab = module.causal_lm.config.vocab_size
+    generator = torch.Generator().manual_seed(11)
+    compared = 0
+    for seed in range(80):
+        prompts, group = (int(torch.randint(1, n, (1,), generator=generator)) for n in (5, 6))
+        batch = grouped_batch(vocab, prompts=prompts, group=group, seed=seed)
+        temperature = float(torch.empty(1).uniform_(0.5, 1.5, generator=generator))
+        mask = batch["token_mask"].bool()
+        shared = layout(batch, split_columns(batch))
+        assert len(shared.prefix_ids) <= len(batch)
+        with torch.no_grad():
+            plain = module(batch["input_ids"], batch["input_lengths"], temperature, mask)
+            got = module(batch["input_ids"], batch["input_lengths"], temperature, mask, None, shared)
+        torch.testing.assert_close(got, plain, atol=1e-5, rtol=0)
+        compared += int(mask[:, 1:].sum())
+    assert compared > 1000
+
+
+def test_shared_plans_by_hand():
+    """Prompt A (3 tokens) rows 0, 2, 4 and prompt B (2 tokens) rows 1, 3, responses of 2, 1, 4, 2, 1 tokens."""
+    a, b = [5, 6, 7], [8, 9]
+    rows = [a + [1, 2], b + [3], a + [4, 4, 4, 4], b + [2, 2], a + [1]]
+    width = 8
+    ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+    lengths = torch.tensor([len(r) for r in rows])
+    split = torch.tensor([3, 2, 3, 2, 3])
+    columns = torch.arange(width)[None, :]
+    mask = ((columns >= split[:, None]) & (columns < lengths[:, None])).float()
+    batch = Batch(input_ids=ids, input_lengths=lengths, token_mask=mask)
+    assert split_columns(batch).tolist() == split.tolist()
+
+    def rows_of(options, size=2):
+        return [p.rows for p in microbatching.plan(batch, options, size)]
+
+    assert rows_of(DTensorConfig(share_prompt_forward=True)) == [[0, 2], [4, 1], [3]]  # groups kept adjacent
+    assert rows_of(DTensorConfig(share_prompt_forward=True, microbatching="sorted")) == [[2, 0], [4, 3], [1]]
+    # Budget 12: [2, 0] costs 1 x 3 + 2 x 4 = 11 (adding row 4 would cost 15); [4, 3, 1] costs 2 x 3 + 3 x 2 = 12.
+    budget = DTensorConfig(share_prompt_forward=True, microbatching="token_budget", max_tokens_per_microbatch=12)
+    plans = microbatching.plan(batch, budget, 2)
+    assert [p.rows for p in plans] == [[2, 0], [4, 3, 1]]
+    shared = plans[1].shared
+    assert shared.prefix_ids.tolist() == [[5, 6, 7], [8, 9, 0]] and shared.prefix_lengths.tolist() == [3, 2]
+    assert shared.owner.tolist() == [0, 1, 1] and shared.split.tolist() == [3, 2, 2]
+    assert shared.suffix_ids.tolist() == [[1, 0], [2, 2], [3, 0]] and shared.suffix_lengths.tolist() == [1, 2, 1]
+    assert shared.num_tokens == 6 + 6  # against 3 rows x 4 columns = 12 padded: equal here, fewer as groups grow
+
+
+def test_shared_prompts_compute_fewer_positions_on_grpo_groups():
+    """What the option is for: with 8 samples per prompt, the passes hold far fewer positions than padded rows."""
+    batch = grouped_batch(500, prompts=4, group=8, seed=3)
+    options = DTensorConfig(share_prompt_forward=True, microbatching="token_budget")
+    shared = sum(p.shared.num_tokens for p in microbatching.plan(batch, options, 8))
+    padded = sum(p.batch["input_ids"].numel() for p in microbatching.plan(batch, DTensorConfig(microbatching="token_budget"), 8))
+    assert shared < 0.85 * padded, (shared, padded)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (DTensorConfig(share_prompt_forward=True, sequence_packing=True), "share_prompt_forward and sequence_packing"),
+        (DTensorConfig(share_prompt_forward=True, activation_checkpointing=True), "activation_checkpointing drops"),
+    ],
+)
+def test_shared_prompts_with_an_incompatible_option_is_a_clear_error(tied_model_dir, options, message):
+    with pytest.raises(ReinforgeError, match=message):
+        _backend(tied_model_dir, options)
+
+
+def test_the_shared_prompt_probe_rejects_a_model_that_misreads_the_cache(tied_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    causal_lm = AutoModelForCausalLM.from_pretrained(tied_model_dir, dtype=torch.float32)
+    check_shared_prompts(PolicyModule(causal_lm, chunk_size=64).eval(), torch.device("cpu"))  # the real Qwen2 passes
+
+    class OtherPrompt(PolicyModule):
+        """Each row continues another row's prompt (what a cache indexed wrongly would compute)."""
+
+        def forward(self, input_ids, lengths, temperature=1.0, wanted=None, position_ids=None, shared=None):
+            if shared is not None:
+                shared = attrs.evolve(shared, owner=shared.owner.flip(0))
+            return super().forward(input_ids, lengths, temperature, wanted, position_ids, shared)
+
+    with pytest.raises(ReinforgeError, match="share_prompt_forward: .* gives different logprobs"):
+        check_shared_prompts(OtherPrompt(causal_lm, chunk_size=64).eval(), torch.device("cpu"))
 
 
 def test_token_budget_and_packing_use_fewer_padded_tokens_than_fixed(tied_model_dir):
@@ -268,8 +387,8 @@ def test_the_packing_probe_rejects_a_model_that_ignores_row_boundaries(tied_mode
 
 
 @pytest.mark.parametrize("architecture", ["llama", "mistral", "qwen3", "phi3"])
-def test_other_architectures_honour_packed_row_boundaries(architecture):
-    """The probe (a packed forward equals the separate ones) on tiny random models of other families."""
+def test_other_architectures_honour_packed_row_boundaries_and_shared_prompts(architecture):
+    """The probes (a packed forward equals the separate ones; a shared-prompt one the plain one) on other families."""
     import transformers
 
     sizes = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -284,3 +403,4 @@ def test_other_architectures_honour_packed_row_boundaries(architecture):
     torch.manual_seed(0)
     module = PolicyModule(model_class(config).eval(), chunk_size=64)
     check_packing(module, torch.device("cpu"))
+    check_shared_prompts(module, torch.device("cpu"))

@@ -33,6 +33,8 @@ TOLERANCES = {
     "fsdp_unsharded_after_logprobs": 0.0,
     **{f"{variant}_{what}": 1e-5 for variant in ("fsdp_packed", "fsdp_token_budget", "tp_packed")
        for what in ("logprobs", "loss", "grad_norm", "weights")},
+    **{f"{variant}_{what}": 1e-5 for variant in ("fsdp_shared", "tp_shared")
+       for what in ("logprobs", "loss", "grad_norm_rel", "weights")},
     "tp_logprobs": 1e-5,
     "tp_loss": 1e-5,
     "tp_grad_norm": 1e-5,

@@ -122,6 +122,8 @@ CASES = [
     case("safetensors-corrupt-header", (*TRAIN, "policy.model_name=$C/models/corrupt-header"), "is damaged", "header is not valid safetensors JSON"),
     case("safetensors-header-too-large", (*TRAIN, "policy.model_name=$C/models/header-claims-too-much"), "is damaged", "header claims 1,000,000,000,000,000 bytes"),
     case("safetensors-oversized", (*TRAIN, "policy.model_name=$C/models/two-files-joined"), "is damaged", "bytes more than its header describes"),
+    case("shared-prompts-with-packing", (*TRAIN, "policy.backend_cfg={share_prompt_forward: true, sequence_packing: true}"),
+         "share_prompt_forward and sequence_packing are both on", "a pass is either packed rows or prompts shared"),
     case("safetensors-empty", (*TRAIN, "policy.model_name=$C/models/empty-weights"), "is damaged", "the file is empty"),
     case("model-no-config", (*TRAIN, "policy.model_name=$C/models/no-config"), "has no config.json"),
     case("model-bad-config-json", (*TRAIN, "policy.model_name=$C/models/bad-config"), "config.json", "is not valid JSON"),

@@ -24,9 +24,9 @@ from reinforge.backends.training.dtensor.checkpointing import (
     load_checkpoint,
     save_checkpoint,
 )
-from reinforge.backends.training.dtensor.config import DTensorConfig
+from reinforge.backends.training.dtensor.config import DTensorConfig, check_option_combinations
 from reinforge.backends.training.dtensor.distributed import ParallelContext
-from reinforge.backends.training.dtensor.logprobs import PolicyModule, check_packing
+from reinforge.backends.training.dtensor.logprobs import PolicyModule, check_packing, check_shared_prompts
 from reinforge.backends.training.dtensor.memory import ModelShape, estimate_training_memory, measured_peak
 from reinforge.backends.training.dtensor.optim import build_optimizer, build_scheduler
 from reinforge.backends.training.dtensor.parallelize import check_tensor_parallel, is_dtensor, parallelize, reshard
@@ -63,6 +63,7 @@ class DTensorBackend:
     ) -> None:
         self.policy = policy
         self.options = options or DTensorConfig()
+        check_option_combinations(self.options)
         self.seed = seed
         torch.manual_seed(seed)
         check_tensor_parallel(read_model_config(policy.model_name), self.options.tensor_parallel_size)
@@ -112,6 +113,9 @@ class DTensorBackend:
         parallelize(module, causal_lm, self.ctx, self.options, train=train)
         if self.options.sequence_packing:
             check_packing(module, self.ctx.device)
+            reshard(module)
+        if self.options.share_prompt_forward:
+            check_shared_prompts(module, self.ctx.device)
             reshard(module)
         return module
 

@@ -82,6 +82,14 @@ class DTensorConfig:
         "the same loss and gradients",
         default="all",
     )
+    share_prompt_forward: bool = doc(
+        "run each distinct prompt of a forward pass once and its rows' responses on that prompt's KV cache "
+        "(GRPO's G samples, DPO's chosen and rejected share a prompt); rows of one prompt travel in the same "
+        "pass. The output layer then runs at response positions only (as lm_head_positions=response). Same "
+        "loss, gradients and response logprobs as the padded path; checked on the model at start-up. Not with "
+        "sequence_packing or activation_checkpointing",
+        default=False,
+    )
     refit_bucket_bytes: int = doc(
         "default size of the buckets `named_weights` yields when the caller does not give one",
         default=DEFAULT_REFIT_BUCKET_BYTES,
@@ -90,3 +98,22 @@ class DTensorConfig:
     device: Literal["auto", "cpu", "cuda"] = doc(
         "where the model computes (auto: the local rank's GPU when CUDA is available, else cpu)", default="auto"
     )
+
+
+def check_option_combinations(options: DTensorConfig) -> None:
+    """Raise a ReinforgeError for options that cannot work together (each alone is valid)."""
+    from reinforge.core.errors import ReinforgeError
+
+    if options.share_prompt_forward and options.sequence_packing:
+        raise ReinforgeError(
+            "policy.backend_cfg: share_prompt_forward and sequence_packing are both on, but a pass is either packed "
+            "rows or prompts shared by their rows, not both. Keep share_prompt_forward for GRPO/DPO batches (rows "
+            "share prompts), sequence_packing for SFT-like batches (every prompt distinct)."
+        )
+    if options.share_prompt_forward and options.activation_checkpointing:
+        raise ReinforgeError(
+            "policy.backend_cfg: share_prompt_forward needs each layer's keys and values of the prompt pass in the "
+            "response pass, which activation_checkpointing drops (Hugging Face turns the KV cache off under it). "
+            "Turn one of them off: activation_checkpointing for long sequences that do not fit, "
+            "share_prompt_forward for speed when they do."
+        )

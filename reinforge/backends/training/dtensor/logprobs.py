@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from reinforge.backends.training.dtensor import shared_prompts
+from reinforge.backends.training.dtensor.shared_prompts import SharedPrompts
 from reinforge.core.errors import ReinforgeError
 
 
@@ -85,16 +87,26 @@ def _selected_logprobs(
     take = wanted.bool() & (columns[None, :] < lengths[:, None]) & (columns[None, :] > 0)  # [B, T]
     rows, cols = take.nonzero(as_tuple=True)  # [N], [N]
     selected = hidden[rows, cols - 1]  # [N, H]: position t-1 predicts token t
-    targets = input_ids[rows, cols]  # [N]
-    step = max(chunk_size * batch, 1)
-    pieces = []
-    for start in range(0, rows.numel(), step):
-        args = (lm_head, selected[None, start : start + step], targets[None, start : start + step], temperature)
-        use_checkpoint = recompute and rows.numel() > step
-        pieces.append((checkpoint(chunk_logprobs, *args, use_reentrant=False) if use_checkpoint else chunk_logprobs(*args))[0])
-    values = torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)  # [N]
+    values = head_logprobs(lm_head, selected, input_ids[rows, cols], temperature, max(chunk_size * batch, 1), recompute)
     out = torch.zeros(batch, width, dtype=torch.float32, device=hidden.device)  # [B, T]
     return out.index_put((rows, cols), values)
+
+
+def head_logprobs(
+    lm_head: nn.Module,
+    selected: torch.Tensor,  # [N, H] the hidden states that predict the targets
+    targets: torch.Tensor,  # [N]
+    temperature: float,
+    step: int,
+    recompute: bool,
+) -> torch.Tensor:  # [N] float32
+    """`chunk_logprobs` over `step` positions at a time (checkpointed when recomputing and there is more than one chunk)."""
+    pieces = []
+    for start in range(0, selected.shape[0], step):
+        args = (lm_head, selected[None, start : start + step], targets[None, start : start + step], temperature)
+        use_checkpoint = recompute and selected.shape[0] > step
+        pieces.append((checkpoint(chunk_logprobs, *args, use_reentrant=False) if use_checkpoint else chunk_logprobs(*args))[0])
+    return torch.cat(pieces) if pieces else selected.new_zeros(0, dtype=torch.float32)
 
 
 class PolicyModule(nn.Module):
@@ -115,8 +127,11 @@ class PolicyModule(nn.Module):
         temperature: float = 1.0,
         wanted: torch.Tensor | None = None,  # [B, T] bool: columns whose logprob is needed (None = all)
         position_ids: torch.Tensor | None = None,  # [1, N]: packed rows, restarting at 0 per row
+        shared: SharedPrompts | None = None,  # the rows as distinct prompts + responses (needs `wanted`)
     ) -> torch.Tensor:  # [B, T] float32
         width = input_ids.shape[1]
+        if shared is not None:
+            return self._shared_forward(input_ids, lengths, temperature, wanted, shared)
         if position_ids is None:
             attention_mask = (torch.arange(width, device=input_ids.device)[None, :] < lengths[:, None]).long()  # [B, T]
         else:
@@ -142,6 +157,29 @@ class PolicyModule(nn.Module):
         )
 
 
+    def _shared_forward(
+        self,
+        input_ids: torch.Tensor,  # [B, T] the rows, right-padded (for the targets and the output layout)
+        lengths: torch.Tensor,  # [B]
+        temperature: float,
+        wanted: torch.Tensor | None,  # [B, T] bool, at or after each row's split
+        shared: SharedPrompts,
+    ) -> torch.Tensor:  # [B, T] float32, 0 outside `wanted`
+        prefix, suffix = shared_prompts.hidden_states(self.causal_lm, shared)  # [u, P, H], [B, S, H]
+        batch, width = input_ids.shape
+        columns = torch.arange(width, device=input_ids.device)  # [T]
+        take = (columns[None, :] < lengths[:, None]) & (columns[None, :] >= shared.split[:, None])  # [B, T]
+        if wanted is not None:
+            take &= wanted.bool()
+        rows, cols = take.nonzero(as_tuple=True)  # [N], [N]
+        selected = shared_prompts.predicting_states(shared, prefix, suffix, rows, cols)  # [N, H]
+        step = max(self.chunk_size * batch, 1)
+        recompute = torch.is_grad_enabled() and rows.numel() > step
+        values = head_logprobs(self.causal_lm.lm_head, selected, input_ids[rows, cols], temperature, step, recompute)
+        out = torch.zeros(batch, width, dtype=torch.float32, device=input_ids.device)  # [B, T]
+        return out.index_put((rows, cols), values)
+
+
 def check_packing(module: PolicyModule, device: torch.device) -> None:
     """Raise unless a packed forward of two rows equals their separate forwards (the model honours the restarts).
 
@@ -161,4 +199,32 @@ def check_packing(module: PolicyModule, device: torch.device) -> None:
             f"separate ones by {worst:.3g}); its attention does not read row boundaries from position_ids. "
             "Turn sequence_packing off for this model (microbatching: token_budget pads little), or use a newer "
             "transformers / an architecture built on its masking utilities (Llama, Qwen2, Mistral, Gemma)"
+        )
+
+
+def check_shared_prompts(module: PolicyModule, device: torch.device) -> None:
+    """Raise unless a shared-prompt forward equals the plain one (the model's cache, mask and positions compose).
+
+    Probe: three rows, two of them one prompt with different responses, prompts of different lengths.
+    """
+    from reinforge.backends.training.dtensor.shared_prompts import layout, split_columns
+    from reinforge.core.batch import Batch
+
+    ids = torch.tensor([[3, 5, 7, 2, 9, 4, 0], [3, 5, 7, 8, 6, 0, 0], [4, 6, 8, 9, 5, 3, 2]], device=device)
+    lengths = torch.tensor([6, 5, 7], device=device)
+    columns = torch.arange(ids.shape[1], device=device)[None, :]
+    response = (columns >= torch.tensor([[3], [3], [2]], device=device)) & (columns < lengths[:, None])
+    rows = Batch(input_ids=ids.cpu(), input_lengths=lengths.cpu(), token_mask=response.float().cpu())
+    shared = layout(rows, split_columns(rows)).to(device)
+    with torch.no_grad():
+        plain = module(ids, lengths, 1.0, response)
+        got = module(ids, lengths, 1.0, response, None, shared)
+    worst = (plain - got).abs().max().item()
+    if not worst <= 1e-3:
+        name = type(module.causal_lm).__name__
+        raise ReinforgeError(
+            f"share_prompt_forward: {name} gives different logprobs when a prompt's keys and values are reused for "
+            f"its responses (by {worst:.3g}); its attention does not honour a passed KV cache with explicit "
+            "position ids and padding mask. Turn share_prompt_forward off for this model (microbatching: "
+            "token_budget keeps padding low)."
         )

@@ -7,7 +7,10 @@ Three splits (`DTensorConfig.microbatching`) and packing (`sequence_packing`):
 - token_budget: rows sorted longest first, a new group whenever rows x longest row would pass the
   budget (`Batch.microbatches(token_budget=...)`), so short rows travel many to a pass;
 - packing: first-fit-decreasing bins of whole rows laid end to end (`Batch.pack`), one sequence per
-  pass with position ids restarting at 0 per row and block-diagonal causal attention: no padding.
+  pass with position ids restarting at 0 per row and block-diagonal causal attention: no padding;
+- shared prompts (`share_prompt_forward`): rows that start with the same prompt travel in the same
+  pass, which runs the prompt once and the rows' responses on its KV cache (`shared_prompts.py`);
+  fixed/sorted then count rows, token_budget counts prompts once.
 
 Why the split cannot change the result: the loss divides by the global token / sequence counts, so
 the gradient is a sum over rows whatever the grouping. Every pass hands the loss function an ordinary
@@ -20,7 +23,9 @@ from __future__ import annotations
 import attrs
 import torch
 
+from reinforge.backends.training.dtensor import shared_prompts
 from reinforge.backends.training.dtensor.config import DTensorConfig
+from reinforge.backends.training.dtensor.shared_prompts import SharedPrompts
 from reinforge.core.batch import Batch, PackedBatch
 from reinforge.core.errors import ReinforgeError
 
@@ -32,12 +37,15 @@ class Microbatch:
     rows: list[int]  # indices into the rank's batch, in the order of `batch`
     batch: Batch  # the rows, right-padded to the longest of them (what the loss function sees)
     packed: PackedBatch | None = None  # set when the rows run as one packed sequence
+    shared: SharedPrompts | None = None  # set when the rows' prompts run once each (share_prompt_forward)
 
 
 def plan(batch: Batch, options: DTensorConfig, size: int) -> list[Microbatch]:
     """Split `batch` (non-empty, with `input_ids` and `input_lengths`) into forward passes per `options`."""
     lengths = [int(x) for x in torch.as_tensor(batch["input_lengths"]).tolist()]
     budget = options.max_tokens_per_microbatch or size * max(lengths)
+    if options.share_prompt_forward and "token_mask" in batch:
+        return _plan_shared(batch, options, size, budget)
     if options.sequence_packing:
         if max(lengths) > budget:
             raise ReinforgeError(
@@ -61,6 +69,44 @@ def plan(batch: Batch, options: DTensorConfig, size: int) -> list[Microbatch]:
     return plans
 
 
+def _plan_shared(batch: Batch, options: DTensorConfig, size: int, budget: int) -> list[Microbatch]:
+    """Passes of whole prompt groups where they fit: each group's rows adjacent, a pass closed at `size` rows
+    (fixed, sorted) or when distinct prompts x longest prompt + rows x longest response would pass `budget`."""
+    split = shared_prompts.split_columns(batch)  # [B]
+    suffix = torch.as_tensor(batch["input_lengths"]).long() - split  # [B]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for row, key in enumerate(shared_prompts.prefix_keys(batch, split)):
+        groups.setdefault(key, []).append(row)
+    ordered = list(groups.values())  # first appearance order; rows in batch order
+    if options.microbatching != "fixed":  # longest responses first, so a pass pads its suffixes little
+        ordered = [sorted(rows, key=lambda r: (-int(suffix[r]), r)) for rows in ordered]
+        ordered.sort(key=lambda rows: (-int(split[rows[0]] + suffix[rows[0]]), rows[0]))
+
+    passes: list[list[int]] = [[]]
+    prompts: set[int] = set()  # the groups in the open pass, and its longest prompt and response
+    longest_prompt = longest_response = 0
+    for group, rows in enumerate(ordered):
+        for row in rows:
+            current = passes[-1]
+            if options.microbatching == "token_budget":
+                grown = (len(prompts | {group}) * max(longest_prompt, int(split[row]))
+                         + (len(current) + 1) * max(longest_response, int(suffix[row])))
+                full = bool(current) and grown > budget
+            else:
+                full = len(current) >= size
+            if full:
+                passes.append([])
+                prompts, longest_prompt, longest_response = set(), 0, 0
+            passes[-1].append(row)
+            prompts.add(group)
+            longest_prompt, longest_response = max(longest_prompt, int(split[row])), max(longest_response, int(suffix[row]))
+    plans = []
+    for rows in passes:
+        trimmed = batch.select(rows).trim()
+        plans.append(Microbatch(rows, trimmed, shared=shared_prompts.layout(trimmed, split[rows])))
+    return plans
+
+
 def wanted_columns(mb: Batch, options: DTensorConfig) -> torch.Tensor | None:
     """`# [b, t]` bool: where the head must run (the token_mask under lm_head_positions=response), else None = all."""
     if options.lm_head_positions == "response" and "token_mask" in mb:
@@ -74,6 +120,10 @@ def forward(
     """Per-token logprobs of the microbatch's rows, in its padded layout whatever layout the pass used."""
     rows = mb.batch
     wanted = wanted_columns(rows, options)
+    if mb.shared is not None:  # the head at the response columns, whatever lm_head_positions says
+        ids, lengths = rows["input_ids"].to(device), rows["input_lengths"].to(device)
+        response = torch.as_tensor(rows["token_mask"]).bool().to(device)
+        return module(ids, lengths, temperature, response, None, mb.shared.to(device))
     if mb.packed is None:
         ids, lengths = rows["input_ids"].to(device), rows["input_lengths"].to(device)
         return module(ids, lengths, temperature, None if wanted is None else wanted.to(device))
