@@ -101,10 +101,17 @@ class _Outcome:
     error: str | None = None
 
 
+def _reply(conversation: list[dict[str, str]]) -> str:
+    """The model's reply: the assistant messages after the last user message (earlier ones are prompt examples)."""
+    last_user = max((k for k, m in enumerate(conversation) if m.get("role") == "user"), default=-1)
+    return "\n".join(str(m["content"]) for m in conversation[last_user + 1 :] if m.get("role") == "assistant")
+
+
 class MathEnvironment:
     """Single-turn environment scoring `\\boxed{}` (or plain expression) answers against a gold answer.
 
-    `step` joins the assistant messages of each conversation, reads the gold answer from
+    `step` joins the assistant messages after the conversation's last user message (worked examples in
+    the prompt, `data.example_turns`, are not the answer), reads the gold answer from
     `metadata[i]["answer"]` (wrapped in `\\boxed{}` unless it already contains one) and scores
     1.0 or 0.0. The worker pool starts on the first `step` and is reused until `shutdown`.
     """
@@ -126,7 +133,7 @@ class MathEnvironment:
         jobs: list[tuple[str, str]] = []
         job_rows: list[int] = []
         for i, (conversation, meta) in enumerate(zip(conversations, metadata)):
-            response = "\n".join(str(m["content"]) for m in conversation if m.get("role") == "assistant")
+            response = _reply(conversation)
             gold = _gold_of(meta, i)
             if len(response) > self.config.max_answer_chars:
                 outcomes[i] = _Outcome(0.0, TOO_LONG)

@@ -26,7 +26,7 @@ class _Row:
 
     ids: list[int]
     prompt_length: int
-    messages: list[dict[str, str]]
+    messages: list[dict[str, str]]  # the prompt's messages (system, worked examples, user), then the conversation's
     metadata: dict[str, Any]
     gen_mask: list[float] = field(default_factory=list)
     gen_logprobs: list[float] = field(default_factory=list)
@@ -36,6 +36,7 @@ class _Row:
     turns: int = 0
     info: dict[str, Any] = field(default_factory=dict)
     correct: bool | None = None  # as the environment last judged it; None = it did not say
+    prompt_messages: int = 0  # how many of `messages` came with the prompt (worked examples included)
 
 
 @attrs.define
@@ -73,7 +74,8 @@ def run_rollouts(
     """
     timer = timer or Timer()
     rows = [
-        _Row(ids=list(p["input_ids"]), prompt_length=len(p["input_ids"]), messages=list(p["messages"]), metadata=p["metadata"])
+        _Row(ids=list(p["input_ids"]), prompt_length=len(p["input_ids"]), messages=list(p["messages"]), metadata=p["metadata"],
+             prompt_messages=len(p["messages"]))
         for p in prompts
     ]
     env_metric_sums: dict[str, float] = {}
@@ -174,7 +176,8 @@ def _to_result(rows: list[_Row], tokenizer: Any, env_metrics: dict[str, float]) 
 
 
 def _first_response(row: _Row) -> int:
-    return next((k for k, m in enumerate(row.messages) if m["role"] == "assistant"), len(row.messages))
+    """Where the rollout's own messages start: after the prompt's (whose assistant turns are worked examples)."""
+    return row.prompt_messages
 
 
 def _pad_id(tokenizer: Any) -> int:

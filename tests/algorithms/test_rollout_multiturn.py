@@ -71,3 +71,45 @@ def torch_mask(mask):
     import torch
 
     return torch.tensor(mask) > 0
+
+
+class OneTurnEnvironment:
+    """Ends every conversation after one reply; keeps what it was shown."""
+
+    def __init__(self) -> None:
+        self.seen = []
+
+    def step(self, conversations, metadata):
+        self.seen.extend(conversations)
+        n = len(conversations)
+        return EnvironmentStep(rewards=[0.0] * n, observations=[None] * n, done=[True] * n)
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_a_worked_example_in_the_prompt_is_not_part_of_the_response(tiny_model_dir):
+    """data.example_turns put an assistant message in the prompt: `responses` holds only the generated reply."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    generation = HFGenerationBackend(PolicyConfig(model_name=str(tiny_model_dir), max_total_sequence_length=128))
+    example = "1 + 1 = 2. The answer is \\boxed{2}."
+    messages = [
+        {"role": "user", "content": "What is 1 + 1?"},
+        {"role": "assistant", "content": example},
+        {"role": "user", "content": "What is 2 + 2?"},
+    ]
+    ids = list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+    env = OneTurnEnvironment()
+    result = run_rollouts(
+        [{"input_ids": ids, "messages": messages, "metadata": {"answer": "4"}}] * 2,
+        generation=generation,
+        environment=env,
+        tokenizer=tokenizer,
+        sampling=SamplingParams(temperature=1.0, max_new_tokens=6, seed=0),
+        max_total_length=128,
+        max_turns=1,
+    )
+    for row, conversation in enumerate(env.seen):
+        assert conversation[:3] == messages  # the environment still sees the whole conversation
+        reply = conversation[3]["content"]
+        assert result.responses[row] == reply and example not in result.responses[row]

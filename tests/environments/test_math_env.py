@@ -160,6 +160,26 @@ def test_extract_boxed_answer(text: str, expected: str | None) -> None:
     assert extract_boxed_answer(text) == expected
 
 
+def test_worked_examples_in_the_prompt_are_not_the_answer() -> None:
+    """data.example_turns put an assistant turn in the prompt; only the reply after the last user message counts."""
+    with_example = [
+        {"role": "system", "content": "Put the final answer in \\boxed{}."},
+        {"role": "user", "content": "What is 12 + 5?"},
+        {"role": "assistant", "content": "12 + 5 = 17. The answer is \\boxed{17}."},
+        {"role": "user", "content": "What is 9 + 8?"},
+    ]
+    replies = ["9 + 8 is seventeen.", "9 + 8 = 17. The answer is \\boxed{17}.", "The answer is \\boxed{16}."]
+    env = MathEnvironment(MathEnvironmentConfig(num_workers=1, require_boxed=True))
+    try:
+        step = env.step([[*with_example, {"role": "assistant", "content": r}] for r in replies], [{"answer": "17"}] * 3)
+    finally:
+        env.shutdown()
+    assert step.rewards == [0.0, 1.0, 0.0]  # the example's \\boxed{17} never answers for the model
+    assert [i["verify_status"] for i in step.info] == ["no_answer", "verified", "verified"]
+    assert [i["extracted_answer"] for i in step.info] == [None, "17", "16"]
+    assert step.metrics["no_answer"] == 1
+
+
 def test_require_boxed_scores_only_the_boxed_answer():
     from reinforge.environments.math import MathEnvironment, MathEnvironmentConfig
 
