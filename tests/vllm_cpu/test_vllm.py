@@ -131,6 +131,51 @@ def test_refit_changes_outputs_and_restoring_restores_them(engine, tiny_model_di
     assert torch.equal(before, backend.generate(batch, greedy)["output_ids"])
 
 
+def test_a_refit_in_small_buckets_matches_the_trainer(engine, tiny_model_dir):
+    """After a real update sent in buckets that cut through fused modules, vLLM samples from the trainer's policy.
+
+    Two faults this pins: a bucket holding q_proj but not v_proj left the rest of vLLM's qkv_proj
+    uninitialised (SmolLM2 in 256 MiB buckets generated gibberish after its first refit), and on CPU the
+    tied output layer kept its packed copy of the old embedding (0.026 nats off here, in one bucket too)."""
+    from transformers import AutoModelForCausalLM
+
+    from reinforge.backends.training.dtensor.backend import DTensorBackend
+    from reinforge.core.run_config import OptimizerConfig
+    from reinforge.testing.conformance_training import ConformanceNLLLoss
+
+    backend, policy = engine
+    trainer = DTensorBackend(attrs_evolve(policy, optimizer=OptimizerConfig(name="sgd", lr=0.05, weight_decay=0.0)))
+    batch = prompts(tiny_model_dir, 6)
+    out = backend.generate(batch, SamplingParams(temperature=1.0, max_new_tokens=12, seed=5))
+    rows = Batch(input_ids=out["output_ids"], input_lengths=out["sequence_lengths"])
+    mask = torch.zeros_like(out["generation_logprobs"], dtype=torch.bool)
+    for i in range(len(out["prompt_lengths"])):
+        mask[i, int(out["prompt_lengths"][i]) : int(out["sequence_lengths"][i])] = True
+    trainer.train(Batch(input_ids=rows["input_ids"], input_lengths=rows["input_lengths"], token_mask=mask.float()), ConformanceNLLLoss())
+    buckets = list(trainer.named_weights(bucket_bytes=20_000))  # a few tensors per bucket: modules are split
+    assert len(buckets) > 10
+    try:
+        for bucket in buckets:
+            backend.update_weights(bucket)
+        after = backend.generate(batch, SamplingParams(temperature=1.0, max_new_tokens=12, seed=6))
+        lps = trainer.logprobs(Batch(input_ids=after["output_ids"], input_lengths=after["sequence_lengths"]))
+        mask = torch.zeros_like(lps, dtype=torch.bool)
+        for i in range(len(after["prompt_lengths"])):
+            mask[i, int(after["prompt_lengths"][i]) : int(after["sequence_lengths"][i])] = True
+        delta = (lps - after["generation_logprobs"]).abs()[mask]
+        assert delta.mean() < 1e-3, f"vLLM after a bucketed refit is {delta.mean():.3g} nats from the trainer"
+    finally:
+        original = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+        backend.update_weights([(k, v) for k, v in original.items() if k != "lm_head.weight"])
+        trainer.shutdown()
+
+
+def attrs_evolve(instance, **changes):
+    import attrs
+
+    return attrs.evolve(instance, **changes)
+
+
 def test_grpo_runs_a_few_steps_with_the_vllm_backend(tiny_model_dir, tmp_path):
     from reinforge.core.load import load_config
     from reinforge.trainer import Trainer

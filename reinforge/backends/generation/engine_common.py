@@ -205,6 +205,56 @@ def check_weights(
         )
 
 
+# vLLM loads these Hugging Face projections into one fused module each (Llama, Qwen2/3, Mistral, ...).
+FUSED_PROJECTIONS = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "gate_proj": "gate_up_proj", "up_proj": "gate_up_proj"}
+
+
+def engine_module(name: str) -> str:
+    """The engine module a Hugging Face tensor loads into: `model.layers.3.self_attn.k_proj.bias` -> `...self_attn.qkv_proj`."""
+    module = name.rpartition(".")[0]
+    parent, _, leaf = module.rpartition(".")
+    return f"{parent}.{FUSED_PROJECTIONS[leaf]}" if leaf in FUSED_PROJECTIONS else module
+
+
+class WholeModules:
+    """Holds back a module's tensors until all of them have arrived, then releases them together.
+
+    Why: vLLM reloads weights layer by layer and materialises a layer once its load ends; a layer that
+    got only part of its tensors in one `reload_weights` call (q_proj in one refit bucket, v_proj or a
+    bias in the next) is rebuilt with the missing part uninitialised, and generates garbage. Buckets
+    cut by size split such modules (SmolLM2-135M in float32 is three 256 MiB buckets).
+    `expected`: every tensor name the engine's checkpoint has (None: unknown, so nothing is held).
+    """
+
+    def __init__(self, expected: Iterable[str] | None) -> None:
+        self.members: dict[str, frozenset[str]] = {}
+        if expected is not None:
+            groups: dict[str, set[str]] = {}
+            for name in expected:
+                groups.setdefault(engine_module(name), set()).add(name)
+            self.members = {module: frozenset(names) for module, names in groups.items() if len(names) > 1}
+        self.pending: dict[str, dict[str, torch.Tensor]] = {}
+
+    def release(self, weights: Iterable[tuple[str, torch.Tensor]]) -> list[tuple[str, torch.Tensor]]:
+        """The tensors whose modules are now complete (held ones included); the rest wait for a later call."""
+        ready = []
+        for name, tensor in weights:
+            module = engine_module(name)
+            members = self.members.get(module)
+            if members is None or name not in members:
+                ready.append((name, tensor))
+                continue
+            held = self.pending.setdefault(module, {})
+            held[name] = tensor
+            if held.keys() >= members:
+                ready.extend(self.pending.pop(module).items())
+        return ready
+
+    def missing(self) -> list[str]:
+        """Names still awaited by a module that got part of its tensors."""
+        return sorted(n for module, held in self.pending.items() for n in self.members[module] - held.keys())
+
+
 @attrs.define
 class RefitRecord:
     """What the last `update_weights` call sent: buckets, bytes and wall seconds (engine calls included)."""
