@@ -34,6 +34,41 @@ def test_only_assistant_tokens_count(tiny_model_dir):
     assert assistant_text(tokenizer, ids, mask) == "6<|im_end|>"
 
 
+def _without_generation_markers(tokenizer):
+    """The same template with its {% generation %} markers removed (as most released models' templates are)."""
+    plain = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    plain.chat_template = tokenizer.chat_template.replace("{%- generation -%}", "").replace("{%- endgeneration -%}", "")
+    assert "generation -%}" not in plain.chat_template
+    return plain
+
+
+@pytest.mark.parametrize(
+    "conversation",
+    [
+        CONVERSATION,
+        CONVERSATION[1:3],
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there.\nTwo lines."}],
+        [*CONVERSATION[:3], {"role": "user", "content": "Thanks"}, {"role": "assistant", "content": ""}, {"role": "user", "content": "?"}, {"role": "assistant", "content": "ok"}],
+    ],
+)
+def test_a_template_without_generation_markers_gives_the_same_mask_by_prefixes(tiny_model_dir, conversation):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    plain = _without_generation_markers(tokenizer)
+    for only_final in (False, True):
+        expected = encode_conversation(tokenizer, conversation, only_final=only_final)
+        assert encode_conversation(plain, conversation, only_final=only_final) == expected
+
+
+def test_a_template_that_does_not_append_messages_is_a_clear_error(tiny_model_dir):
+    plain = _without_generation_markers(AutoTokenizer.from_pretrained(tiny_model_dir))
+    # Writes the number of messages first: a shorter conversation is never a prefix of a longer one.
+    plain.chat_template = "{{ messages | length }}" + plain.chat_template
+    with pytest.raises(ReinforgeError, match="cannot be told apart"):
+        encode_conversation(plain, CONVERSATION, only_final=False)
+    with pytest.raises(ReinforgeError, match="no assistant message"):
+        encode_conversation(plain, CONVERSATION[:2], only_final=False)
+
+
 def test_record_shapes_and_bad_records():
     assert to_messages({"input": "a", "output": "b"})[1] == {"role": "assistant", "content": "b"}
     assert to_messages({"problem": "p", "generated_solution": "s"})[0]["content"] == "p"
