@@ -2,7 +2,7 @@
 
 The chat template's own `{% generation %}` markers say which tokens the assistant wrote
 (`return_assistant_tokens_mask`), so system and user tokens never count, whatever the template.
-Templates without them (most released models': SmolLM2, Qwen2.5) are read by prefixes instead: an
+Templates without them (SmolLM2's, for one) are read by prefixes instead: an
 assistant message's tokens are those the template adds between the conversation up to it (with the
 generation prompt) and the conversation through it, less the whitespace it puts after the message.
 """
