@@ -21,6 +21,9 @@ Generation backends (`generate(batch, sampling) -> batch`):
   `bucket_bytes`, never the whole model; `check_weights` compares names and shapes.
 - Left/right padding for engines that want left-padded prompts: `to_left_padded`,
   `left_to_right_padded`.
+- `cache_keyword(model)`: the keyword a Hugging Face model takes a KV cache under (`cache` since
+  transformers 5.2x, `past_key_values` before); the `hf` generator and the `dtensor` trainer's shared
+  prompts both pass one.
 
 Training backends (`train(batch, loss_fn) -> metrics`, `logprobs`, `named_weights`, ...):
 
@@ -63,6 +66,7 @@ __all__ = [
     "check_model_folder",
     "check_prompts",
     "check_weights",
+    "cache_keyword",
     "cut_at_stop_strings",
     "eos_token_ids",
     "left_to_right_padded",
@@ -74,6 +78,14 @@ __all__ = [
     "send_in_buckets",
     "to_left_padded",
 ]
+
+
+def cache_keyword(module: object) -> str:
+    """The keyword a Hugging Face model (or its decoder) takes a KV cache under: `cache` (transformers >= 5.2x),
+    else `past_key_values`."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 
 def require_single_process(backend: str) -> None:

@@ -32,22 +32,26 @@ class TwoTurnEnvironment:
         pass
 
 
-def test_two_turn_rollout_masks_the_observation_and_sums_rewards(tiny_model_dir):
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    generation = HFGenerationBackend(PolicyConfig(model_name=str(tiny_model_dir), max_total_sequence_length=128))
-    messages = [{"role": "user", "content": "What is 2 + 2?"}]
+def roll_out(model_dir, messages, environment, *, copies, max_turns):
+    """`copies` rollouts of one prompt (the tiny model, hf generation, 6 new tokens per turn); (tokenizer, prompt ids, result)."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    generation = HFGenerationBackend(PolicyConfig(model_name=str(model_dir), max_total_sequence_length=128))
     ids = list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
-    prompts = [{"input_ids": ids, "messages": messages, "metadata": {"answer": "4"}} for _ in range(3)]
-    env = TwoTurnEnvironment()
     result = run_rollouts(
-        prompts,
+        [{"input_ids": ids, "messages": messages, "metadata": {"answer": "4"}} for _ in range(copies)],
         generation=generation,
-        environment=env,
+        environment=environment,
         tokenizer=tokenizer,
         sampling=SamplingParams(temperature=1.0, max_new_tokens=6, seed=0),
         max_total_length=128,
-        max_turns=3,
+        max_turns=max_turns,
     )
+    return tokenizer, ids, result
+
+
+def test_two_turn_rollout_masks_the_observation_and_sums_rewards(tiny_model_dir):
+    env = TwoTurnEnvironment()
+    tokenizer, ids, result = roll_out(tiny_model_dir, [{"role": "user", "content": "What is 2 + 2?"}], env, copies=3, max_turns=3)
     assert env.calls == 2 and result.turns == [2, 2, 2]
     assert result.rewards.tolist() == [0.5, 0.5, 0.5]
     observation = tokenizer("Try again.", add_special_tokens=False)["input_ids"]
@@ -90,25 +94,14 @@ class OneTurnEnvironment:
 
 def test_a_worked_example_in_the_prompt_is_not_part_of_the_response(tiny_model_dir):
     """data.example_turns put an assistant message in the prompt: `responses` holds only the generated reply."""
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    generation = HFGenerationBackend(PolicyConfig(model_name=str(tiny_model_dir), max_total_sequence_length=128))
     example = "1 + 1 = 2. The answer is \\boxed{2}."
     messages = [
         {"role": "user", "content": "What is 1 + 1?"},
         {"role": "assistant", "content": example},
         {"role": "user", "content": "What is 2 + 2?"},
     ]
-    ids = list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
     env = OneTurnEnvironment()
-    result = run_rollouts(
-        [{"input_ids": ids, "messages": messages, "metadata": {"answer": "4"}}] * 2,
-        generation=generation,
-        environment=env,
-        tokenizer=tokenizer,
-        sampling=SamplingParams(temperature=1.0, max_new_tokens=6, seed=0),
-        max_total_length=128,
-        max_turns=1,
-    )
+    _, _, result = roll_out(tiny_model_dir, messages, env, copies=2, max_turns=1)
     for row, conversation in enumerate(env.seen):
         assert conversation[:3] == messages  # the environment still sees the whole conversation
         reply = conversation[3]["content"]

@@ -14,7 +14,6 @@ RNG, and records the sampled tokens' logprobs and each row's stop step with two 
 from __future__ import annotations
 
 import difflib
-import inspect
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ from reinforge.backends.generation.sampling_utils import (
     left_to_right_padded,
     to_left_padded,
 )
+from reinforge.backends.kit import cache_keyword
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
 
@@ -192,7 +192,7 @@ class HFGenerationBackend:
         left, mask = to_left_padded(prompts, lengths, self.pad_token_id)  # [b, W], [b, W]
         extra: dict[str, Any] = {}
         if self.options.share_prompt_prefill and left.shape[1] > 1 and bool((source[1:] == source[:-1]).any()):
-            extra[_cache_argument(model)] = _shared_prefill(model, left.to(self.device), mask.to(self.device), source)
+            extra[cache_keyword(model)] = _shared_prefill(model, left.to(self.device), mask.to(self.device), source)
         width = left.shape[1]
         stop_ids = torch.tensor(sorted({*self.eos_token_ids, *sampling.stop_token_ids}), device=self.device)
         stops = StopRecorder(width, left.shape[0], stop_ids, self._stop_strings(sampling.stop_strings), self.tokenizer)
@@ -292,14 +292,9 @@ def _shared_prefill(
     unique_ids, unique_mask = left[starts.to(left.device), :-1], mask[starts.to(left.device), :-1]  # [U, W-1]
     positions = (unique_mask.long().cumsum(-1) - 1).clamp(min=0)  # [U, W-1]: as generate derives them
     cache = DynamicCache(config=model.config)
-    model(input_ids=unique_ids, attention_mask=unique_mask, position_ids=positions, use_cache=True, **{_cache_argument(model): cache})
+    model(input_ids=unique_ids, attention_mask=unique_mask, position_ids=positions, use_cache=True, **{cache_keyword(model): cache})
     cache.batch_select_indices(group.to(left.device))  # [b, heads, W-1, d]: row i gets its prompt's cache
     return cache
-
-
-def _cache_argument(model: PreTrainedModel) -> str:
-    """The keyword a KV cache is passed under: `cache` (transformers >= 5.2x), else `past_key_values`."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 # ---------------------------------------------------------------------- loading

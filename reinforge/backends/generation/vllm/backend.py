@@ -228,10 +228,7 @@ class VllmGenerationBackend:
         stale: measured on the tiny Qwen2 after one SGD step, vLLM's sampled-token logprobs sat 0.026
         nats (mean) from the trainer's instead of ~1e-7. Untied heads are reloaded like any layer.
         """
-        if self._rpc_in_process:
-            self.llm.collective_rpc(_repack_tied_head)
-        else:
-            self.llm.collective_rpc(lambda worker: _repack_tied_head(worker))
+        self.llm.collective_rpc(_repack_tied_head)  # a module-level function: runs in-process or pickled by reference
 
     def _check_no_partial_modules(self) -> None:
         missing = self._whole_modules.missing()

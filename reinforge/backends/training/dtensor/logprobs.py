@@ -18,6 +18,7 @@ from torch.utils.checkpoint import checkpoint
 
 from reinforge.backends.training.dtensor import shared_prompts
 from reinforge.backends.training.dtensor.shared_prompts import SharedPrompts
+from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
 
 
@@ -87,8 +88,22 @@ def _selected_logprobs(
     take = wanted.bool() & (columns[None, :] < lengths[:, None]) & (columns[None, :] > 0)  # [B, T]
     rows, cols = take.nonzero(as_tuple=True)  # [N], [N]
     selected = hidden[rows, cols - 1]  # [N, H]: position t-1 predicts token t
-    values = head_logprobs(lm_head, selected, input_ids[rows, cols], temperature, max(chunk_size * batch, 1), recompute)
-    out = torch.zeros(batch, width, dtype=torch.float32, device=hidden.device)  # [B, T]
+    return logprobs_at(lm_head, selected, input_ids, rows, cols, temperature, max(chunk_size * batch, 1), recompute)
+
+
+def logprobs_at(
+    lm_head: nn.Module,
+    selected: torch.Tensor,  # [N, H] the hidden state that predicts input_ids[rows, cols]
+    input_ids: torch.Tensor,  # [B, T]
+    rows: torch.Tensor,  # [N]
+    cols: torch.Tensor,  # [N]
+    temperature: float,
+    step: int,
+    recompute: bool,
+) -> torch.Tensor:  # [B, T] float32, 0 outside (rows, cols)
+    """The head's logprobs of the tokens at (rows, cols), laid out like `input_ids`."""
+    values = head_logprobs(lm_head, selected, input_ids[rows, cols], temperature, step, recompute)  # [N]
+    out = torch.zeros(input_ids.shape, dtype=torch.float32, device=selected.device)  # [B, T]
     return out.index_put((rows, cols), values)
 
 
@@ -156,7 +171,6 @@ class PolicyModule(nn.Module):
             wanted=wanted,
         )
 
-
     def _shared_forward(
         self,
         input_ids: torch.Tensor,  # [B, T] the rows, right-padded (for the targets and the output layout)
@@ -174,10 +188,7 @@ class PolicyModule(nn.Module):
         rows, cols = take.nonzero(as_tuple=True)  # [N], [N]
         selected = shared_prompts.predicting_states(shared, prefix, suffix, rows, cols)  # [N, H]
         step = max(self.chunk_size * batch, 1)
-        recompute = torch.is_grad_enabled() and rows.numel() > step
-        values = head_logprobs(self.causal_lm.lm_head, selected, input_ids[rows, cols], temperature, step, recompute)
-        out = torch.zeros(batch, width, dtype=torch.float32, device=input_ids.device)  # [B, T]
-        return out.index_put((rows, cols), values)
+        return logprobs_at(self.causal_lm.lm_head, selected, input_ids, rows, cols, temperature, step, torch.is_grad_enabled())
 
 
 def check_packing(module: PolicyModule, device: torch.device) -> None:
@@ -207,15 +218,12 @@ def check_shared_prompts(module: PolicyModule, device: torch.device) -> None:
 
     Probe: three rows, two of them one prompt with different responses, prompts of different lengths.
     """
-    from reinforge.backends.training.dtensor.shared_prompts import layout, split_columns
-    from reinforge.core.batch import Batch
-
     ids = torch.tensor([[3, 5, 7, 2, 9, 4, 0], [3, 5, 7, 8, 6, 0, 0], [4, 6, 8, 9, 5, 3, 2]], device=device)
     lengths = torch.tensor([6, 5, 7], device=device)
     columns = torch.arange(ids.shape[1], device=device)[None, :]
     response = (columns >= torch.tensor([[3], [3], [2]], device=device)) & (columns < lengths[:, None])
     rows = Batch(input_ids=ids.cpu(), input_lengths=lengths.cpu(), token_mask=response.float().cpu())
-    shared = layout(rows, split_columns(rows)).to(device)
+    shared = shared_prompts.layout(rows, shared_prompts.split_columns(rows)).to(device)
     with torch.no_grad():
         plain = module(ids, lengths, 1.0, response)
         got = module(ids, lengths, 1.0, response, None, shared)

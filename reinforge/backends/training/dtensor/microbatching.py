@@ -74,8 +74,9 @@ def _plan_shared(batch: Batch, options: DTensorConfig, size: int, budget: int) -
     (fixed, sorted) or when distinct prompts x longest prompt + rows x longest response would pass `budget`."""
     split = shared_prompts.split_columns(batch)  # [B]
     suffix = torch.as_tensor(batch["input_lengths"]).long() - split  # [B]
+    keys = shared_prompts.prefix_keys(batch, split)
     groups: dict[tuple[int, ...], list[int]] = {}
-    for row, key in enumerate(shared_prompts.prefix_keys(batch, split)):
+    for row, key in enumerate(keys):
         groups.setdefault(key, []).append(row)
     ordered = list(groups.values())  # first appearance order; rows in batch order
     if options.microbatching != "fixed":  # longest responses first, so a pass pads its suffixes little
@@ -103,7 +104,7 @@ def _plan_shared(batch: Batch, options: DTensorConfig, size: int, budget: int) -
     plans = []
     for rows in passes:
         trimmed = batch.select(rows).trim()
-        plans.append(Microbatch(rows, trimmed, shared=shared_prompts.layout(trimmed, split[rows])))
+        plans.append(Microbatch(rows, trimmed, shared=shared_prompts.layout(trimmed, split[rows], [keys[r] for r in rows])))
     return plans
 
 

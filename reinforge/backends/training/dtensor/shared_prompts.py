@@ -19,10 +19,10 @@ The output layer runs only at response positions (prompt columns read 0, as with
 
 from __future__ import annotations
 
-import inspect
 import attrs
 import torch
 
+from reinforge.backends.kit import cache_keyword
 from reinforge.core.batch import Batch
 
 
@@ -64,14 +64,22 @@ def prefix_keys(batch: Batch, split: torch.Tensor) -> list[tuple[int, ...]]:
     return [tuple(ids[r, : int(split[r])].tolist()) for r in range(len(split))]
 
 
-def layout(batch: Batch, split: torch.Tensor) -> SharedPrompts:
-    """`batch`'s rows (right-padded, `split` per row) as distinct prefixes and per-row suffixes."""
+def layout(batch: Batch, split: torch.Tensor, keys: list[tuple[int, ...]] | None = None) -> SharedPrompts:
+    """`batch`'s rows (right-padded, `split` per row) as distinct prefixes and per-row suffixes.
+
+    `keys`: the rows' `prefix_keys`, when the caller already has them.
+    """
     ids = torch.as_tensor(batch["input_ids"]).long()  # [b, T]
     lengths = torch.as_tensor(batch["input_lengths"]).long()  # [b]
-    keys = prefix_keys(batch, split)
-    first_row: dict[tuple[int, ...], int] = {}
-    owner = torch.tensor([first_row.setdefault(key, len(first_row)) for key in keys], dtype=torch.long)  # [b]
-    leaders = torch.tensor([keys.index(key) for key in first_row], dtype=torch.long)  # [u] a row holding each prefix
+    prefix_of: dict[tuple[int, ...], int] = {}  # prefix tokens -> its index among the distinct prefixes
+    owners, first_rows = [], []
+    for row, key in enumerate(keys if keys is not None else prefix_keys(batch, split)):
+        if key not in prefix_of:
+            prefix_of[key] = len(first_rows)
+            first_rows.append(row)
+        owners.append(prefix_of[key])
+    owner = torch.tensor(owners, dtype=torch.long)  # [b]
+    leaders = torch.tensor(first_rows, dtype=torch.long)  # [u] the first row holding each prefix
     prefix_lengths = split[leaders]  # [u]
     width = int(prefix_lengths.max())
     columns = torch.arange(width)[None, :]
@@ -94,7 +102,7 @@ def hidden_states(causal_lm: torch.nn.Module, shared: SharedPrompts) -> tuple[to
     prefix_mask = torch.arange(width, device=device)[None, :] < shared.prefix_lengths[:, None]  # [u, P]
     positions = torch.arange(width, device=device)[None, :].expand(units, width)  # [u, P]
     cache = DynamicCache(config=causal_lm.config)
-    keyword = _cache_keyword(decoder)
+    keyword = cache_keyword(decoder)
     prefix = decoder(
         input_ids=shared.prefix_ids, attention_mask=prefix_mask.long(), position_ids=positions, use_cache=True,
         **{keyword: cache},
@@ -129,9 +137,4 @@ def predicting_states(
         return from_prefix
     from_suffix = suffix[rows, (before - split).clamp(min=0, max=suffix.shape[1] - 1)]  # [N, H]
     return torch.where(in_prefix[:, None], from_prefix, from_suffix)
-
-
-def _cache_keyword(decoder: torch.nn.Module) -> str:
-    """The keyword the decoder takes its KV cache under: `cache` (transformers >= 5.2x), else `past_key_values`."""
-    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
