@@ -1,9 +1,10 @@
 """The one workload both frameworks run: model folder, prompts in order, G, batch, exactly N new tokens.
 
 `prepare` writes everything a side needs into a folder: a copy of the model whose end-of-sequence
-token is its padding token (never sampled, so every response is exactly `new_tokens` long in both
-frameworks: equal work, checked afterwards from the counted tokens) and the problems as JSONL, in
-the order both sides consume them (no shuffling on either side).
+token is one it never samples (its pad token, or a stand-in where the pad is the eos), so every
+response is exactly `new_tokens` long in both frameworks (equal work, checked afterwards from the
+counted tokens), and the problems as JSONL, in the order both sides consume them (no shuffling on
+either side).
 """
 
 from __future__ import annotations
@@ -45,25 +46,55 @@ class Workload:
 
 
 def no_eos_copy(model_dir: Path, out: Path) -> int:
-    """Copy `model_dir` with eos = its pad token in config, generation config and tokenizer; returns that id."""
+    """Copy `model_dir` with an eos the model never samples, in config, generation config and tokenizer.
+
+    That eos is the pad token when the pad is a token of its own (never trained on, so never
+    sampled). Where the pad IS the eos (SmolLM2: both `<|im_end|>`, which the model emits to end a
+    reply), it is a special token the chat template never writes (`stand_in_eos`). Returns the id.
+    """
     shutil.copytree(model_dir, out, dirs_exist_ok=True)
     tokenizer_config = json.loads((out / "tokenizer_config.json").read_text())
+    config = json.loads((out / "config.json").read_text())
     pad = tokenizer_config.get("pad_token")
     pad_text = pad["content"] if isinstance(pad, dict) else pad
     if not pad_text:
         raise ValueError(f"{model_dir} has no pad token to stand in for eos")
-    tokenizer_config["eos_token"] = pad_text
-    (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
-    config = json.loads((out / "config.json").read_text())
     pad_id = int(config["pad_token_id"])
-    config["eos_token_id"] = pad_id
-    (out / "config.json").write_text(json.dumps(config, indent=2))
+    eos_ids = set(_ids(config.get("eos_token_id")))
     generation = out / "generation_config.json"
+    settings = json.loads(generation.read_text()) if generation.exists() else {}
+    eos_ids |= set(_ids(settings.get("eos_token_id")))
+    eos_text, eos_id = (pad_text, pad_id) if pad_id not in eos_ids else stand_in_eos(out, tokenizer_config, pad_id)
+    tokenizer_config["eos_token"] = eos_text
+    (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
+    config["eos_token_id"] = eos_id
+    (out / "config.json").write_text(json.dumps(config, indent=2))
     if generation.exists():
-        settings = json.loads(generation.read_text())
-        settings["eos_token_id"] = pad_id
+        settings["eos_token_id"] = eos_id
         generation.write_text(json.dumps(settings, indent=2))
-    return pad_id
+    return eos_id
+
+
+def stand_in_eos(folder: Path, tokenizer_config: dict[str, Any], pad_id: int) -> tuple[str, int]:
+    """The last special added token that the chat template does not write and that is not bos/unk/pad."""
+    template = tokenizer_config.get("chat_template") or ""
+    if (folder / "chat_template.jinja").exists():
+        template += (folder / "chat_template.jinja").read_text()
+    named = {tokenizer_config.get(key) for key in ("bos_token", "unk_token", "pad_token")}
+    added = json.loads((folder / "tokenizer.json").read_text()).get("added_tokens", [])
+    candidates = [
+        token for token in added
+        if token.get("special") and token["id"] != pad_id and token["content"] not in named and token["content"] not in template
+    ]
+    if not candidates:
+        raise ValueError(f"{folder}: its pad token is its eos and no other special token can stand in for eos")
+    return candidates[-1]["content"], int(candidates[-1]["id"])
+
+
+def _ids(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, list) else [int(value)]
 
 
 def arithmetic_records(count: int, seed: int) -> list[dict[str, Any]]:

@@ -145,6 +145,39 @@ def test_the_no_eos_copy_ends_responses_only_at_the_pad_token(tiny_model_dir, tm
         assert GenerationConfig.from_pretrained(tmp_path / "copy").eos_token_id == pad
 
 
+def _pad_is_eos_folder(folder, added, template):
+    """The JSON files of a SmolLM2-like folder: pad and eos are both <|im_end|> (id 2)."""
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"pad_token_id": 2, "eos_token_id": 2, "bos_token_id": 1}))
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": [2], "pad_token_id": 2}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>",
+        "unk_token": "<|endoftext|>", "chat_template": template,
+    }))
+    tokens = [{"id": i, "content": c, "special": special} for i, (c, special) in enumerate(added)]
+    (folder / "tokenizer.json").write_text(json.dumps({"added_tokens": tokens}))
+    return folder
+
+
+def test_where_the_pad_is_the_eos_a_special_token_the_template_never_writes_stands_in(tmp_path):
+    added = [("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True), ("<repo_name>", True),
+             ("<gh_stars>", True), ("<tool_call>", True), ("plain", False)]
+    source = _pad_is_eos_folder(tmp_path / "m", added, "{{ '<|im_start|>' }}{{ m }}{{ '<|im_end|>' }}<tool_call>")
+    eos = no_eos_copy(source, tmp_path / "copy")
+    assert eos == 4  # <tool_call> is in the template, "plain" is not special, 0-2 are named tokens
+    copied = tmp_path / "copy"
+    assert json.loads((copied / "config.json").read_text())["eos_token_id"] == 4
+    assert json.loads((copied / "generation_config.json").read_text())["eos_token_id"] == 4
+    assert json.loads((copied / "tokenizer_config.json").read_text())["eos_token"] == "<gh_stars>"
+    assert json.loads((copied / "config.json").read_text())["pad_token_id"] == 2  # the pad stays
+
+
+def test_no_stand_in_for_the_eos_is_an_error(tmp_path):
+    source = _pad_is_eos_folder(tmp_path / "m", [("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True)], "<|im_start|>")
+    with pytest.raises(ValueError, match="no other special token can stand in"):
+        no_eos_copy(source, tmp_path / "copy")
+
+
 @pytest.mark.integration
 def test_the_harness_runs_end_to_end_on_the_tiny_model(tmp_path, monkeypatch):
     """Two reinforge configurations (and TRL when the bench extra is installed), 1 pair, 1 measured step."""

@@ -6,17 +6,16 @@ so GRPO runs for real on a laptop CPU and in tests, and it is the reference the 
 
 What it does around `model.generate`: converts the interface's right-padded prompts to the left
 padding decoder-only generation needs (and back), expands each prompt into `n` adjacent rows,
-splits rows into `max_batch_size` chunks, seeds sampling without disturbing the caller's global
-RNG, and records the sampled tokens' logprobs and each row's stop step with two small hooks
-(`recorders.py`) instead of keeping every step's logits or running a second forward pass.
+splits rows into `max_batch_size` chunks, draws sampled tokens itself from a seeded generator of
+the call (`sampler.py`: faster than transformers' multinomial on the CPU, and the caller's global
+RNG is never touched), and records the sampled tokens' logprobs and each row's stop step with two
+small hooks (`recorders.py`) instead of keeping every step's logits or running a second forward pass.
 """
 
 from __future__ import annotations
 
 import difflib
 import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ from transformers import (
 
 from reinforge.backends.generation.hf.config import HFGenerationConfig
 from reinforge.backends.generation.hf.recorders import SampledTokenLogprobs, StopRecorder
+from reinforge.backends.generation.hf.sampler import TokenSampler
 from reinforge.backends.generation.sampling_utils import (
     carried_columns,
     check_prompts,
@@ -96,13 +96,14 @@ class HFGenerationBackend:
         generation_lengths = torch.zeros(rows, dtype=torch.long)  # [R]
         truncated = torch.zeros(rows, dtype=torch.bool)  # [R]
         config = self._generation_config(sampling)
+        sampler = None if sampling.greedy else self._sampler(sampling)
         step = self.options.max_batch_size or rows
         source = torch.arange(rows) // n  # [R] the prompt each row samples from
-        with self._sampling_rng(sampling), torch.inference_mode():
+        with torch.inference_mode():
             for start in range(0, rows, step):
                 chunk = slice(start, min(start + step, rows))
                 ids, lps, gen, trunc = self._generate_chunk(
-                    model, prompts[chunk], lengths[chunk], sampling, config, source[chunk]
+                    model, prompts[chunk], lengths[chunk], sampling, config, source[chunk], sampler
                 )
                 output_ids[chunk, : ids.shape[1]] = ids
                 logprobs[chunk, : lps.shape[1]] = lps
@@ -187,6 +188,7 @@ class HFGenerationBackend:
         sampling: SamplingParams,
         config: GenerationConfig,
         source: torch.Tensor,  # [b] prompt index of each row (equal for the n samples of a prompt)
+        sampler: TokenSampler | None,  # None: greedy
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One `generate` call; returns right-padded ids and logprobs `[b, <=P+G]`, generation lengths, truncated."""
         left, mask = to_left_padded(prompts, lengths, self.pad_token_id)  # [b, W], [b, W]
@@ -197,11 +199,12 @@ class HFGenerationBackend:
         stop_ids = torch.tensor(sorted({*self.eos_token_ids, *sampling.stop_token_ids}), device=self.device)
         stops = StopRecorder(width, left.shape[0], stop_ids, self._stop_strings(sampling.stop_strings), self.tokenizer)
         recorder = SampledTokenLogprobs(sampling.temperature or 1.0) if sampling.logprobs else None
+        processors = [p for p in (recorder, sampler) if p is not None]  # the recorder reads the raw logits first
         sequences = model.generate(
             input_ids=left.to(self.device),
             attention_mask=mask.to(self.device),
             generation_config=config,
-            logits_processor=LogitsProcessorList([recorder] if recorder else []),
+            logits_processor=LogitsProcessorList(processors),
             stopping_criteria=StoppingCriteriaList([stops]),
             **extra,
         )  # [b, W + G]
@@ -221,23 +224,15 @@ class HFGenerationBackend:
         return ids.cpu(), lps.float().cpu(), gen_lengths.cpu(), truncated.cpu()
 
     def _generation_config(self, sampling: SamplingParams) -> GenerationConfig:
-        """A complete config: greedy or multinomial sampling with exactly the requested filters."""
-        common: dict[str, Any] = {
-            "max_new_tokens": sampling.max_new_tokens,
-            "eos_token_id": self.eos_token_ids,
-            "pad_token_id": self.pad_token_id,
-            "num_beams": 1,
-            "use_cache": True,
-            "repetition_penalty": 1.0,
-        }
-        if sampling.greedy:
-            return GenerationConfig(do_sample=False, **common)
+        """A complete config for generate's greedy path; sampled calls draw their tokens in `TokenSampler`."""
         return GenerationConfig(
-            do_sample=True,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            top_k=sampling.top_k or 0,  # 0 disables; None would fall back to transformers' default of 50
-            **common,
+            do_sample=False,
+            max_new_tokens=sampling.max_new_tokens,
+            eos_token_id=self.eos_token_ids,
+            pad_token_id=self.pad_token_id,
+            num_beams=1,
+            use_cache=True,
+            repetition_penalty=1.0,
         )
 
     def _stop_strings(self, strings: tuple[str, ...]) -> StopStringCriteria | None:
@@ -248,16 +243,13 @@ class HFGenerationBackend:
             self._stop_string_criteria[strings] = StopStringCriteria(tokenizer=self.tokenizer, stop_strings=list(strings))
         return self._stop_string_criteria[strings]
 
-    @contextmanager
-    def _sampling_rng(self, sampling: SamplingParams) -> Iterator[None]:
-        """Seed `generate`'s sampler (torch's global RNG) for this call only; the caller's RNG state is restored."""
+    def _sampler(self, sampling: SamplingParams) -> TokenSampler:
+        """The call's sampler, on its own seeded generator (torch's global RNG is never touched)."""
         seed = sampling.seed
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,), generator=self._seed_stream))
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            yield
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        return TokenSampler(sampling.temperature, sampling.top_k, sampling.top_p, generator)
 
     # ------------------------------------------------------------------ state
     def _live_model(self) -> PreTrainedModel:
