@@ -186,7 +186,7 @@ def unequal_work(doc: Mapping[str, Any], new_tokens: int) -> list[str]:
     for name, framework in doc["frameworks"].items():
         eff = framework.get("efficiency", {})
         if eff.get("response_length_mean") is not None and abs(eff["response_length_mean"] - new_tokens) > 1e-9:
-            problems.append(f"{name}: responses average {eff['response_length_mean']:.2f} tokens, not {new_tokens}")
+            problems.append(f"{name}: responses average {eff['response_length_mean']:.3f} tokens, not {new_tokens}")
         if eff.get("prompt_length_mean"):
             prompts[name] = eff["prompt_length_mean"]
     if len(set(prompts.values())) > 1:

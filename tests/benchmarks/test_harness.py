@@ -93,7 +93,7 @@ def test_unequal_work_is_reported():
 
     assert stats.unequal_work(doc(a=(64.0, 36.0), b=(64.0, 36.0)), 64) == []
     assert stats.unequal_work(doc(a=(64.0, 93.0), b=(63.5, 36.0)), 64) == [
-        "b: responses average 63.50 tokens, not 64",
+        "b: responses average 63.500 tokens, not 64",
         "mean prompt lengths differ: a 93.00, b 36.00",
     ]
 

@@ -50,8 +50,8 @@ def filtered_logits(logits: torch.Tensor, top_k: int | None, top_p: float) -> to
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p < 1.0:
         ordered, order = torch.sort(logits, dim=-1, descending=True)  # [b, V]
-        probs = torch.softmax(ordered.double(), dim=-1)
-        ahead = probs.cumsum(-1) - probs  # [b, V] mass strictly ahead of each token
+        probs = torch.softmax(ordered, dim=-1)
+        ahead = probs.cumsum(-1, dtype=torch.float64) - probs  # [b, V] mass strictly ahead of each token
         drop = torch.zeros_like(ahead, dtype=torch.bool).scatter_(1, order, ahead >= top_p)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
