@@ -6,7 +6,8 @@ Every check compares the 2-process backend with a single-process reference compu
 the plain Hugging Face model on the FULL batch (same SGD step, same clipping); rank 0 writes the
 largest differences to OUT_DIR/results.json, which the test asserts on.
 (a) FSDP2 over 2 data-parallel ranks, rows split unevenly (5 + 3: rank 1 runs a dummy microbatch);
-(a'') FSDP2 and (b'') tensor parallel 2 with shared prompts (GRPO-like groups, one split across the ranks);
+(a'') FSDP2 and (b'') tensor parallel 2 with shared prompts (GRPO-like groups, one split across the ranks;
+    once with fewer passes on rank 1, which then runs an idle shared pass);
 (b) tensor parallel 2: logprobs and one train step; (d) tensor parallel 2 under FSDP2 (2-D DTensors); (e) data parallel without FSDP;
 (c) AdamW: save under torchrun, load into a fresh backend, continue identically; export_hf, dcp_to_hf
     (and the test then loads the 2-rank checkpoint in one process).
@@ -128,6 +129,9 @@ def main(model_dir: str, out_dir: str) -> None:
     shared_cases = {
         "fsdp_shared": (DTensorConfig(share_prompt_forward=True, microbatching="token_budget", max_tokens_per_microbatch=30), g_rows),
         "tp_shared": (DTensorConfig(tensor_parallel_size=2, share_prompt_forward=True), list(range(8))),
+        # 2 rows a pass: rank 0 runs 3 shared passes, rank 1 runs 2 and then an idle pass, which must call the
+        # decoder twice as a shared pass does (FSDP gathers weights per call; one call hung here).
+        "fsdp_shared_uneven": (DTensorConfig(share_prompt_forward=True), g_rows),
     }
     for name, (options, rows) in shared_cases.items():
         variant = DTensorBackend(policy, options)
@@ -138,6 +142,7 @@ def main(model_dir: str, out_dir: str) -> None:
         # Relative (norm ~4.7, measured 3e-6 apart): a shared prompt's gradient is summed over its rows in
         # another order than the padded path's, and float32 sums keep ~7 digits.
         results[f"{name}_grad_norm_rel"] = abs(metrics["grad_norm"] - g_norm) / g_norm
+        results[f"{name}_microbatches"] = metrics["microbatches"]
         results[f"{name}_weights"] = max_diff(weights(variant), g_weights)
         variant.shutdown()
 

@@ -404,3 +404,25 @@ def test_other_architectures_honour_packed_row_boundaries_and_shared_prompts(arc
     module = PolicyModule(model_class(config).eval(), chunk_size=64)
     check_packing(module, torch.device("cpu"))
     check_shared_prompts(module, torch.device("cpu"))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [DTensorConfig(share_prompt_forward=True), DTensorConfig(lm_head_positions="response")],
+    ids=["shared_prompts", "response_head"],
+)
+def test_a_pass_whose_rows_have_no_response_token_still_trains(options, tied_model_dir):
+    """A pass with nothing to score (a row without token_mask, alone in its pass) must still be in autograd:
+    its loss is 0 with a graph, as on the padded path (it crashed backward: 'does not require grad')."""
+    batch = grouped_batch(704, prompts=4, group=2, seed=5).select([5, 6, 7])
+    assert batch["token_mask"][2].sum() == 0  # row 7 of the grouped batch has no response token
+    rows_per_pass = [p.rows for p in microbatching.plan(batch, options, 2)]
+    assert [2] in rows_per_pass, rows_per_pass
+    reference, candidate = _backend(tied_model_dir, DTensorConfig()), _backend(tied_model_dir, options)
+    candidate.policy = reference.policy = attrs.evolve(reference.policy, train_micro_batch_size=2)
+    expected = reference.train(batch, ConformanceNLLLoss())
+    got = candidate.train(batch, ConformanceNLLLoss())
+    for key in ("loss", "grad_norm", "tokens"):
+        assert got[key] == pytest.approx(expected[key], abs=1e-5), key
+    worst = max((a - b).abs().max().item() for a, b in zip(weights(candidate).values(), weights(reference).values()))
+    assert worst <= 1e-5

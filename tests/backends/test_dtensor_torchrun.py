@@ -33,7 +33,7 @@ TOLERANCES = {
     "fsdp_unsharded_after_logprobs": 0.0,
     **{f"{variant}_{what}": 1e-5 for variant in ("fsdp_packed", "fsdp_token_budget", "tp_packed")
        for what in ("logprobs", "loss", "grad_norm", "weights")},
-    **{f"{variant}_{what}": 1e-5 for variant in ("fsdp_shared", "tp_shared")
+    **{f"{variant}_{what}": 1e-5 for variant in ("fsdp_shared", "tp_shared", "fsdp_shared_uneven")
        for what in ("logprobs", "loss", "grad_norm_rel", "weights")},
     "tp_logprobs": 1e-5,
     "tp_loss": 1e-5,
@@ -78,6 +78,7 @@ def test_two_processes_match_the_single_process_reference(tmp_path):
     too_far = {k: results[k] for k, tol in TOLERANCES.items() if not results[k] <= tol}
     assert not too_far, f"2-process results differ from the reference: {too_far}"
     assert results["fsdp_microbatches"] == 5  # 5 rows -> 3 microbatches of 2, 3 rows -> 2 (+1 dummy pass)
+    assert results["fsdp_shared_uneven_microbatches"] == 5  # rank 0: 3 passes, rank 1: 2 and an idle shared pass
 
     # The checkpoint written by 2 FSDP ranks loads in one process without a group, and training
     # on the full batch continues exactly as the 2 ranks did on its halves.

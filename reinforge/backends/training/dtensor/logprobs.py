@@ -117,11 +117,13 @@ def head_logprobs(
 ) -> torch.Tensor:  # [N] float32
     """`chunk_logprobs` over `step` positions at a time (checkpointed when recomputing and there is more than one chunk)."""
     pieces = []
-    for start in range(0, selected.shape[0], step):
+    # At least one (possibly empty) chunk: a pass with no wanted token (rows without response tokens) must still
+    # reach the head and the decoder in autograd, so its backward, and FSDP's gradient hooks, run as on other ranks.
+    for start in range(0, max(selected.shape[0], 1), step):
         args = (lm_head, selected[None, start : start + step], targets[None, start : start + step], temperature)
         use_checkpoint = recompute and selected.shape[0] > step
         pieces.append((checkpoint(chunk_logprobs, *args, use_reentrant=False) if use_checkpoint else chunk_logprobs(*args))[0])
-    return torch.cat(pieces) if pieces else selected.new_zeros(0, dtype=torch.float32)
+    return torch.cat(pieces)
 
 
 class PolicyModule(nn.Module):

@@ -20,14 +20,20 @@ the layout.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 import torch
 
 from reinforge.backends.training.dtensor import shared_prompts
 from reinforge.backends.training.dtensor.config import DTensorConfig
 from reinforge.backends.training.dtensor.shared_prompts import SharedPrompts
+from reinforge.backends.training.rank_agreement import dummy_row
 from reinforge.core.batch import Batch, PackedBatch
 from reinforge.core.errors import ReinforgeError
+
+if TYPE_CHECKING:
+    from reinforge.backends.training.dtensor.distributed import ParallelContext
 
 
 @attrs.define(eq=False)
@@ -106,6 +112,24 @@ def _plan_shared(batch: Batch, options: DTensorConfig, size: int, budget: int) -
         trimmed = batch.select(rows).trim()
         plans.append(Microbatch(rows, trimmed, shared=shared_prompts.layout(trimmed, split[rows], [keys[r] for r in rows])))
     return plans
+
+
+def idle_forward(
+    module: torch.nn.Module, batch: Batch, options: DTensorConfig, temperature: float, ctx: ParallelContext
+) -> torch.Tensor:  # [1, 2]
+    """The pass a data-parallel rank runs once its own passes are done, shaped like the others' passes.
+
+    FSDP gathers each layer's weights on every call of the decoder, and every rank must make the same
+    calls. A shared-prompt pass calls the decoder twice (prefix, then suffix), so the idle pass must
+    too; otherwise a rank with fewer passes than another waits forever. `batch` (this rank's rows,
+    possibly none) only tells, by its columns, which kind of pass `plan` gives the other ranks.
+    """
+    ids, lengths = dummy_row(ctx)  # [1, 2], [1]
+    if options.share_prompt_forward and "token_mask" in batch:
+        rows = Batch(input_ids=ids.cpu(), input_lengths=lengths.cpu(), token_mask=torch.tensor([[0.0, 1.0]]))
+        idle = Microbatch([0], rows, shared=shared_prompts.layout(rows, shared_prompts.split_columns(rows)))
+        return forward(module, idle, options, temperature, ctx.device)
+    return module(ids, lengths, temperature)
 
 
 def wanted_columns(mb: Batch, options: DTensorConfig) -> torch.Tensor | None:

@@ -23,7 +23,7 @@ from reinforge.backends.training.dtensor.config import DTensorConfig
 from reinforge.backends.training.dtensor.distributed import ParallelContext
 from reinforge.backends.training.dtensor.optim import clip_gradients, grad_norm
 from reinforge.backends.training.dtensor.parallelize import reshard
-from reinforge.backends.training.rank_agreement import agree_on_rows, dummy_row
+from reinforge.backends.training.rank_agreement import agree_on_rows
 from reinforge.backends.training.seam_checks import REQUIRED_FOR_LOGPROBS, REQUIRED_FOR_TRAIN, check_rows, with_sample_mask
 from reinforge.backends.training.step_metrics import nonfinite_step_error, reduce_metrics
 from reinforge.core.batch import Batch
@@ -76,7 +76,7 @@ def train_step(
             loss, metrics = loss_fn(logprobs, plan.batch, global_tokens, global_seqs)
             per_micro.append(metrics)
         else:
-            logprobs = module(*dummy_row(ctx), temperature)
+            logprobs = microbatching.idle_forward(module, batch, options, temperature, ctx)
             loss = logprobs.sum() * 0.0
         (loss * scale).backward()
         loss_total += loss.detach().float()
@@ -141,6 +141,6 @@ def compute_logprobs(
             logprobs = microbatching.forward(module, plan, options, temperature, ctx.device)  # [b, t]
             out[torch.tensor(plan.rows), : logprobs.shape[1]] = logprobs.float().cpu()
         else:
-            module(*dummy_row(ctx), temperature)
+            microbatching.idle_forward(module, batch, options, temperature, ctx)
     reshard(module)
     return out
