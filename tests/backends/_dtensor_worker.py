@@ -82,7 +82,7 @@ def main(model_dir: str, out_dir: str) -> None:
     results: dict[str, float] = {}
 
     # (a) FSDP2 over both ranks; rank 0 gets rows 0-4, rank 1 rows 5-7 (uneven on purpose).
-    fsdp = DTensorBackend(policy, DTensorConfig())
+    fsdp = DTensorBackend(policy, DTensorConfig(share_prompt_forward=False))
     rank = dist.get_rank()
     assert fsdp.ctx.fsdp and fsdp.ctx.dp_size == 2, fsdp.ctx
     assert type(fsdp.model.model.embed_tokens.weight).__name__ == "DTensor"
@@ -105,7 +105,7 @@ def main(model_dir: str, out_dir: str) -> None:
     # token-budget microbatches: the two ranks run different numbers of passes (dummy passes pair them).
     variants = {
         "fsdp_packed": DTensorConfig(sequence_packing=True, max_tokens_per_microbatch=40, lm_head_positions="response"),
-        "fsdp_token_budget": DTensorConfig(microbatching="token_budget", max_tokens_per_microbatch=30),
+        "fsdp_token_budget": DTensorConfig(share_prompt_forward=False, microbatching="token_budget", max_tokens_per_microbatch=30),
     }
     for name, options in variants.items():
         variant = DTensorBackend(policy, options)
@@ -154,11 +154,11 @@ def main(model_dir: str, out_dir: str) -> None:
         scheduler=SchedulerConfig(name="linear_warmup", warmup_steps=3, warmup_start_factor=0.5),
     )
     half = batch.shard(rank, 2)
-    first = DTensorBackend(adamw, DTensorConfig())
+    first = DTensorBackend(adamw, DTensorConfig(share_prompt_forward=False))
     first.train(half, ConformanceNLLLoss())
     first.save(str(out / "ckpt"))
     saved = weights(first)
-    resumed = DTensorBackend(adamw, DTensorConfig())
+    resumed = DTensorBackend(adamw, DTensorConfig(share_prompt_forward=False))
     resumed.load(str(out / "ckpt"))
     results["load_weights"] = max_diff(weights(resumed), saved)
     results["load_step"] = abs(resumed.step - first.step)
@@ -174,7 +174,7 @@ def main(model_dir: str, out_dir: str) -> None:
     resumed.shutdown()
 
     # (b) tensor parallel over both ranks: each rank sees the whole batch.
-    tp = DTensorBackend(policy, DTensorConfig(tensor_parallel_size=2))
+    tp = DTensorBackend(policy, DTensorConfig(tensor_parallel_size=2, share_prompt_forward=False))
     assert tp.ctx.tp_size == 2 and not tp.ctx.fsdp, tp.ctx
     q_proj = tp.model.model.layers[0].self_attn.q_proj.weight
     assert type(q_proj).__name__ == "DTensor" and q_proj.to_local().shape[0] * 2 == q_proj.shape[0]
@@ -199,7 +199,7 @@ def main(model_dir: str, out_dir: str) -> None:
     tp.shutdown()
 
     # (e) plain data parallel (fsdp off): replicated weights, gradients summed over the ranks.
-    replicated = DTensorBackend(policy, DTensorConfig(fsdp=False))
+    replicated = DTensorBackend(policy, DTensorConfig(fsdp=False, share_prompt_forward=False))
     assert not replicated.ctx.fsdp and replicated.ctx.dp_size == 2
     metrics = replicated.train(mine, ConformanceNLLLoss())
     results["ddp_grad_norm"] = abs(metrics["grad_norm"] - ref_norm)
@@ -207,7 +207,7 @@ def main(model_dir: str, out_dir: str) -> None:
     replicated.shutdown()
 
     # (d) both at once: FSDP2 on the (here 1-rank) "dp" mesh over tensor-parallel DTensors (2-D placements).
-    both = DTensorBackend(policy, DTensorConfig(tensor_parallel_size=2, fsdp=True))
+    both = DTensorBackend(policy, DTensorConfig(tensor_parallel_size=2, fsdp=True, share_prompt_forward=False))
     assert both.ctx.fsdp and both.model.model.layers[0].self_attn.q_proj.weight.device_mesh.ndim == 2
     metrics = both.train(batch, ConformanceNLLLoss())
     results["tp_fsdp_grad_norm"] = abs(metrics["grad_norm"] - ref_norm)

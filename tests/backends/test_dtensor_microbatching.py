@@ -169,29 +169,29 @@ def test_plans_by_hand():
     def rows(options, size=2):
         return [p.rows for p in microbatching.plan(batch, options, size)]
 
-    assert rows(DTensorConfig()) == [[0, 1], [2, 3], [4]]
-    assert rows(DTensorConfig(microbatching="sorted")) == [[1, 3], [2, 0], [4]]
+    assert rows(DTensorConfig(share_prompt_forward=False)) == [[0, 1], [2, 3], [4]]
+    assert rows(DTensorConfig(share_prompt_forward=False, microbatching="sorted")) == [[1, 3], [2, 0], [4]]
     # longest first: 9,9 (2x9=18 <= 20); then 5,3,2 (3x5=15 <= 20)
-    assert rows(DTensorConfig(microbatching="token_budget", max_tokens_per_microbatch=20)) == [[1, 3], [2, 0, 4]]
+    assert rows(DTensorConfig(share_prompt_forward=False, microbatching="token_budget", max_tokens_per_microbatch=20)) == [[1, 3], [2, 0, 4]]
     # first-fit decreasing into bins of 12: [9(1), 3(0)], [9(3), 2(4)], [5(2)]
-    assert rows(DTensorConfig(sequence_packing=True, max_tokens_per_microbatch=12)) == [[1, 0], [3, 4], [2]]
-    widths = [p.batch["input_ids"].shape[1] for p in microbatching.plan(batch, DTensorConfig(microbatching="sorted"), 2)]
+    assert rows(DTensorConfig(share_prompt_forward=False, sequence_packing=True, max_tokens_per_microbatch=12)) == [[1, 0], [3, 4], [2]]
+    widths = [p.batch["input_ids"].shape[1] for p in microbatching.plan(batch, DTensorConfig(share_prompt_forward=False, microbatching="sorted"), 2)]
     assert widths == [9, 5, 2]  # each group trimmed to its own longest row
 
 
 def test_packing_with_a_budget_below_the_longest_row_is_a_clear_error():
     batch = Batch(input_ids=torch.ones(2, 9, dtype=torch.long), input_lengths=torch.tensor([9, 4]))
     with pytest.raises(ReinforgeError, match="max_tokens_per_microbatch to at least 9"):
-        microbatching.plan(batch, DTensorConfig(sequence_packing=True, max_tokens_per_microbatch=8), 2)
+        microbatching.plan(batch, DTensorConfig(share_prompt_forward=False, sequence_packing=True, max_tokens_per_microbatch=8), 2)
 
 
 # ---------------------------------------------------------------------- the backend, end to end
 VARIANTS = {
-    "sorted": DTensorConfig(microbatching="sorted", logprob_chunk_size=7),
-    "token_budget": DTensorConfig(microbatching="token_budget", max_tokens_per_microbatch=90, logprob_chunk_size=7),
-    "token_budget_default": DTensorConfig(microbatching="token_budget", logprob_chunk_size=7),
-    "packing": DTensorConfig(sequence_packing=True, max_tokens_per_microbatch=80, logprob_chunk_size=7),
-    "response_head": DTensorConfig(lm_head_positions="response", logprob_chunk_size=7),
+    "sorted": DTensorConfig(share_prompt_forward=False, microbatching="sorted", logprob_chunk_size=7),
+    "token_budget": DTensorConfig(share_prompt_forward=False, microbatching="token_budget", max_tokens_per_microbatch=90, logprob_chunk_size=7),
+    "token_budget_default": DTensorConfig(share_prompt_forward=False, microbatching="token_budget", logprob_chunk_size=7),
+    "packing": DTensorConfig(share_prompt_forward=False, sequence_packing=True, max_tokens_per_microbatch=80, logprob_chunk_size=7),
+    "response_head": DTensorConfig(share_prompt_forward=False, lm_head_positions="response", logprob_chunk_size=7),
     "packing_response_head": DTensorConfig(
         sequence_packing=True, max_tokens_per_microbatch=80, lm_head_positions="response", logprob_chunk_size=7
     ),
@@ -206,6 +206,8 @@ SHARED = {
         share_prompt_forward=True, microbatching="token_budget", max_tokens_per_microbatch=40, logprob_chunk_size=7
     ),
     "shared_token_budget_default": DTensorConfig(share_prompt_forward=True, microbatching="token_budget"),
+    # the default: train() shares prompts, logprobs() keeps whole rows
+    "default": DTensorConfig(logprob_chunk_size=7),
 }
 
 
@@ -237,13 +239,13 @@ def test_shared_prompts_give_the_padded_paths_loss_gradients_and_logprobs(
 
 def _assert_same_as_padded(model_dir, options: DTensorConfig, make_batch) -> None:
     """train() and logprobs() of `options` against the fixed-size padded path: same loss, metrics, update, logprobs."""
-    reference = _backend(model_dir, DTensorConfig(logprob_chunk_size=7))
+    reference = _backend(model_dir, DTensorConfig(logprob_chunk_size=7, share_prompt_forward=False))
     candidate = _backend(model_dir, options)
     try:
         batch = make_batch(reference.model.config.vocab_size)
         mask = batch["token_mask"].bool()
         expected_lps, got_lps = reference.logprobs(batch, temperature=0.8), candidate.logprobs(batch, temperature=0.8)
-        if options.lm_head_positions == "response" or options.share_prompt_forward:
+        if options.lm_head_positions == "response" or options.share_prompt_forward is True:
             assert torch.equal(got_lps[~mask], torch.zeros_like(got_lps[~mask]))
             expected_lps = torch.where(mask, expected_lps, 0.0)
         assert mask.sum() > 20 and expected_lps[mask].abs().min() > 0  # real values are compared, not zeros
@@ -320,7 +322,7 @@ def test_shared_prompts_compute_fewer_positions_on_grpo_groups():
     batch = grouped_batch(500, prompts=4, group=8, seed=3)
     options = DTensorConfig(share_prompt_forward=True, microbatching="token_budget")
     shared = sum(p.shared.num_tokens for p in microbatching.plan(batch, options, 8))
-    padded = sum(p.batch["input_ids"].numel() for p in microbatching.plan(batch, DTensorConfig(microbatching="token_budget"), 8))
+    padded = sum(p.batch["input_ids"].numel() for p in microbatching.plan(batch, DTensorConfig(share_prompt_forward=False, microbatching="token_budget"), 8))
     assert shared < 0.85 * padded, (shared, padded)
 
 
@@ -363,10 +365,10 @@ def test_token_budget_and_packing_use_fewer_padded_tokens_than_fixed(tied_model_
         return sum(p.packed.num_tokens if p.packed else p.batch["input_ids"].numel() for p in plans)
 
     lengths = batch["input_lengths"]
-    fixed = positions(DTensorConfig())
-    assert positions(DTensorConfig(microbatching="sorted")) < fixed
-    assert positions(DTensorConfig(microbatching="token_budget")) < fixed
-    assert positions(DTensorConfig(sequence_packing=True)) == int(lengths.sum())  # no padding at all
+    fixed = positions(DTensorConfig(share_prompt_forward=False))
+    assert positions(DTensorConfig(share_prompt_forward=False, microbatching="sorted")) < fixed
+    assert positions(DTensorConfig(share_prompt_forward=False, microbatching="token_budget")) < fixed
+    assert positions(DTensorConfig(share_prompt_forward=False, sequence_packing=True)) == int(lengths.sum())  # no padding at all
 
 
 def test_the_packing_probe_rejects_a_model_that_ignores_row_boundaries(tied_model_dir):
@@ -418,7 +420,7 @@ def test_a_pass_whose_rows_have_no_response_token_still_trains(options, tied_mod
     assert batch["token_mask"][2].sum() == 0  # row 7 of the grouped batch has no response token
     rows_per_pass = [p.rows for p in microbatching.plan(batch, options, 2)]
     assert [2] in rows_per_pass, rows_per_pass
-    reference, candidate = _backend(tied_model_dir, DTensorConfig()), _backend(tied_model_dir, options)
+    reference, candidate = _backend(tied_model_dir, DTensorConfig(share_prompt_forward=False)), _backend(tied_model_dir, options)
     candidate.policy = reference.policy = attrs.evolve(reference.policy, train_micro_batch_size=2)
     expected = reference.train(batch, ConformanceNLLLoss())
     got = candidate.train(batch, ConformanceNLLLoss())
@@ -426,3 +428,31 @@ def test_a_pass_whose_rows_have_no_response_token_still_trains(options, tied_mod
         assert got[key] == pytest.approx(expected[key], abs=1e-5), key
     worst = max((a - b).abs().max().item() for a, b in zip(weights(candidate).values(), weights(reference).values()))
     assert worst <= 1e-5
+
+
+def test_by_default_training_passes_share_prompts_and_logprob_passes_keep_whole_rows():
+    batch = grouped_batch(704, prompts=3, group=2, seed=1)
+
+    def shared(options, scoring):
+        return [p.shared is not None for p in microbatching.plan(batch, options, 4, scoring=scoring)]
+
+    assert all(shared(DTensorConfig(), scoring=False)) and not any(shared(DTensorConfig(), scoring=True))
+    assert all(shared(DTensorConfig(share_prompt_forward=True), scoring=True))
+    for off in (DTensorConfig(share_prompt_forward=False), DTensorConfig(activation_checkpointing=True),
+                DTensorConfig(sequence_packing=True)):
+        assert not any(shared(off, scoring=False)), off
+
+
+def test_the_default_falls_back_to_the_padded_path_when_the_probe_fails(tied_model_dir, monkeypatch, caplog):
+    import reinforge.backends.training.dtensor.backend as backend_module
+
+    def refuse(module, device):
+        raise ReinforgeError("share_prompt_forward: TinyModel gives different logprobs (probe)")
+
+    monkeypatch.setattr(backend_module, "check_shared_prompts", refuse)
+    with caplog.at_level("WARNING"):
+        backend = _backend(tied_model_dir, DTensorConfig())
+    assert backend.options.share_prompt_forward is False
+    assert "share_prompt_forward is off" in caplog.text and "gives different logprobs" in caplog.text
+    with pytest.raises(ReinforgeError, match="gives different logprobs"):
+        _backend(tied_model_dir, DTensorConfig(share_prompt_forward=True))

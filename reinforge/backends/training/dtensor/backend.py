@@ -12,9 +12,11 @@ Shapes: rows are right-padded `input_ids  # [B, T]` with `input_lengths  # [B]`;
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import torch
 
 from reinforge.backends.training.backend_lifecycle import ensure_live, free_device_cache, move_optimizer_state, stream_buckets
@@ -24,7 +26,7 @@ from reinforge.backends.training.dtensor.checkpointing import (
     load_checkpoint,
     save_checkpoint,
 )
-from reinforge.backends.training.dtensor.config import DTensorConfig, check_option_combinations
+from reinforge.backends.training.dtensor.config import DTensorConfig, check_option_combinations, shares_prompts
 from reinforge.backends.training.dtensor.distributed import ParallelContext
 from reinforge.backends.training.dtensor.logprobs import PolicyModule, check_packing, check_shared_prompts
 from reinforge.backends.training.dtensor.memory import ModelShape, estimate_training_memory, measured_peak
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from reinforge.core.interfaces import LossFn
     from reinforge.core.run_config import PolicyConfig
 
+log = logging.getLogger(__name__)
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -114,8 +117,15 @@ class DTensorBackend:
         if self.options.sequence_packing:
             check_packing(module, self.ctx.device)
             reshard(module)
-        if self.options.share_prompt_forward:
-            check_shared_prompts(module, self.ctx.device)
+        if shares_prompts(self.options, scoring=True) or (train and shares_prompts(self.options, scoring=False)):
+            try:
+                check_shared_prompts(module, self.ctx.device)
+            except ReinforgeError as exc:
+                if self.options.share_prompt_forward is not None:
+                    raise
+                # The default falls back to the padded path; every rank probes the same model, so all agree.
+                log.warning("share_prompt_forward is off: %s", exc)
+                self.options = attrs.evolve(self.options, share_prompt_forward=False)
             reshard(module)
         return module
 

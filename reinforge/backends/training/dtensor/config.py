@@ -82,13 +82,15 @@ class DTensorConfig:
         "the same loss and gradients",
         default="all",
     )
-    share_prompt_forward: bool = doc(
+    share_prompt_forward: bool | None = doc(
         "run each distinct prompt of a forward pass once and its rows' responses on that prompt's KV cache "
         "(GRPO's G samples, DPO's chosen and rejected share a prompt); rows of one prompt travel in the same "
-        "pass. The output layer then runs at response positions only (as lm_head_positions=response). Same "
-        "loss, gradients and response logprobs as the padded path; checked on the model at start-up. Not with "
-        "sequence_packing or activation_checkpointing",
-        default=False,
+        "pass, and the output layer runs at response positions only (positions outside token_mask read 0). "
+        "Same loss, gradients and response logprobs as the padded path. null (default): train() passes share "
+        "prompts, logprobs() passes keep whole rows, and it is off under sequence_packing or "
+        "activation_checkpointing or when the start-up probe finds the model's cache does not compose (a "
+        "warning says so); true: train() and logprobs(), an error where it cannot run; false: never",
+        default=None,
     )
     refit_bucket_bytes: int = doc(
         "default size of the buckets `named_weights` yields when the caller does not give one",
@@ -104,16 +106,27 @@ def check_option_combinations(options: DTensorConfig) -> None:
     """Raise a ReinforgeError for options that cannot work together (each alone is valid)."""
     from reinforge.core.errors import ReinforgeError
 
-    if options.share_prompt_forward and options.sequence_packing:
+    if options.share_prompt_forward is True and options.sequence_packing:
         raise ReinforgeError(
             "policy.backend_cfg: share_prompt_forward and sequence_packing are both on, but a pass is either packed "
             "rows or prompts shared by their rows, not both. Keep share_prompt_forward for GRPO/DPO batches (rows "
             "share prompts), sequence_packing for SFT-like batches (every prompt distinct)."
         )
-    if options.share_prompt_forward and options.activation_checkpointing:
+    if options.share_prompt_forward is True and options.activation_checkpointing:
         raise ReinforgeError(
             "policy.backend_cfg: share_prompt_forward needs each layer's keys and values of the prompt pass in the "
             "response pass, which activation_checkpointing drops (Hugging Face turns the KV cache off under it). "
             "Turn one of them off: activation_checkpointing for long sequences that do not fit, "
             "share_prompt_forward for speed when they do."
         )
+
+
+def shares_prompts(options: DTensorConfig, *, scoring: bool) -> bool:
+    """Whether `train()` (scoring=False) or `logprobs()` (scoring=True) passes share prompts under `options`.
+
+    The answer never depends on a batch's content: under FSDP every rank must make the same decoder
+    calls, and a rank's rows may share prompts while another's do not.
+    """
+    if options.share_prompt_forward is None:
+        return not scoring and not options.sequence_packing and not options.activation_checkpointing
+    return options.share_prompt_forward

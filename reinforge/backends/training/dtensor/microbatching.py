@@ -26,7 +26,7 @@ import attrs
 import torch
 
 from reinforge.backends.training.dtensor import shared_prompts
-from reinforge.backends.training.dtensor.config import DTensorConfig
+from reinforge.backends.training.dtensor.config import DTensorConfig, shares_prompts
 from reinforge.backends.training.dtensor.shared_prompts import SharedPrompts
 from reinforge.backends.training.rank_agreement import dummy_row
 from reinforge.core.batch import Batch, PackedBatch
@@ -46,11 +46,14 @@ class Microbatch:
     shared: SharedPrompts | None = None  # set when the rows' prompts run once each (share_prompt_forward)
 
 
-def plan(batch: Batch, options: DTensorConfig, size: int) -> list[Microbatch]:
-    """Split `batch` (non-empty, with `input_ids` and `input_lengths`) into forward passes per `options`."""
+def plan(batch: Batch, options: DTensorConfig, size: int, *, scoring: bool = False) -> list[Microbatch]:
+    """Split `batch` (non-empty, with `input_ids` and `input_lengths`) into forward passes per `options`.
+
+    `scoring`: the passes of `logprobs()` rather than `train()` (see `shares_prompts`).
+    """
     lengths = [int(x) for x in torch.as_tensor(batch["input_lengths"]).tolist()]
     budget = options.max_tokens_per_microbatch or size * max(lengths)
-    if options.share_prompt_forward and "token_mask" in batch:
+    if shares_prompts(options, scoring=scoring) and "token_mask" in batch:
         return _plan_shared(batch, options, size, budget)
     if options.sequence_packing:
         if max(lengths) > budget:
@@ -115,7 +118,8 @@ def _plan_shared(batch: Batch, options: DTensorConfig, size: int, budget: int) -
 
 
 def idle_forward(
-    module: torch.nn.Module, batch: Batch, options: DTensorConfig, temperature: float, ctx: ParallelContext
+    module: torch.nn.Module, batch: Batch, options: DTensorConfig, temperature: float, ctx: ParallelContext,
+    *, scoring: bool,
 ) -> torch.Tensor:  # [1, 2]
     """The pass a data-parallel rank runs once its own passes are done, shaped like the others' passes.
 
@@ -125,7 +129,7 @@ def idle_forward(
     possibly none) only tells, by its columns, which kind of pass `plan` gives the other ranks.
     """
     ids, lengths = dummy_row(ctx)  # [1, 2], [1]
-    if options.share_prompt_forward and "token_mask" in batch:
+    if shares_prompts(options, scoring=scoring) and "token_mask" in batch:
         rows = Batch(input_ids=ids.cpu(), input_lengths=lengths.cpu(), token_mask=torch.tensor([[0.0, 1.0]]))
         idle = Microbatch([0], rows, shared=shared_prompts.layout(rows, shared_prompts.split_columns(rows)))
         return forward(module, idle, options, temperature, ctx.device)

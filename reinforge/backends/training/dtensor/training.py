@@ -48,7 +48,7 @@ def train_step(
     problem = check_rows(batch, REQUIRED_FOR_TRAIN, max_length, what)
     options = options or DTensorConfig()
     batch = with_sample_mask(batch)
-    micro = [] if problem or len(batch) == 0 else microbatching.plan(batch, options, micro_batch_size)
+    micro = [] if problem or len(batch) == 0 else microbatching.plan(batch, options, micro_batch_size, scoring=False)
     for plan in micro:
         plan.batch = plan.batch.to(ctx.device)
     passes = agree_on_rows(ctx, problem, len(batch), len(micro), what)
@@ -76,7 +76,7 @@ def train_step(
             loss, metrics = loss_fn(logprobs, plan.batch, global_tokens, global_seqs)
             per_micro.append(metrics)
         else:
-            logprobs = microbatching.idle_forward(module, batch, options, temperature, ctx)
+            logprobs = microbatching.idle_forward(module, batch, options, temperature, ctx, scoring=False)
             loss = logprobs.sum() * 0.0
         (loss * scale).backward()
         loss_total += loss.detach().float()
@@ -130,7 +130,7 @@ def compute_logprobs(
     """Per-token logprobs of this rank's rows, split into passes per `options`, in the batch's row order and width."""
     options = options or DTensorConfig()
     problem = check_rows(batch, REQUIRED_FOR_LOGPROBS, max_length, what)
-    groups = [] if problem or len(batch) == 0 else microbatching.plan(batch, options, batch_size)
+    groups = [] if problem or len(batch) == 0 else microbatching.plan(batch, options, batch_size, scoring=True)
     passes = agree_on_rows(ctx, problem, len(batch), len(groups), what)
     module.eval()
     width = batch["input_ids"].shape[1] if len(batch) else 0
@@ -141,6 +141,6 @@ def compute_logprobs(
             logprobs = microbatching.forward(module, plan, options, temperature, ctx.device)  # [b, t]
             out[torch.tensor(plan.rows), : logprobs.shape[1]] = logprobs.float().cpu()
         else:
-            microbatching.idle_forward(module, batch, options, temperature, ctx)
+            microbatching.idle_forward(module, batch, options, temperature, ctx, scoring=True)
     reshard(module)
     return out
