@@ -81,6 +81,10 @@ class LossFn(Protocol):
     data-parallel rank), so that the sum of microbatch losses is the loss of the whole batch
     whatever the split. Metric values follow the same rule: they are summed over microbatches
     and ranks, except keys ending in `_min` / `_max`, which are reduced by min / max.
+
+    A loss reads `logprobs` only where `token_mask` is 1: elsewhere a backend may hand it 0
+    (the `dtensor` backend runs the output layer at response positions only when it shares a
+    prompt's pass among its rows, which it does by default in training).
     """
 
     def __call__(
