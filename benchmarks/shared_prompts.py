@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
         max_grad_norm=1.0, optimizer=OptimizerConfig(name="adamw", lr=1e-7, weight_decay=0.0),
     )
     variants = {
-        "padded": DTensorConfig(microbatching="token_budget", lm_head_positions="response"),
+        "padded": DTensorConfig(microbatching="token_budget", lm_head_positions="response", share_prompt_forward=False),
         "shared": DTensorConfig(microbatching="token_budget", lm_head_positions="response", share_prompt_forward=True),
     }
     backends = {name: DTensorBackend(policy, options) for name, options in variants.items()}
