@@ -16,6 +16,8 @@ from typing import Any
 
 import attrs
 
+from reinforge.backends.kit import eos_token_ids
+
 SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
@@ -60,16 +62,15 @@ def no_eos_copy(model_dir: Path, out: Path) -> int:
     if not pad_text:
         raise ValueError(f"{model_dir} has no pad token to stand in for eos")
     pad_id = int(config["pad_token_id"])
-    eos_ids = set(_ids(config.get("eos_token_id")))
-    generation = out / "generation_config.json"
-    settings = json.loads(generation.read_text()) if generation.exists() else {}
-    eos_ids |= set(_ids(settings.get("eos_token_id")))
+    eos_ids = eos_token_ids(str(out), None)  # config.json's and generation_config.json's
     eos_text, eos_id = (pad_text, pad_id) if pad_id not in eos_ids else stand_in_eos(out, tokenizer_config, pad_id)
     tokenizer_config["eos_token"] = eos_text
     (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
     config["eos_token_id"] = eos_id
     (out / "config.json").write_text(json.dumps(config, indent=2))
+    generation = out / "generation_config.json"
     if generation.exists():
+        settings = json.loads(generation.read_text())
         settings["eos_token_id"] = eos_id
         generation.write_text(json.dumps(settings, indent=2))
     return eos_id
@@ -89,12 +90,6 @@ def stand_in_eos(folder: Path, tokenizer_config: dict[str, Any], pad_id: int) ->
     if not candidates:
         raise ValueError(f"{folder}: its pad token is its eos and no other special token can stand in for eos")
     return candidates[-1]["content"], int(candidates[-1]["id"])
-
-
-def _ids(value: Any) -> list[int]:
-    if value is None:
-        return []
-    return [int(v) for v in value] if isinstance(value, list) else [int(value)]
 
 
 def arithmetic_records(count: int, seed: int) -> list[dict[str, Any]]:

@@ -53,7 +53,7 @@ def plan(batch: Batch, options: DTensorConfig, size: int, *, scoring: bool = Fal
     """
     lengths = [int(x) for x in torch.as_tensor(batch["input_lengths"]).tolist()]
     budget = options.max_tokens_per_microbatch or size * max(lengths)
-    if shares_prompts(options, scoring=scoring) and "token_mask" in batch:
+    if _shared_passes(batch, options, scoring):
         return _plan_shared(batch, options, size, budget)
     if options.sequence_packing:
         if max(lengths) > budget:
@@ -76,6 +76,11 @@ def plan(batch: Batch, options: DTensorConfig, size: int, *, scoring: bool = Fal
         plans.append(Microbatch(order[start : start + len(group)], group))
         start += len(group)
     return plans
+
+
+def _shared_passes(batch: Batch, options: DTensorConfig, scoring: bool) -> bool:
+    """Whether `plan` lays `batch` out as shared-prompt passes; `idle_forward` must answer the same."""
+    return shares_prompts(options, scoring=scoring) and "token_mask" in batch
 
 
 def _plan_shared(batch: Batch, options: DTensorConfig, size: int, budget: int) -> list[Microbatch]:
@@ -129,7 +134,7 @@ def idle_forward(
     possibly none) only tells, by its columns, which kind of pass `plan` gives the other ranks.
     """
     ids, lengths = dummy_row(ctx)  # [1, 2], [1]
-    if shares_prompts(options, scoring=scoring) and "token_mask" in batch:
+    if _shared_passes(batch, options, scoring):
         rows = Batch(input_ids=ids.cpu(), input_lengths=lengths.cpu(), token_mask=torch.tensor([[0.0, 1.0]]))
         idle = Microbatch([0], rows, shared=shared_prompts.layout(rows, shared_prompts.split_columns(rows)))
         return forward(module, idle, options, temperature, ctx.device)
