@@ -8,10 +8,6 @@ loads the 2-rank checkpoint in this (single, group-less) process, which DCP must
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +17,7 @@ from reinforge.backends.training.dtensor.backend import DTensorBackend
 from reinforge.core.run_config import OptimizerConfig, PolicyConfig, SchedulerConfig
 from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch, weights
 from reinforge.testing.tiny_model import build_model
+from tests.torchrun import run_torchrun
 
 WORKER = Path(__file__).with_name("_dtensor_worker.py")
 
@@ -53,25 +50,12 @@ TOLERANCES = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.distributed
 def test_two_processes_match_the_single_process_reference(tmp_path):
     model_dir = build_model(tmp_path / "model", size="tiny", seed=0)
     out = tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-        "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-        str(WORKER), str(model_dir), str(out),
-    ]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, f"torchrun failed:\n{done.stdout[-4000:]}\n{done.stderr[-8000:]}"
+    run_torchrun([str(WORKER), str(model_dir), str(out)], timeout=240)
 
     results = json.loads((out / "results.json").read_text())
     assert results.keys() >= TOLERANCES.keys()

@@ -50,24 +50,11 @@ def grpo_case(model_dir: Path, seed: int = 0) -> dict[str, Any]:
 
 def run_worker(worker: Path, cases: dict[str, dict[str, Any]], out: Path, **env: str) -> None:
     """Write the cases next to `out` and run `worker` under torchrun with 2 processes (gloo on CPU unless env says cuda)."""
-    import os
-    import socket
-    import subprocess
-    import sys
+    from tests.torchrun import run_torchrun  # here: the worker imports this module without `tests` on its path
 
     cases_file = out / "cases.pt"
     torch.save(cases, cases_file)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **env}
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-        "--master-addr", "127.0.0.1", "--master-port", str(port), str(worker), str(cases_file), str(out),
-    ]  # fmt: skip
-    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"torchrun failed:\n{done.stdout[-4000:]}\n{done.stderr[-8000:]}"
-
+    run_torchrun([str(worker), str(cases_file), str(out)], timeout=600, env=env)
 
 def _worst(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     assert a.keys() == b.keys(), sorted(a.keys() ^ b.keys())
