@@ -23,15 +23,40 @@ def build_optimizer(
     params: list[torch.nn.Parameter], config: OptimizerConfig, *, foreach: bool | None
 ) -> torch.optim.Optimizer:
     """torch.optim AdamW / Adam / SGD from the policy's optimizer section (weight decay on every parameter)."""
+    kernel = kernel_options(params, config, foreach)
     if config.name == "adamw":
         return torch.optim.AdamW(
-            params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay, foreach=foreach
+            params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay, **kernel
         )
     if config.name == "adam":
         return torch.optim.Adam(
-            params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay, foreach=foreach
+            params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay, **kernel
         )
-    return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay, foreach=foreach)
+    return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay, **kernel)
+
+
+def kernel_options(params: list[torch.nn.Parameter], config: OptimizerConfig, foreach: bool | None) -> dict[str, bool | None]:
+    """`fused` or `foreach` for the optimizer: fused Adam/AdamW where every parameter is a plain tensor.
+
+    Why: on CPU torch picks neither by default and updates one tensor at a time; its fused CPU kernel
+    took an AdamW step on SmolLM2-135M from 0.43 s to 0.06 s (2 threads, 2026-12-02). It is the same
+    update up to float rounding. DTensors (FSDP2, tensor parallel) keep torch's default, and so does
+    SGD, whose update is one multiply-add per tensor.
+    """
+    plain = all(type(p.data) is torch.Tensor and p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    if config.name in ("adam", "adamw") and foreach is None and plain:
+        return {"fused": True}
+    return {"foreach": foreach}
+
+
+def restore_kernel_options(optimizer: torch.optim.Optimizer, kernel: dict[str, bool | None]) -> None:
+    """Put back `kernel_options` after `load_state_dict`, which copies the saving run's choice into the groups.
+
+    A checkpoint written by 2 FSDP ranks (no fused kernel) may be resumed in one process, and the other way round.
+    """
+    for group in optimizer.param_groups:
+        group["fused"] = kernel.get("fused", None)
+        group["foreach"] = kernel.get("foreach", None)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: SchedulerConfig) -> torch.optim.lr_scheduler.LambdaLR:
