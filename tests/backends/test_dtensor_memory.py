@@ -67,6 +67,8 @@ def test_estimate_hand_worked_variants() -> None:
     assert (sharded.weights, sharded.gradients, sharded.optimizer_state, sharded.reference) == (2000, 2000, 4000, 2000)
     foreach = estimate_training_memory(SHAPE, _policy(), chunk4, foreach_optimizer=True)
     assert foreach.optimizer_step == 4000
+    fused = estimate_training_memory(SHAPE, _policy(), chunk4, foreach_optimizer=True, fused_optimizer=True)
+    assert fused.optimizer_step == 0  # the fused kernel updates in place
     longest = estimate_training_memory(SHAPE, _policy(), chunk4, sequence_length=5)
     assert longest.activations == 2 * 5 * (2 * 624 + 100)
 

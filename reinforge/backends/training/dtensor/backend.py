@@ -92,6 +92,7 @@ class DTensorBackend:
                 need_reference=need_reference,
                 shards=(self.ctx.dp_size if self.ctx.fsdp else 1) * self.ctx.tp_size,
                 foreach_optimizer=self.ctx.device.type == "cuda",
+                fused_optimizer=bool(self._kernel.get("fused")),
             )
             self._estimate_reported = False
         except BaseException:

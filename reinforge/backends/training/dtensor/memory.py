@@ -9,8 +9,9 @@ What it counts, in bytes, for the steady state (after the first optimizer step h
 optimizer state):
 - weights, gradients and optimizer state (AdamW/Adam: two tensors per parameter; SGD: none), in the
   parameters' dtype, divided over the ranks that shard them (FSDP x tensor parallel);
-- the optimizer step's temporaries: AdamW's per-tensor path (CPU) holds two parameter-sized
-  temporaries of the largest tensor; the foreach path (GPU) one of every tensor;
+- the optimizer step's temporaries: AdamW's per-tensor path holds two parameter-sized temporaries of
+  the largest tensor; the foreach path (GPU DTensors) one of every tensor; the fused kernel (plain
+  tensors, see optim.py) updates in place and holds none;
 - activations kept for backward by the decoder layers for the largest micro-batch, per token and
   layer (a Llama/Qwen2 layer with SDPA attention; key/value heads are expanded to the query heads
   as transformers does on CPU): the input and output of both RMSNorms (float32) and their rsqrt,
@@ -142,13 +143,14 @@ def estimate_training_memory(
     need_reference: bool = False,
     shards: int = 1,
     foreach_optimizer: bool = False,
+    fused_optimizer: bool = False,
     sequence_length: int | None = None,
 ) -> MemoryEstimate:
     """Peak memory of one rank (see the module docstring for what is counted and what is not).
 
     `shards`: ranks that split the parameters (FSDP data-parallel size x tensor-parallel size, or the
     tensor-parallel size alone without FSDP). `foreach_optimizer`: torch's multi-tensor optimizer
-    path (its default on GPU). `sequence_length`: the longest row (default
+    path (its default on GPU). `fused_optimizer`: torch's fused Adam kernel (in place). `sequence_length`: the longest row (default
     `policy.max_total_sequence_length`, the worst case).
     """
     options = options or DTensorConfig()
@@ -156,7 +158,7 @@ def estimate_training_memory(
     length = sequence_length or policy.max_total_sequence_length
     parameter_bytes = shape.num_parameters * b // shards
     adam = policy.optimizer.name in ("adam", "adamw")
-    if not adam:
+    if not adam or fused_optimizer:
         step_temporaries = 0
     elif foreach_optimizer:
         step_temporaries = parameter_bytes
