@@ -144,8 +144,16 @@ def _seconds(fn: Any) -> float:
     return time.perf_counter() - start
 
 
-def step_flops(model_dir: str, rows: int, prompt_tokens: float, new_tokens: float) -> dict[str, float]:
-    """Forward FLOPs of one pass over the step's rows (all positions), and of training (3x forward)."""
+def step_flops(
+    model_dir: str, rows: int, prompt_tokens: float, new_tokens: float, *, positions: float | None = None,
+    head_positions: float | None = None,
+) -> dict[str, float]:
+    """Forward FLOPs of one pass over the step's rows (all positions), and of training (3x forward).
+
+    With `positions` (and `head_positions`), the decoder's (and output layer's) positions a backend
+    actually computed instead of every row's: shared prompts and the head at response positions only.
+    Attention keeps the rows' average context (a few per cent of these models' FLOPs at ~100 tokens).
+    """
     config = json.loads((Path(model_dir) / "config.json").read_text())
     heads = config["num_attention_heads"]
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
@@ -156,8 +164,9 @@ def step_flops(model_dir: str, rows: int, prompt_tokens: float, new_tokens: floa
         kv_dim=config.get("num_key_value_heads", heads) * head_dim,
         ffn=config["intermediate_size"],
         vocab=config["vocab_size"],
-        tokens=int(rows * length),
+        tokens=int(rows * length if positions is None else positions),
         context=length / 2,
+        head_tokens=None if head_positions is None else int(head_positions),
     )
     return {"forward": forward, "training": 3 * forward}
 
@@ -171,8 +180,17 @@ def efficiency(doc: dict[str, Any], workload: Workload, peak: float) -> None:
         flops = step_flops(workload.model_dir, workload.rows, prompt, new)
         training = framework["phases"]["training"]["median"]
         generation = framework["phases"]["generation"]["median"]
+        computed = [s for s in steps if "positions" in s and "head_positions" in s]
+        hardware = None
+        if computed and training > 0:
+            # MFU of the FLOPs the backend ran (its decoder and head positions), not of the work both sides were given.
+            ran = step_flops(workload.model_dir, workload.rows, prompt, new,
+                             positions=_mean(s["positions"] for s in computed),
+                             head_positions=_mean(s["head_positions"] for s in computed))  # fmt: skip
+            hardware = stats.mfu(ran["training"], training, peak)
         framework["efficiency"] = {
             "training_mfu": stats.mfu(flops["training"], training, peak) if training > 0 else None,
+            "training_hardware_utilisation": hardware,
             "generation_tokens_per_s": workload.rows * new / generation if generation > 0 else None,
             "response_length_mean": new,
             "prompt_length_mean": prompt or None,

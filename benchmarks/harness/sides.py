@@ -112,7 +112,8 @@ def reinforge_steps(metrics_path: Path) -> list[dict[str, float]]:
         step["total"] = float(row["timing/total"])
         step["reward_mean"] = float(row["train/reward_mean"])
         for key in ("train/response_length_mean", "train/mean_prompt_length", "train/num_rollouts",
-                    "train/memory_estimate_bytes"):  # the estimate: first step only
+                    "train/memory_estimate_bytes",  # the estimate: first step only
+                    "train/positions", "train/head_positions"):  # what the dtensor backend computed
             if key in row:
                 step[key.removeprefix("train/")] = float(row[key])
         steps.append(step)

@@ -149,13 +149,15 @@ def print_table(doc: Mapping[str, Any], baseline: str) -> None:
 
 def efficiency_rows(doc: Mapping[str, Any]) -> list[list[str]]:
     """Rows of the second table: MFU of training, generation tokens/s, tokens per response, peak RSS, rewards."""
-    rows = [["framework", "training MFU", "generation tok/s", "new tokens/response", "peak RSS (GiB)", "reward first -> last"]]
+    rows = [["framework", "training MFU", "hardware", "generation tok/s", "new tokens/response", "peak RSS (GiB)",
+             "reward first -> last"]]
     for name, framework in doc["frameworks"].items():
         eff = framework.get("efficiency", {})
         curve = framework.get("reward_curve", [])
         rows.append([
             name,
             f"{eff['training_mfu']:.1%}" if eff.get("training_mfu") is not None else "-",
+            f"{eff['training_hardware_utilisation']:.1%}" if eff.get("training_hardware_utilisation") is not None else "-",
             f"{eff['generation_tokens_per_s']:.0f}" if eff.get("generation_tokens_per_s") is not None else "-",
             f"{eff['response_length_mean']:.1f}" if eff.get("response_length_mean") is not None else "-",
             f"{eff['peak_rss_bytes'] / 2**30:.2f}" if eff.get("peak_rss_bytes") else "-",
@@ -170,7 +172,10 @@ def print_efficiency(doc: Mapping[str, Any]) -> None:
 
     header, *body = efficiency_rows(doc)
     peak = doc["machine"].get("matmul_peak_gflops")
-    table = Table(title=f"efficiency (MFU against a measured fp32 matmul peak of {peak:.0f} GFLOP/s)")
+    table = Table(
+        title=f"efficiency (MFU against a measured fp32 matmul peak of {peak:.0f} GFLOP/s: of the work given, and of the "
+        "positions reinforge computed)"
+    )
     for column in header:
         table.add_column(column)
     for row in body:

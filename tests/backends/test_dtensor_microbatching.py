@@ -177,6 +177,13 @@ def test_plans_by_hand():
     assert rows(DTensorConfig(share_prompt_forward=False, sequence_packing=True, max_tokens_per_microbatch=12)) == [[1, 0], [3, 4], [2]]
     widths = [p.batch["input_ids"].shape[1] for p in microbatching.plan(batch, DTensorConfig(share_prompt_forward=False, microbatching="sorted"), 2)]
     assert widths == [9, 5, 2]  # each group trimmed to its own longest row
+    # What each pass costs: padded rows x width; packed rows their lengths (9+3, 9+2, 5).
+    sorted_plans = microbatching.plan(batch, DTensorConfig(share_prompt_forward=False, microbatching="sorted"), 2)
+    assert [p.positions for p in sorted_plans] == [18, 10, 2]
+    packed = microbatching.plan(batch, DTensorConfig(share_prompt_forward=False, sequence_packing=True, max_tokens_per_microbatch=12), 2)
+    assert [p.positions for p in packed] == [12, 11, 5]
+    # No token_mask, no response selection: the head runs wherever the decoder does.
+    assert [p.head_positions(DTensorConfig(share_prompt_forward=False)) for p in sorted_plans] == [18, 10, 2]
 
 
 def test_packing_with_a_budget_below_the_longest_row_is_a_clear_error():
@@ -315,6 +322,12 @@ def test_shared_plans_by_hand():
     assert shared.owner.tolist() == [0, 1, 1] and shared.split.tolist() == [3, 2, 2]
     assert shared.suffix_ids.tolist() == [[1, 0], [2, 2], [3, 0]] and shared.suffix_lengths.tolist() == [1, 2, 1]
     assert shared.num_tokens == 6 + 6  # against 3 rows x 4 columns = 12 padded: equal here, fewer as groups grow
+    # The head runs at the response tokens only (2 + 4, then 1 + 2 + 1), whatever lm_head_positions says.
+    assert [(p.positions, p.head_positions(budget)) for p in plans] == [(3 + 8, 6), (12, 4)]
+    padded = microbatching.plan(batch, DTensorConfig(share_prompt_forward=False), 2)
+    assert [(p.positions, p.head_positions(DTensorConfig(share_prompt_forward=False))) for p in padded] == [(10, 10), (14, 14), (4, 4)]
+    response_only = DTensorConfig(share_prompt_forward=False, lm_head_positions="response")
+    assert [p.head_positions(response_only) for p in padded] == [3, 6, 1]
 
 
 def test_shared_prompts_compute_fewer_positions_on_grpo_groups():
@@ -456,3 +469,18 @@ def test_the_default_falls_back_to_the_padded_path_when_the_probe_fails(tied_mod
     assert "share_prompt_forward is off" in caplog.text and "gives different logprobs" in caplog.text
     with pytest.raises(ReinforgeError, match="gives different logprobs"):
         _backend(tied_model_dir, DTensorConfig(share_prompt_forward=True))
+
+
+@pytest.mark.parametrize("share", [None, False], ids=["shared", "padded"])
+def test_a_train_step_reports_the_positions_its_passes_computed(tied_model_dir, share):
+    """`positions` / `head_positions` in train() metrics: the sum over the step's passes (benchmarks turn it into FLOPs)."""
+    batch = grouped_batch(704, prompts=3, group=4, seed=2)
+    options = DTensorConfig(share_prompt_forward=share)
+    backend = _backend(tied_model_dir, options)
+    metrics = backend.train(batch, ConformanceNLLLoss())
+    plans = microbatching.plan(batch, backend.options, 3, scoring=False)
+    assert metrics["positions"] == sum(p.positions for p in plans)
+    assert metrics["head_positions"] == sum(p.head_positions(backend.options) for p in plans)
+    if share is None:  # shared passes: each prompt once, the head at the response tokens only
+        assert metrics["head_positions"] == batch["token_mask"].sum().item()
+        assert metrics["positions"] < batch["input_ids"].shape[0] * batch["input_lengths"].max().item()

@@ -56,6 +56,18 @@ def test_flops_and_mfu_by_hand():
     # the head over 1 position only: 2*(136 + 10) + 64
     assert stats.forward_flops(layers=1, hidden=2, kv_dim=2, ffn=3, vocab=5, tokens=4, context=2, head_tokens=1) == 356.0
     assert stats.mfu(100.0, 2.0, 100.0) == 0.5
+
+
+def test_step_flops_of_the_positions_computed(tmp_path):
+    from benchmarks.run import step_flops
+
+    config = {"num_hidden_layers": 1, "hidden_size": 2, "num_attention_heads": 1, "num_key_value_heads": 1,
+              "intermediate_size": 3, "vocab_size": 5}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    # 2 rows of 1 prompt + 1 new token: 4 positions, context 1 -> 2*(34*4 + 40) + 4*1*4*1*2 = 384
+    assert step_flops(str(tmp_path), 2, 1.0, 1.0) == {"forward": 384.0, "training": 1152.0}
+    # the prompt once (3 positions), the head at the 2 responses: 2*(34*3 + 20) + 4*1*3*1*2 = 268
+    assert step_flops(str(tmp_path), 2, 1.0, 1.0, positions=3, head_positions=2) == {"forward": 268.0, "training": 804.0}
     with pytest.raises(ValueError):
         stats.mfu(100.0, 0.0, 100.0)
 
@@ -82,8 +94,10 @@ def test_document_and_tables():
     doc["frameworks"]["trl"]["efficiency"] = {
         "training_mfu": 0.4567, "generation_tokens_per_s": 1234.4, "response_length_mean": 64.0, "peak_rss_bytes": 3 * 2**29,
     }
-    assert stats.efficiency_rows(doc)[2] == ["trl", "45.7%", "1234", "64.0", "1.50", "0.200 -> 0.400"]
-    assert stats.efficiency_rows(doc)[1] == ["reinforge", "-", "-", "-", "-", "0.100 -> 0.300"]
+    assert stats.efficiency_rows(doc)[2] == ["trl", "45.7%", "-", "1234", "64.0", "1.50", "0.200 -> 0.400"]
+    assert stats.efficiency_rows(doc)[1] == ["reinforge", "-", "-", "-", "-", "-", "0.100 -> 0.300"]
+    doc["frameworks"]["reinforge"]["efficiency"] = {"training_mfu": 0.9, "training_hardware_utilisation": 0.6123}
+    assert stats.efficiency_rows(doc)[1][:3] == ["reinforge", "90.0%", "61.2%"]
 
 
 def test_unequal_work_is_reported():
@@ -122,13 +136,15 @@ def test_reinforge_steps_read_the_phases_of_training_steps_only(tmp_path):
     rows = [
         {"step": 0, "val/accuracy": 0.5},  # validation only: not a training step
         {"step": 1, "timing/total": 3.0, "timing/generation": 2.0, "timing/training": 0.5, "train/reward_mean": 0.25,
-         "train/response_length_mean": 64.0, "train/memory_estimate_bytes": 1e6},
+         "train/response_length_mean": 64.0, "train/memory_estimate_bytes": 1e6, "train/positions": 500.0,
+         "train/head_positions": 256.0, "train/loss": 0.1},
         {"step": 2, "timing/total": 2.0, "train/reward_mean": 0.5},
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert reinforge_steps(path) == [{
         "generation": 2.0, "reward": 0.0, "logprobs": 0.0, "training": 0.5, "refit": 0.0, "total": 3.0,
-        "reward_mean": 0.25, "response_length_mean": 64.0, "memory_estimate_bytes": 1e6,
+        "reward_mean": 0.25, "response_length_mean": 64.0, "memory_estimate_bytes": 1e6, "positions": 500.0,
+        "head_positions": 256.0,
     }, {"generation": 0.0, "reward": 0.0, "logprobs": 0.0, "training": 0.0, "refit": 0.0, "total": 2.0, "reward_mean": 0.5}]
 
 
@@ -209,6 +225,12 @@ def test_the_harness_runs_end_to_end_on_the_tiny_model(tmp_path, monkeypatch):
         first_step = doc["frameworks"][name]["steps"][0][0]
         assert eff["memory_estimate_bytes"] == first_step["memory_estimate_bytes"]
         assert eff["peak_rss_over_estimate"] == eff["peak_rss_bytes"] / eff["memory_estimate_bytes"]
+        # the positions the backend computed, which the hardware utilisation counts
+        assert 0 < first_step["head_positions"] <= first_step["positions"]
+        assert eff["training_hardware_utilisation"] is not None
+    # Packing computes every row whole; the default shares each prompt between its G = 2 rows.
+    packed, shared = (doc["frameworks"][n]["steps"][0][1]["positions"] for n in ("packed", "reinforge"))
+    assert shared < packed
     assert doc["unequal_work"] == []  # same prompt tokens and exactly 6 new tokens everywhere
     baseline = "trl" if with_trl else "reinforge"
     assert len(doc["frameworks"]["packed"]["ratio_to_" + baseline]["per_pair"]) == 1

@@ -45,6 +45,22 @@ class Microbatch:
     packed: PackedBatch | None = None  # set when the rows run as one packed sequence
     shared: SharedPrompts | None = None  # set when the rows' prompts run once each (share_prompt_forward)
 
+    @property
+    def positions(self) -> int:
+        """Positions the decoder computes in this pass, padding included: what the pass costs."""
+        if self.shared is not None:
+            return self.shared.num_tokens
+        if self.packed is not None:
+            return self.packed.num_tokens
+        return int(self.batch["input_ids"].numel())
+
+    def head_positions(self, options: DTensorConfig) -> int:
+        """Positions the output layer runs at: the response tokens in a shared pass or under
+        lm_head_positions=response, else every position the decoder computes."""
+        if self.shared is not None or wanted_columns(self.batch, options) is not None:
+            return int(torch.as_tensor(self.batch["token_mask"]).bool().sum())
+        return self.positions
+
 
 def plan(batch: Batch, options: DTensorConfig, size: int, *, scoring: bool = False) -> list[Microbatch]:
     """Split `batch` (non-empty, with `input_ids` and `input_lengths`) into forward passes per `options`.

@@ -53,10 +53,14 @@ def train_step(
         plan.batch = plan.batch.to(ctx.device)
     passes = agree_on_rows(ctx, problem, len(batch), len(micro), what)
 
-    local = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # valid tokens, valid sequences, microbatches
+    # valid tokens, valid sequences, microbatches, and the positions the decoder (padding included) and the
+    # output layer compute: what the step cost, for utilisation figures (idle passes of FSDP are not counted)
+    local = torch.zeros(5, dtype=torch.float64, device=ctx.device)
     for plan in micro:
         local[0] += plan.batch.valid_token_count().to(local)
         local[1] += plan.batch["sample_mask"].sum().to(local)
+        local[3] += plan.positions
+        local[4] += plan.head_positions(options)
     local[2] = len(micro)
     counts = ctx.all_reduce(local)
     global_tokens, global_seqs = counts[0].float(), counts[1].float()  # scalars, equal on every rank
@@ -101,6 +105,8 @@ def train_step(
         "lr": lr,
         "tokens": float(counts[0]),
         "microbatches": float(counts[2]),
+        "positions": float(counts[3]),
+        "head_positions": float(counts[4]),
     })
     return metrics
 
