@@ -33,15 +33,16 @@ def test_estimate_hand_worked_float32_adamw() -> None:
     # attention 5 x (2 heads x 4) x 4 + 2 x 4 (lse) = 168; MLP 4 x 16 x 4 = 256  -> 624
     # 2 rows x 10 tokens x 2 layers x 624 = 24960, + the final norm and head input (17 x 4 + 8 x 4 = 100) x 20 = 2000
     assert estimate.activations == 26960
-    # one chunk: 2 rows x min(4, 9) positions x 32 vocab x 4 bytes, three such tensors
-    assert estimate.logits == 3 * 2 * 4 * 32 * 4 == 3072
-    # logprob pass: 2 chunks of 3 rows x 4 positions x 32 x 4 = 3072, + 3 x 10 x (3 x 8 + 2 x 16) x 4 = 6720
+    # one chunk: 2 rows x min(4, 9) positions x 32 vocab x 4 bytes, and its blocked temporary (the whole chunk
+    # here, under 8 MB)
+    assert estimate.logits == 2 * 2 * 4 * 32 * 4 == 2048
+    # logprob pass: a chunk of 3 rows x 4 positions x 32 x 4 and its temporary = 3072, + 3 x 10 x (3 x 8 + 2 x 16) x 4 = 6720
     assert estimate.logprob_pass == 9792
     assert estimate.reference == 0
-    assert estimate.training_peak == 16000 + 26960 + 3072 == 46032
+    assert estimate.training_peak == 16000 + 26960 + 2048 == 45008
     assert estimate.logprob_peak == 4000 + 8000 + 9792 == 21792
-    assert estimate.total == 46032
-    assert estimate.as_dict()["total"] == 46032
+    assert estimate.total == 45008
+    assert estimate.as_dict()["total"] == 45008
 
 
 def test_estimate_hand_worked_variants() -> None:
@@ -50,17 +51,17 @@ def test_estimate_hand_worked_variants() -> None:
     # 2 bytes; norms stay float32 (136), projections 32, attention 5 x 8 x 2 + 8 = 88, MLP 128 -> 384 per token-layer
     assert (bf16.weights, bf16.optimizer_state, bf16.optimizer_step) == (2000, 4000, 1200)
     assert bf16.activations == 20 * 2 * 384 + 20 * (17 * 4 + 8 * 2) == 17040
-    assert bf16.logits == 3072 + 2 * 4 * 32 * 2  # plus the head's bfloat16 output
+    assert bf16.logits == 2048 + 2 * 4 * 32 * 2  # plus the head's bfloat16 output
     checkpointed = estimate_training_memory(SHAPE, _policy(), attrs.evolve(chunk4, activation_checkpointing=True))
     assert checkpointed.activations == 20 * (2 * 8 * 4 + 624) + 2000 == 15760  # layer inputs + one layer recomputed
     budget = estimate_training_memory(
         SHAPE, _policy(), attrs.evolve(chunk4, microbatching="token_budget", max_tokens_per_microbatch=30)
     )
-    assert budget.activations == 30 * 2 * 624 + 30 * 100 and budget.logits == 3 * 3 * 4 * 32 * 4  # 3 rows of 10
+    assert budget.activations == 30 * 2 * 624 + 30 * 100 and budget.logits == 2 * 3 * 4 * 32 * 4  # 3 rows of 10
     packed = estimate_training_memory(
         SHAPE, _policy(), attrs.evolve(chunk4, sequence_packing=True, max_tokens_per_microbatch=30)
     )
-    assert packed.logits == 3 * 1 * 4 * 32 * 4  # one packed row: a chunk is 4 positions
+    assert packed.logits == 2 * 1 * 4 * 32 * 4  # one packed row: a chunk is 4 positions
     sgd = estimate_training_memory(SHAPE, _policy(optimizer=OptimizerConfig(name="sgd")), chunk4)
     assert (sgd.optimizer_state, sgd.optimizer_step) == (0, 0)
     sharded = estimate_training_memory(SHAPE, _policy(), chunk4, shards=2, need_reference=True)
@@ -136,7 +137,7 @@ def test_estimate_matches_the_measured_peak_of_a_step(vocab_heavy_dir) -> None:
     assert first["memory_peak_rss_bytes"] >= estimate.weights  # the process holds at least the weights
     training = _tracked_peak(backend, lambda: backend.train(batch, ConformanceNLLLoss()))
     scoring = _tracked_peak(backend, lambda: backend.logprobs(batch))
-    # measured here 0.98 and 0.94 of the estimate; the target is within 1.3x
+    # measured here 1.00 and 0.94 of the estimate (0.81 and 0.97 with one chunk of 96); the target is within 1.3x
     assert 0.75 * estimate.training_peak <= training <= 1.3 * estimate.training_peak
     assert 0.75 * estimate.logprob_peak <= scoring <= 1.3 * estimate.logprob_peak
     assert "memory_estimate_bytes" not in backend.train(batch, ConformanceNLLLoss())  # reported once

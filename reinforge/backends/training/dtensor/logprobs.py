@@ -30,9 +30,58 @@ def chunk_logprobs(
 ) -> torch.Tensor:  # [B, c] float32
     """log softmax(lm_head(hidden) / temperature) at the target ids, in float32."""
     logits = lm_head(hidden).float()  # [B, c, V]
-    if temperature != 1.0:
-        logits = logits / temperature
-    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    vocab = logits.shape[-1]
+    # The logits were made here for this call alone: the backward may overwrite them with their gradient.
+    picked = TargetLogSoftmax.apply(logits.reshape(-1, vocab), targets.reshape(-1), float(temperature), True)  # [B*c]
+    return picked.reshape(targets.shape)
+
+
+class TargetLogSoftmax(torch.autograd.Function):
+    """`log_softmax(logits / T).gather(targets)` for `[N, V]` float32 logits, as one autograd node.
+
+    Why: the composed ops allocate three [N, V] float32 tensors besides the logits (log_softmax's
+    output; in backward the gather's dense one-hot gradient and log_softmax's input gradient), and on
+    CPU a fresh tensor that size (400 MB for 2048 positions x 49152 vocabulary) costs its page faults
+    again on every step. Here the forward keeps the row maximum and the sum of exp(x - max), computed
+    over blocks of rows in small reused temporaries, and the backward writes
+    d picked / d logits = (onehot(target) - softmax(logits / T)) / T, times the incoming gradient,
+    into one tensor: over the logits themselves when `overwrite` (the caller made them for this call
+    alone, as `chunk_logprobs` does: lm_head's backward reads its input and weight, not its output;
+    a second backward through the same graph then fails loudly on the saved tensor's version check),
+    else into a new one.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, temperature: float, overwrite: bool = False) -> torch.Tensor:  # noqa: ANN001
+        scaled = logits if temperature == 1.0 else logits / temperature  # [N, V]
+        # Kept as the row maximum and the sum of exp(x - max), never as max + log(sum): an exponent taken
+        # relative to a rounded log-sum-exp loses digits (measured 4x the error of torch's log_softmax).
+        top = scaled.amax(dim=-1)  # [N]
+        total = torch.empty_like(top)  # [N]
+        block = max(1, TEMPORARY_BYTES // (scaled.element_size() * scaled.shape[-1]))
+        for start in range(0, scaled.shape[0], block):
+            rows = slice(start, start + block)
+            total[rows] = torch.sub(scaled[rows], top[rows, None]).exp_().sum(dim=-1)
+        picked = (scaled.gather(-1, targets[:, None]).squeeze(-1) - top) - total.log()  # [N]
+        ctx.save_for_backward(scaled, top, total, targets)
+        ctx.temperature = temperature
+        ctx.overwrite = overwrite
+        return picked
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:  # noqa: ANN001
+        scaled, top, total, targets = ctx.saved_tensors
+        scale = grad / ctx.temperature  # [N]
+        # softmax = exp(x - max) / total, so -softmax x scale is exp(x - max) times a per-row factor.
+        shifted = scaled.sub_(top[:, None]) if ctx.overwrite else torch.sub(scaled, top[:, None])  # [N, V]
+        grad_logits = shifted.exp_().mul_((-scale / total)[:, None])
+        grad_logits.scatter_add_(-1, targets[:, None], scale[:, None])
+        return grad_logits, None, None, None
+
+
+# Blocks of rows whose exp(x - max) temporary stays under this: small enough for malloc to reuse
+# (glibc serves blocks under its 32 MB mmap threshold from the heap) instead of faulting in fresh pages.
+TEMPORARY_BYTES = 8 << 20
 
 
 def token_logprobs(

@@ -18,11 +18,11 @@ optimizer state):
   the projections' inputs, rotated queries, expanded keys and values, the attention output and its
   log-sum-exp (float32), and the MLP's gate, activation, up and product; with activation
   checkpointing only each layer's input, plus one layer's activations while it is recomputed;
-- the output layer in chunks (see logprobs.py): about three float32 [positions x V] tensors of one
-  chunk live at once in backward (log-softmax output, the gradient arriving at it and the gradient
-  it passes on), plus the head's own output when the model is not float32;
-- the no-grad logprob pass (gradients freed by then): two float32 logits chunks (head output and
-  log-softmax) and a layer's worth of hidden states for `logprob_batch_size` rows.
+- the output layer in chunks (see logprobs.py): one float32 [positions x V] tensor of one chunk (the
+  logits, which `TargetLogSoftmax` overwrites with their gradient in backward) and its blocked
+  temporary (at most 8 MB), plus the head's own output when the model is not float32;
+- the no-grad logprob pass (gradients freed by then): one float32 logits chunk and its temporary, and
+  a layer's worth of hidden states for `logprob_batch_size` rows.
 Not counted: the CUDA/NCCL context, allocator fragmentation, the Python process, a colocated
 generator. Tokens of the largest micro-batch are `train_micro_batch_size x sequence_length` for fixed
 and sorted micro-batches, and the token budget for token_budget and sequence packing.
@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from reinforge.backends.training.dtensor.config import DTensorConfig
+from reinforge.backends.training.dtensor.logprobs import TEMPORARY_BYTES
 
 if TYPE_CHECKING:
     from reinforge.core.run_config import PolicyConfig
@@ -180,12 +181,14 @@ def estimate_training_memory(
     width = tokens if packed else length
     positions = rows * min(options.logprob_chunk_size, max(width - 1, 1))  # logits positions of one chunk
     head_output = 0 if b == FLOAT32 else positions * shape.vocab_size * b
-    logits = 3 * positions * shape.vocab_size * FLOAT32 + head_output
+    chunk_logits = positions * shape.vocab_size * FLOAT32
+    logits = chunk_logits + min(chunk_logits, TEMPORARY_BYTES) + head_output
 
     lp_rows = policy.logprob_batch_size
     lp_positions = lp_rows * min(options.logprob_chunk_size, max(length - 1, 1))
     lp_hidden = lp_rows * length * (3 * h + 2 * shape.intermediate_size) * b  # residual, hidden, MLP gate and up
-    logprob_pass = 2 * lp_positions * shape.vocab_size * FLOAT32 + lp_hidden
+    lp_logits = lp_positions * shape.vocab_size * FLOAT32
+    logprob_pass = lp_logits + min(lp_logits, TEMPORARY_BYTES) + lp_hidden
 
     return MemoryEstimate(
         weights=parameter_bytes,
