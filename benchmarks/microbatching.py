@@ -17,21 +17,18 @@ counted), positions computed, the ratio of tokens/s to `fixed`, and the largest 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.timing import interleaved_train_steps, write_result
 from reinforge.backends.training.dtensor import microbatching
 from reinforge.backends.training.dtensor.backend import DTensorBackend
 from reinforge.backends.training.dtensor.config import DTensorConfig
 from reinforge.core.batch import Batch
 from reinforge.core.run_config import OptimizerConfig, PolicyConfig
-from reinforge.testing.conformance_training import ConformanceNLLLoss
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -86,23 +83,10 @@ def main(argv: list[str] | None = None) -> dict:
     backends = {name: DTensorBackend(policy, options) for name, options in PLANS.items()}
     batch = natural_batch(backends["fixed"].model.config.vocab_size, args.rows, args.max_response, seed=0)
     tokens = int(batch["input_lengths"].sum())
-    seconds: dict[str, list[float]] = {name: [] for name in PLANS}
-    losses: dict[str, list[float]] = {name: [] for name in PLANS}
-    for repeat in range(args.repeats + 1):  # the first round warms up and is dropped
-        for name, backend in backends.items():
-            start = time.perf_counter()
-            metrics = backend.train(batch, ConformanceNLLLoss())
-            elapsed = time.perf_counter() - start
-            if repeat:
-                seconds[name].append(elapsed)
-                losses[name].append(metrics["loss"])
+    seconds, losses = interleaved_train_steps(backends, batch, args.repeats)
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     rates = {name: tokens / median for name, median in medians.items()}
     result = {
-        "what": "dtensor train step on natural-length rows: fixed, sorted, token_budget and packed plans",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads},
-        "versions": {"torch": torch.__version__},
         "config": {k: v for k, v in vars(args).items() if k != "out"} | {"model": model},
         "tokens": tokens,
         "padded_positions": int(batch["input_ids"].numel()),
@@ -120,8 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:<13} {result['positions'][name]:>9} {medians[name]:>9.2f} {rates[name]:>9.0f} "
               f"{result['ratio_to_fixed'][name]:>8.2f}x")  # fmt: skip
     print(f"losses differ by {result['max_loss_difference']:.1e}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    result = write_result(args.out, "dtensor train step on natural-length rows: fixed, sorted, token_budget and packed plans",
+                          args.threads, **result)
     for backend in backends.values():
         backend.shutdown()
     return result

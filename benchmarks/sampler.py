@@ -13,8 +13,6 @@ through its TopPLogitsWarper). Writes benchmarks/results/sampler.json.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 import torch
 from transformers import TopPLogitsWarper
 
+from benchmarks.timing import write_result
 from reinforge.backends.generation.hf.sampler import TokenSampler
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -89,17 +88,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{ratio['TokenSampler']:>6.2f} {ms['transformers top_p=0.95']:>25.1f} {ms['TokenSampler top_p=0.95']:>6.1f} "
             f"{ratio['TokenSampler top_p=0.95']:>6.2f}"
         )
-    doc = {
-        "what": "one sampling step: transformers' softmax + multinomial vs the hf backend's TokenSampler",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads,
-                    "torch": torch.__version__},
-        "repeats": args.repeats,
-        "cases": cases,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=1))
-    print(f"wrote {args.out}")
+    write_result(args.out, "one sampling step: transformers' softmax + multinomial vs the hf backend's TokenSampler",
+                 args.threads, repeats=args.repeats, cases=cases)
 
 
 if __name__ == "__main__":

@@ -14,20 +14,17 @@ Writes benchmarks/results/shared_prompts.json (or --out).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.timing import interleaved_train_steps, write_result
 from reinforge.backends.training.dtensor import microbatching
 from reinforge.backends.training.dtensor.backend import DTensorBackend
 from reinforge.backends.training.dtensor.config import DTensorConfig
 from reinforge.core.batch import Batch
 from reinforge.core.run_config import OptimizerConfig, PolicyConfig
-from reinforge.testing.conformance_training import ConformanceNLLLoss
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -90,21 +87,9 @@ def main(argv: list[str] | None = None) -> dict:
     }
     backends = {name: DTensorBackend(policy, options) for name, options in variants.items()}
     batch = grpo_batch(backends["padded"].model.config.vocab_size, args.prompts, args.generations, args.prompt_tokens, (low, high), 0)
-    seconds: dict[str, list[float]] = {name: [] for name in variants}
-    losses: dict[str, list[float]] = {name: [] for name in variants}
-    for repeat in range(args.repeats + 1):  # the first round warms up and is dropped
-        for name, backend in backends.items():
-            start = time.perf_counter()
-            metrics = backend.train(batch, ConformanceNLLLoss())
-            elapsed = time.perf_counter() - start
-            if repeat:
-                seconds[name].append(elapsed)
-                losses[name].append(metrics["loss"])
+    seconds, losses = interleaved_train_steps(backends, batch, args.repeats)
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     result = {
-        "what": "dtensor train step, share_prompt_forward on vs off (token_budget, response-only head)",
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads},
-        "versions": {"torch": torch.__version__},
         "config": {k: v for k, v in vars(args).items() if k != "out"} | {"model": model},
         "rows": len(batch),
         "positions": {name: positions(batch, options, args.micro_batch) for name, options in variants.items()},
@@ -118,8 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
         values = seconds[name]
         print(f"{name:<8} {result['positions'][name]:>9} {medians[name]:>9.2f} {min(values):>6.2f}-{max(values):<6.2f}")
     print(f"shared / padded: {result['ratio_shared_to_padded']:.2f}x  (losses differ by {result['max_loss_difference']:.1e})")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    result = write_result(args.out, "dtensor train step, share_prompt_forward on vs off (token_budget, response-only head)",
+                          args.threads, **result)
     for backend in backends.values():
         backend.shutdown()
     return result

@@ -13,8 +13,6 @@ logits with their gradient as `chunk_logprobs` lets it. Writes benchmarks/result
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.timing import write_result
 from reinforge.backends.training.dtensor.logprobs import TargetLogSoftmax
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -78,17 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         ms = {name: 1000 * value for name, value in case["median_seconds"].items()}
         print(f"{case['positions']:>9} {case['vocab']:>7} {ms['composed']:>12.1f} {ms['TargetLogSoftmax']:>20.1f} "
               f"{case['ratio_to_composed']:>6.2f}")  # fmt: skip
-    doc = {
-        "what": "forward + backward of the head's log-softmax at the targets: composed torch ops vs TargetLogSoftmax",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads,
-                    "torch": torch.__version__},
-        "repeats": args.repeats,
-        "cases": cases,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=1))
-    print(f"wrote {args.out}")
+    write_result(args.out, "forward + backward of the head's log-softmax at the targets: composed torch ops vs TargetLogSoftmax",
+                 args.threads, repeats=args.repeats, cases=cases)
 
 
 if __name__ == "__main__":
