@@ -30,7 +30,7 @@ from reinforge.backends.training.dtensor.config import DTensorConfig, check_opti
 from reinforge.backends.training.dtensor.distributed import ParallelContext
 from reinforge.backends.training.dtensor.logprobs import PolicyModule, check_packing, check_shared_prompts
 from reinforge.backends.training.dtensor.memory import ModelShape, estimate_training_memory, measured_peak
-from reinforge.backends.training.dtensor.optim import build_optimizer, build_scheduler, kernel_options, restore_kernel_options
+from reinforge.backends.training.dtensor.optim import build_optimizer, build_scheduler, restore_kernel_options
 from reinforge.backends.training.dtensor.parallelize import check_tensor_parallel, is_dtensor, parallelize, reshard
 from reinforge.backends.training.dtensor.training import compute_logprobs, train_step
 from reinforge.backends.training.hf_folders import read_model_config, write_hf_folder
@@ -80,7 +80,8 @@ class DTensorBackend:
             # torch's foreach kernels cannot mix plain tensors with DTensors on other meshes (TP keeps embeddings plain).
             foreach = False if self.ctx.tp_size > 1 else None
             self.optimizer = build_optimizer(params, policy.optimizer, foreach=foreach)
-            self._kernel = kernel_options(params, policy.optimizer, foreach)
+            # What build_optimizer chose (fused or foreach), put back after a checkpoint's load_state_dict.
+            self._kernel = {key: self.optimizer.param_groups[0].get(key) for key in ("fused", "foreach")}
             self.scheduler = build_scheduler(self.optimizer, policy.scheduler)
             if need_reference:
                 self._reference_module()
