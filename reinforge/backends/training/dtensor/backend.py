@@ -33,6 +33,7 @@ from reinforge.backends.training.dtensor.memory import ModelShape, estimate_trai
 from reinforge.backends.training.dtensor.optim import build_optimizer, build_scheduler, restore_kernel_options
 from reinforge.backends.training.dtensor.parallelize import check_tensor_parallel, is_dtensor, parallelize, reshard
 from reinforge.backends.training.dtensor.training import compute_logprobs, train_step
+from reinforge.backends.kit import own_weights
 from reinforge.backends.training.hf_folders import read_model_config, write_hf_folder
 from reinforge.backends.training.seam_checks import as_batch, check_temperature
 from reinforge.core.batch import Batch
@@ -113,6 +114,8 @@ class DTensorBackend:
                 f"cannot load the model '{name}' ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
                 "check policy.model_name (a Hugging Face folder or hub name)"
             ) from None
+        if self.ctx.device.type == "cpu":
+            own_weights(causal_lm)  # out of the checkpoint's mmap (on a GPU the move to the device copies anyway)
         module = PolicyModule(causal_lm, self.options.logprob_chunk_size)
         if not train:
             module.requires_grad_(False)
