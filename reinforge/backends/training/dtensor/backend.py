@@ -20,6 +20,7 @@ import attrs
 import torch
 
 from reinforge.backends.training.backend_lifecycle import ensure_live, free_device_cache, move_optimizer_state, stream_buckets
+from reinforge.backends.training.cpu_allocator import keep_freed_memory
 from reinforge.backends.training.dtensor.checkpointing import (
     dcp_to_hf,
     full_state_dict,
@@ -72,6 +73,8 @@ class DTensorBackend:
         torch.manual_seed(seed)
         check_tensor_parallel(read_model_config(policy.model_name), self.options.tensor_parallel_size)
         self.ctx = ParallelContext.create(self.options)
+        if self.ctx.device.type == "cpu" and self.options.keep_freed_memory:
+            keep_freed_memory()  # before the model loads, so its blocks come from the heap too
         self.step = 0  # optimizer steps taken (restored by load)
         self.offloaded = False
         self._reference: PolicyModule | None = None
