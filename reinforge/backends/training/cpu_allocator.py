@@ -6,14 +6,15 @@ blocks are freed) with a fresh `mmap`, and returns freed heap tops to the kernel
 activation, gradient or logits block then costs one page fault per 4 KiB page, and the kernel
 zeroes each page before the tensor is written. Measured on SmolLM2-135M (32 rows x 103 tokens, 2
 threads): 250 000-880 000 minor faults and 1-3.8 s of system time per train step; with the settings
-below, none after the second step and 0.15 s (about 6 % of the step's wall time by median, in a
-noisy A/B). Intel's and vLLM's CPU guides reach the same end by preloading tcmalloc or jemalloc;
-this does it for glibc without touching the command line.
+below, none after the second step and 0.15 s. In the side-by-side harness (benchmarks/run.py, same
+run, interleaved) the SmolLM2 training phase took 19.0 s with it and 20.8 s without. Intel's and
+vLLM's CPU guides reach the same end by preloading tcmalloc or jemalloc; this does it for glibc
+without touching the command line.
 
 What it costs: memory a step frees stays in the process (RSS holds at its peak instead of
-breathing), which a training process reaches every step anyway. Only the main thread's heap is
-affected: allocations on other threads still map and unmap. Not glibc (musl, macOS, Windows):
-nothing happens.
+breathing; the harness's peak RSS did not rise), which a training process reaches every step
+anyway. Blocks allocated on other threads come from per-thread arenas whose heaps are at most
+64 MiB, so larger ones there are still mapped. Not glibc (musl, macOS, Windows): nothing happens.
 """
 
 from __future__ import annotations
