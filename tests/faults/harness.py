@@ -21,8 +21,10 @@ from reinforge.core.checkpoint_manifest import verify_checkpoint
 from tests.integration.grpo_helpers import CPU_RECIPE, OFFLINE_ENV, REINFORGE, read_metrics, tiny_overrides
 
 STEPS = 6
-# Keys that measure the machine, not the run: they differ between any two runs.
-_NOT_COMPARED = ("timing/", "refit/", "env/worker_restarts")
+# Keys that measure the machine, not the run: they differ between any two runs. The process's peak RSS
+# is one: it equalled the reference's only while every big block was mapped to its exact size; once
+# the dtensor backend keeps freed memory on the heap (keep_freed_memory) it varies by a few pages.
+_NOT_COMPARED = ("timing/", "refit/", "env/worker_restarts", "train/memory_peak_rss_bytes")
 
 
 def overrides(model_dir: Path, out: Path, *extra: str, logs: Path | None = None) -> list[str]:
