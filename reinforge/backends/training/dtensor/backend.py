@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import torch
 
+from reinforge.backends.kit import own_weights
 from reinforge.backends.training.backend_lifecycle import ensure_live, free_device_cache, move_optimizer_state, stream_buckets
 from reinforge.backends.training.cpu_allocator import keep_freed_memory
 from reinforge.backends.training.dtensor.checkpointing import (
@@ -34,7 +35,6 @@ from reinforge.backends.training.dtensor.memory import ModelShape, estimate_trai
 from reinforge.backends.training.dtensor.optim import build_optimizer, build_scheduler, restore_kernel_options
 from reinforge.backends.training.dtensor.parallelize import check_tensor_parallel, is_dtensor, parallelize, reshard
 from reinforge.backends.training.dtensor.training import compute_logprobs, train_step
-from reinforge.backends.kit import own_weights
 from reinforge.backends.training.hf_folders import read_model_config, write_hf_folder
 from reinforge.backends.training.seam_checks import as_batch, check_temperature
 from reinforge.core.batch import Batch
