@@ -6,9 +6,10 @@ so GRPO runs for real on a laptop CPU and in tests, and it is the reference the 
 
 What it does around `model.generate`: converts the interface's right-padded prompts to the left
 padding decoder-only generation needs (and back), expands each prompt into `n` adjacent rows,
-splits rows into `max_batch_size` chunks, draws sampled tokens itself from a seeded generator of
-the call (`sampler.py`: faster than transformers' multinomial on the CPU, and the caller's global
-RNG is never touched), and records the sampled tokens' logprobs and each row's stop step with two
+splits rows into calls bounded by `max_batch_size` rows and `max_batch_tokens` KV positions, hands
+each call a KV cache that reserves its full length once (`kv_cache.py`: no per-step copy of the
+cache), draws sampled tokens itself from a seeded generator of the call (`sampler.py`: faster than
+transformers' multinomial on the CPU, and the caller's global RNG is never touched), and records the sampled tokens' logprobs and each row's stop step with two
 small hooks (`recorders.py`) instead of keeping every step's logits or running a second forward pass.
 """
 
@@ -30,6 +31,7 @@ from transformers import (
 )
 
 from reinforge.backends.generation.hf.config import HFGenerationConfig
+from reinforge.backends.generation.hf.kv_cache import reserved_kv_cache
 from reinforge.backends.generation.hf.recorders import SampledTokenLogprobs, StopRecorder
 from reinforge.backends.generation.hf.sampler import TokenSampler
 from reinforge.backends.generation.sampling_utils import (
@@ -83,9 +85,11 @@ class HFGenerationBackend:
     def generate(self, batch: Batch, sampling: SamplingParams) -> Batch:
         """See `GenerationBackend.generate`. Output tensors are on the CPU.
 
-        Rows (prompts x n) go through `model.generate` in chunks of `options.max_batch_size`, one
-        seeded RNG stream across the chunks: greedy outputs do not depend on the chunk size,
-        sampled ones do (as they would on any engine that batches differently).
+        Rows (prompts x n) go through `model.generate` in chunks of at most `options.max_batch_size`
+        rows and `options.max_batch_tokens` reserved positions (`_rows_per_call`), one seeded RNG
+        stream across the chunks: greedy outputs do not depend on the chunk size, sampled ones do (as
+        they would on any engine that batches differently). The chunk size depends only on the
+        options and the batch's shape, never on the machine, so a seeded run repeats exactly.
         """
         model = self._awake_model()
         prompts, lengths = check_prompts(batch, sampling, self.policy.max_total_sequence_length, backend="hf")
@@ -98,7 +102,7 @@ class HFGenerationBackend:
         truncated = torch.zeros(rows, dtype=torch.bool)  # [R]
         config = self._generation_config(sampling)
         sampler = None if sampling.greedy else self._sampler(sampling)
-        step = self.options.max_batch_size or rows
+        step = _rows_per_call(rows, width, self.options)
         source = torch.arange(rows) // n  # [R] the prompt each row samples from
         with torch.inference_mode():
             for start in range(0, rows, step):
@@ -193,10 +197,12 @@ class HFGenerationBackend:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One `generate` call; returns right-padded ids and logprobs `[b, <=P+G]`, generation lengths, truncated."""
         left, mask = to_left_padded(prompts, lengths, self.pad_token_id)  # [b, W], [b, W]
-        extra: dict[str, Any] = {}
-        if self.options.share_prompt_prefill and left.shape[1] > 1 and bool((source[1:] == source[:-1]).any()):
-            extra[cache_keyword(model)] = _shared_prefill(model, left.to(self.device), mask.to(self.device), source)
         width = left.shape[1]
+        # None: generate builds transformers' own DynamicCache
+        cache = reserved_kv_cache(model, width + sampling.max_new_tokens) if self.options.reserve_kv_cache else None
+        if self.options.share_prompt_prefill and width > 1 and bool((source[1:] == source[:-1]).any()):
+            cache = _shared_prefill(model, left.to(self.device), mask.to(self.device), source, cache)
+        extra: dict[str, Any] = {} if cache is None else {cache_keyword(model): cache}
         stop_ids = torch.tensor(sorted({*self.eos_token_ids, *sampling.stop_token_ids}), device=self.device)
         stops = StopRecorder(width, left.shape[0], stop_ids, self._stop_strings(sampling.stop_strings), self.tokenizer)
         recorder = SampledTokenLogprobs(sampling.temperature or 1.0) if sampling.logprobs else None
@@ -267,12 +273,25 @@ class HFGenerationBackend:
         return model
 
 
+def _rows_per_call(rows: int, width: int, options: HFGenerationConfig) -> int:
+    """Rows per `generate` call: all `rows`, capped by `max_batch_size` and by `max_batch_tokens // width`.
+
+    `width` is the longest prompt plus max_new_tokens, the positions every row of a call reserves in
+    the KV cache (the shorter prompts are left-padded to the longest). At least one row per call.
+    """
+    step = min(rows, options.max_batch_size or rows)
+    if options.max_batch_tokens is not None:
+        step = min(step, max(1, options.max_batch_tokens // width))
+    return max(1, step)
+
+
 def _shared_prefill(
     model: PreTrainedModel,
     left: torch.Tensor,  # [b, W] left-padded prompts, the n copies of a prompt adjacent
     mask: torch.Tensor,  # [b, W]
     source: torch.Tensor,  # [b] prompt index per row
-) -> Any:  # a DynamicCache over the first W-1 positions of all b rows
+    cache: Any | None,  # an empty cache to fill (the reserved one), or None for a DynamicCache
+) -> Any:  # the cache, over the first W-1 positions of all b rows
     """Prefill every distinct prompt once (all but its last token) and expand the KV cache to its rows.
 
     `generate` then sees a cache covering W-1 positions and computes only the last prompt token
@@ -280,11 +299,12 @@ def _shared_prefill(
     """
     from transformers import DynamicCache
 
+    if cache is None:
+        cache = DynamicCache(config=model.config)
     _, group, counts = torch.unique_consecutive(source, return_inverse=True, return_counts=True)
     starts = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)[:-1]])  # [U] first row of each prompt
     unique_ids, unique_mask = left[starts.to(left.device), :-1], mask[starts.to(left.device), :-1]  # [U, W-1]
     positions = (unique_mask.long().cumsum(-1) - 1).clamp(min=0)  # [U, W-1]: as generate derives them
-    cache = DynamicCache(config=model.config)
     model(input_ids=unique_ids, attention_mask=unique_mask, position_ids=positions, use_cache=True, **{cache_keyword(model): cache})
     cache.batch_select_indices(group.to(left.device))  # [b, heads, W-1, d]: row i gets its prompt's cache
     return cache
