@@ -10,11 +10,10 @@ import torch
 
 from reinforge.backends.generation.hf.backend import HFGenerationBackend
 from reinforge.backends.generation.hf.config import HFGenerationConfig
-from reinforge.core.batch import Batch
-from reinforge.core.run_config import PolicyConfig
 from reinforge.core.sampling import SamplingParams
 from reinforge.testing.conformance_generation import GenerationBackendConformance
 from reinforge.testing.tiny_model import build_model
+from tests.backends.hf_prompts import assert_same_outputs, cpu_backend, uneven_prompts
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -42,34 +41,15 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_model(tmp_path_factory.mktemp("hf-prefill") / "model", size="tiny", seed=0)
 
 
-def _backend(model_dir: Path, **options) -> HFGenerationBackend:
-    return HFGenerationBackend(
-        PolicyConfig(model_name=str(model_dir), max_total_sequence_length=96), HFGenerationConfig(device="cpu", **options)
-    )
-
-
-def _prompts(backend: HFGenerationBackend) -> Batch:
-    questions = ["What is 2 + 3?", "Compute 14 - 9, please.", "7 + 1?"]  # different lengths: left padding differs
-    texts = [
-        backend.tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
-        for q in questions
-    ]
-    ids = [backend.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    assert len({len(i) for i in ids}) > 1
-    return Batch.from_sequences(ids, backend.pad_token_id)
-
-
 @pytest.mark.parametrize("chunk", [4, 5, None])
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_sharing_the_prefill_gives_the_same_tokens_and_logprobs(model_dir, chunk, temperature):
-    plain, shared = _backend(model_dir, max_batch_size=chunk), _backend(model_dir, max_batch_size=chunk, share_prompt_prefill=True)
+    plain, shared = cpu_backend(model_dir, max_batch_size=chunk), cpu_backend(model_dir, max_batch_size=chunk, share_prompt_prefill=True)
     try:
-        prompts = _prompts(plain)
+        prompts = uneven_prompts(plain)
         sampling = SamplingParams(temperature=temperature, max_new_tokens=12, n=4, seed=11)
         expected, got = plain.generate(prompts, sampling), shared.generate(prompts, sampling)
-        assert torch.equal(got["output_ids"], expected["output_ids"])
-        assert torch.equal(got["generation_lengths"], expected["generation_lengths"])
-        torch.testing.assert_close(got["generation_logprobs"], expected["generation_logprobs"], atol=1e-5, rtol=0)
+        assert_same_outputs(got, expected, logprob_atol=1e-5)
         if temperature > 0:  # the n samples of a prompt differ: the shared cache did not collapse them
             rows = got["output_ids"][:4]
             assert len({tuple(r.tolist()) for r in rows}) > 1
@@ -79,9 +59,9 @@ def test_sharing_the_prefill_gives_the_same_tokens_and_logprobs(model_dir, chunk
 
 
 def test_one_call_for_all_rows_matches_chunked_greedy_output(model_dir):
-    chunked, whole = _backend(model_dir, max_batch_size=2), _backend(model_dir, max_batch_size=None)
+    chunked, whole = cpu_backend(model_dir, max_batch_size=2), cpu_backend(model_dir, max_batch_size=None)
     try:
-        prompts = _prompts(chunked)
+        prompts = uneven_prompts(chunked)
         greedy = SamplingParams(temperature=0.0, max_new_tokens=10, n=2)
         assert torch.equal(whole.generate(prompts, greedy)["output_ids"], chunked.generate(prompts, greedy)["output_ids"])
     finally:
@@ -90,13 +70,13 @@ def test_one_call_for_all_rows_matches_chunked_greedy_output(model_dir):
 
 
 def test_the_prefill_runs_once_per_prompt_and_generate_then_reads_only_the_last_prompt_token(model_dir):
-    backend = _backend(model_dir, max_batch_size=None, share_prompt_prefill=True)
+    backend = cpu_backend(model_dir, max_batch_size=None, share_prompt_prefill=True)
     shapes: list[tuple[int, int]] = []
     hook = backend.model.register_forward_pre_hook(
         lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
     )
     try:
-        prompts = _prompts(backend)
+        prompts = uneven_prompts(backend)
         width = int(prompts["input_lengths"].max())
         backend.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=3, n=4, seed=1))
     finally:

@@ -7,7 +7,6 @@ really write in place (the keys stay views of one buffer across decode steps).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,19 +18,10 @@ from transformers.cache_utils import DynamicLayer
 from reinforge.backends.generation.hf.backend import HFGenerationBackend, _rows_per_call
 from reinforge.backends.generation.hf.config import HFGenerationConfig
 from reinforge.backends.generation.hf.kv_cache import ReservedKVLayer, reserved_kv_cache
-from reinforge.core.batch import Batch
-from reinforge.core.run_config import PolicyConfig
 from reinforge.core.sampling import SamplingParams
 from reinforge.testing.conformance_generation import GenerationBackendConformance
 from reinforge.testing.tiny_model import build_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from tests.backends.hf_prompts import assert_same_outputs, cpu_backend, uneven_prompts
 
 
 class TestDynamicCacheConformance(GenerationBackendConformance):
@@ -46,35 +36,17 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_model(tmp_path_factory.mktemp("hf-kv") / "model", size="tiny", seed=0)
 
 
-def _backend(model_dir: Path, **options) -> HFGenerationBackend:
-    return HFGenerationBackend(
-        PolicyConfig(model_name=str(model_dir), max_total_sequence_length=96), HFGenerationConfig(device="cpu", **options)
-    )
-
-
-def _prompts(backend: HFGenerationBackend) -> Batch:
-    questions = ["What is 2 + 3?", "Compute 14 - 9, please.", "7 + 1?"]  # different lengths: left padding differs
-    texts = [
-        backend.tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
-        for q in questions
-    ]
-    ids = [backend.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    return Batch.from_sequences(ids, backend.pad_token_id)
-
-
 @pytest.mark.parametrize("share", [False, True])
 @pytest.mark.parametrize("chunk", [5, None])
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_the_reserved_cache_gives_the_same_tokens_and_logprobs_as_dynamic_cache(model_dir, share, chunk, temperature):
-    dynamic = _backend(model_dir, max_batch_size=chunk, share_prompt_prefill=share, reserve_kv_cache=False)
-    reserved = _backend(model_dir, max_batch_size=chunk, share_prompt_prefill=share)
+    dynamic = cpu_backend(model_dir, max_batch_size=chunk, share_prompt_prefill=share, reserve_kv_cache=False)
+    reserved = cpu_backend(model_dir, max_batch_size=chunk, share_prompt_prefill=share)
     try:
-        prompts = _prompts(dynamic)
+        prompts = uneven_prompts(dynamic)
         sampling = SamplingParams(temperature=temperature, max_new_tokens=20, n=4, seed=5)
         expected, got = dynamic.generate(prompts, sampling), reserved.generate(prompts, sampling)
-        assert torch.equal(got["output_ids"], expected["output_ids"])
-        assert torch.equal(got["generation_lengths"], expected["generation_lengths"])
-        torch.testing.assert_close(got["generation_logprobs"], expected["generation_logprobs"], atol=1e-6, rtol=0)
+        assert_same_outputs(got, expected, logprob_atol=1e-6)
         assert int(got["generation_lengths"].max()) > 10  # long enough that the cache grew over many steps
     finally:
         dynamic.shutdown()
@@ -82,7 +54,7 @@ def test_the_reserved_cache_gives_the_same_tokens_and_logprobs_as_dynamic_cache(
 
 
 def test_generate_writes_every_step_into_one_buffer_per_layer(model_dir):
-    backend = _backend(model_dir)
+    backend = cpu_backend(model_dir)
     seen: list[tuple[int, int]] = []  # (data_ptr, length) of layer 0's keys after each forward
     original = ReservedKVLayer.update
 
@@ -104,7 +76,7 @@ def test_generate_writes_every_step_into_one_buffer_per_layer(model_dir):
     mp.setattr(ReservedKVLayer, "update", spy)
     mp.setattr("reinforge.backends.generation.hf.backend.reserved_kv_cache", recording_build)
     try:
-        prompts = _prompts(backend)
+        prompts = uneven_prompts(backend)
         backend.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=8, n=2, seed=3))
     finally:
         mp.undo()
@@ -174,13 +146,13 @@ def test_rows_per_call(rows, width, max_batch_size, max_batch_tokens, expected):
 
 
 def test_calls_follow_the_token_bound(model_dir):
-    backend = _backend(model_dir, max_batch_tokens=1)  # one row per call
+    backend = cpu_backend(model_dir, max_batch_tokens=1)  # one row per call
     rows: list[int] = []
     hook = backend.model.register_forward_pre_hook(
         lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
     )
     try:
-        backend.generate(_prompts(backend), SamplingParams(temperature=0.0, max_new_tokens=2, n=2))
+        backend.generate(uneven_prompts(backend), SamplingParams(temperature=0.0, max_new_tokens=2, n=2))
     finally:
         hook.remove()
         backend.shutdown()
