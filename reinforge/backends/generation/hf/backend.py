@@ -9,8 +9,9 @@ padding decoder-only generation needs (and back), expands each prompt into `n` a
 splits rows into calls bounded by `max_batch_size` rows and `max_batch_tokens` KV positions, hands
 each call a KV cache that reserves its full length once (`kv_cache.py`: no per-step copy of the
 cache), draws sampled tokens itself from a seeded generator of the call (`sampler.py`: faster than
-transformers' multinomial on the CPU, and the caller's global RNG is never touched), and records the sampled tokens' logprobs and each row's stop step with two
-small hooks (`recorders.py`) instead of keeping every step's logits or running a second forward pass.
+transformers' multinomial on the CPU, and the caller's global RNG is never touched), and records
+the sampled tokens' logprobs and each row's stop step with two small hooks (`recorders.py`) instead
+of keeping every step's logits or running a second forward pass.
 """
 
 from __future__ import annotations
