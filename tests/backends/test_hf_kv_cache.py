@@ -53,8 +53,9 @@ def test_the_reserved_cache_gives_the_same_tokens_and_logprobs_as_dynamic_cache(
         reserved.shutdown()
 
 
-def test_generate_writes_every_step_into_one_buffer_per_layer(model_dir):
-    backend = cpu_backend(model_dir)
+@pytest.mark.parametrize("share", [False, True])
+def test_generate_writes_every_step_into_one_buffer_per_layer(model_dir, share):
+    backend = cpu_backend(model_dir, share_prompt_prefill=share)
     seen: list[tuple[int, int]] = []  # (data_ptr, length) of layer 0's keys after each forward
     original = ReservedKVLayer.update
 
@@ -82,7 +83,10 @@ def test_generate_writes_every_step_into_one_buffer_per_layer(model_dir):
         mp.undo()
         backend.shutdown()
     width = int(prompts["input_lengths"].max())
-    assert [length for _, length in seen] == list(range(width, width + 8))  # the prefill, then one position per step
+    # The prefill, then one position per step. With the shared prefill, the first write is the b expanded rows'
+    # W-1 positions taken over from the U-row prefill, and generate then computes the last prompt token itself.
+    first = width - 1 if share else width
+    assert [length for _, length in seen] == list(range(first, width + 8))
     assert len({pointer for pointer, _ in seen}) == 1  # never reallocated: written in place
     assert cache_layers[0].capacity == width + 8
 

@@ -32,7 +32,7 @@ from transformers import (
 )
 
 from reinforge.backends.generation.hf.config import HFGenerationConfig
-from reinforge.backends.generation.hf.kv_cache import reserved_kv_cache
+from reinforge.backends.generation.hf.kv_cache import ReservedKVLayer, reserved_kv_cache
 from reinforge.backends.generation.hf.recorders import SampledTokenLogprobs, StopRecorder
 from reinforge.backends.generation.hf.sampler import TokenSampler
 from reinforge.backends.generation.sampling_utils import (
@@ -297,17 +297,26 @@ def _shared_prefill(
 
     `generate` then sees a cache covering W-1 positions and computes only the last prompt token
     before sampling, with the same position ids it would give the full prompt (from the mask).
+    The prefill fills a plain DynamicCache of U rows; a reserved cache then takes the b expanded
+    rows into its reservation (a reserved prefill would reserve U rows only to drop them).
     """
     from transformers import DynamicCache
 
-    if cache is None:
-        cache = DynamicCache(config=model.config)
+    prefilled = DynamicCache(config=model.config)
     _, group, counts = torch.unique_consecutive(source, return_inverse=True, return_counts=True)
     starts = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)[:-1]])  # [U] first row of each prompt
     unique_ids, unique_mask = left[starts.to(left.device), :-1], mask[starts.to(left.device), :-1]  # [U, W-1]
     positions = (unique_mask.long().cumsum(-1) - 1).clamp(min=0)  # [U, W-1]: as generate derives them
-    model(input_ids=unique_ids, attention_mask=unique_mask, position_ids=positions, use_cache=True, **{cache_keyword(model): cache})
-    cache.batch_select_indices(group.to(left.device))  # [b, heads, W-1, d]: row i gets its prompt's cache
+    model(input_ids=unique_ids, attention_mask=unique_mask, position_ids=positions, use_cache=True,
+          **{cache_keyword(model): prefilled})  # fmt: skip
+    prefilled.batch_select_indices(group.to(left.device))  # [b, heads, W-1, d]: row i gets its prompt's cache
+    if cache is None:
+        return prefilled
+    for index, layer in enumerate(prefilled.layers):
+        if isinstance(cache.layers[index], ReservedKVLayer):
+            cache.layers[index].update(layer.keys, layer.values)  # reserves b rows, holds the W-1 positions
+        else:
+            cache.layers[index] = layer  # sliding-window and other layers stay transformers' own, as prefilled
     return cache
 
 

@@ -53,7 +53,9 @@ def reserved_kv_cache(model: PreTrainedModel, length: int) -> Any | None:
     return cache if replaced else None
 
 
-if DynamicLayer is not None:
+if DynamicLayer is None:
+    ReservedKVLayer = None  # reserved_kv_cache returns None there, so nothing ever holds one
+else:
 
     class ReservedKVLayer(DynamicLayer):
         """A `DynamicLayer` whose update writes into buffers of `capacity` positions instead of concatenating."""
