@@ -279,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         name, settings = parse_variant(text)
         variants[name] = settings
     trl = trl_python(args)
+    here = versions()  # before the runs: the commit that ran, should the tree move on during a long run
     peak = matmul_peak(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(args.keep) if args.keep else Path(tmp)
@@ -310,7 +311,6 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_trl(workload, scratch / f"trl-{pair}", trl)
                 runs["trl"].append(result["steps"])
                 rss["trl"].append(result["peak_rss_bytes"])
-        here = versions()
         sides = {"reinforge": here, **({"trl": interpreter_versions(trl)} if trl else {})}
         doc = stats.document(
             suite=args.suite,
