@@ -70,8 +70,9 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path) -> None:
     subprocess.run(command, check=True, cwd=REPO)
 
 
-def read_seed(path: Path, seed: int, wanted: dict[str, Any]) -> dict[str, list[float]]:
-    """The reward curves of a seed file, after checking it is this experiment (an error names what differs)."""
+def read_seed(path: Path, seed: int, wanted: dict[str, Any]) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """The reward curves and versions of a seed file, after checking it is this experiment (an error names what
+    differs)."""
     doc = json.loads(path.read_text())
     config = doc.get("config", {})
     differ = {k: (config.get(k), v) for k, v in wanted.items() if config.get(k) != v}
@@ -89,7 +90,7 @@ def read_seed(path: Path, seed: int, wanted: dict[str, Any]) -> dict[str, list[f
     if "trl" not in curves:
         raise SystemExit(f"{path} has no TRL run (TRL was not installed when it ran): delete it, install TRL with "
                          "`bash scripts/install_bench.sh`, and run again.")  # fmt: skip
-    return curves
+    return curves, doc.get("versions", {})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         path = runs / f"seed{seed}.json"
         if not path.exists():
             run_seed(args, seed, path)
-        for name, curve in read_seed(path, seed, wanted).items():
+        seed_curves, versions[seed] = read_seed(path, seed, wanted)
+        for name, curve in seed_curves.items():
             curves.setdefault(name, {})[seed] = curve
-        versions[seed] = json.loads(path.read_text()).get("versions", {})
     result = paired.summary(curves, "reinforge", "trl", last=args.last, margin=args.margin)
     doc = {"settings": wanted, "margin": args.margin, "versions_per_seed": versions,
            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **result}  # fmt: skip

