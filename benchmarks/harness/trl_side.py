@@ -51,21 +51,68 @@ class PhaseClock:
         setattr(owner, method, timed)
 
 
-def main(workload_path: str, out_path: str) -> None:
+def build_trainer(workload: Workload, reward: Any, scratch: str, callbacks: list[Any]) -> Any:
+    """TRL's `GRPOTrainer` on the workload's model and problems, set to reinforge's side as the module doc says."""
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
+
+    records = read_records(workload)
+    system = [{"role": "system", "content": workload.system_prompt}]
+    dataset = Dataset.from_list(
+        [{"prompt": [*system, {"role": "user", "content": r["problem"]}], "answer": r["answer"]} for r in records]
+    )
+    model = AutoModelForCausalLM.from_pretrained(workload.model_dir, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(workload.model_dir)
+    config = GRPOConfig(
+        output_dir=scratch,
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        seed=workload.seed,
+        per_device_train_batch_size=workload.rows,
+        gradient_accumulation_steps=1,
+        num_generations=workload.generations,
+        num_iterations=1,
+        max_completion_length=workload.new_tokens,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        beta=0.0,
+        epsilon=0.2,
+        epsilon_high=0.28,
+        loss_type="dapo",
+        scale_rewards="group",
+        shuffle_dataset=False,
+        max_steps=workload.steps,
+        learning_rate=workload.lr,
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        adam_beta1=0.9,
+        adam_beta2=0.999,
+        adam_epsilon=1e-8,
+        max_grad_norm=1.0,
+        gradient_checkpointing=False,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    return GRPOTrainer(
+        model=model, processing_class=tokenizer, reward_funcs=reward, args=config, train_dataset=dataset,
+        callbacks=callbacks,
+    )
+
+
+def main(workload_path: str, out_path: str) -> None:
+    from transformers import TrainerCallback
 
     from reinforge.environments.math import MathEnvironment, MathEnvironmentConfig
 
     workload = Workload.load(workload_path)
     torch.set_num_threads(workload.threads)
     torch.manual_seed(workload.seed)
-    records = read_records(workload)
-    system = [{"role": "system", "content": workload.system_prompt}]
-    dataset = Dataset.from_list(
-        [{"prompt": [*system, {"role": "user", "content": r["problem"]}], "answer": r["answer"]} for r in records]
-    )
     environment = MathEnvironment(MathEnvironmentConfig(num_workers=1, require_boxed=True))
     clock = PhaseClock()
     steps: list[dict[str, float]] = []
@@ -74,7 +121,7 @@ def main(workload_path: str, out_path: str) -> None:
     def reward(prompts: list[Any], completions: list[Any], answer: list[str], **kwargs: Any) -> list[float]:
         conversations = [[*p, *c] for p, c in zip(prompts, completions)]
         pending["mean_prompt_length"] = statistics.fmean(
-            len(tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+            len(trainer.processing_class.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
             for p in prompts
         )
         result = environment.step(conversations, [{"answer": a} for a in answer])
@@ -105,48 +152,8 @@ def main(workload_path: str, out_path: str) -> None:
                 **pending,
             })
 
-    model = AutoModelForCausalLM.from_pretrained(workload.model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(workload.model_dir)
     with tempfile.TemporaryDirectory() as scratch:
-        config = GRPOConfig(
-            output_dir=scratch,
-            use_cpu=True,
-            bf16=False,
-            fp16=False,
-            seed=workload.seed,
-            per_device_train_batch_size=workload.rows,
-            gradient_accumulation_steps=1,
-            num_generations=workload.generations,
-            num_iterations=1,
-            max_completion_length=workload.new_tokens,
-            temperature=1.0,
-            top_p=1.0,
-            top_k=0,
-            beta=0.0,
-            epsilon=0.2,
-            epsilon_high=0.28,
-            loss_type="dapo",
-            scale_rewards="group",
-            shuffle_dataset=False,
-            max_steps=workload.steps,
-            learning_rate=workload.lr,
-            lr_scheduler_type="constant",
-            weight_decay=0.0,
-            adam_beta1=0.9,
-            adam_beta2=0.999,
-            adam_epsilon=1e-8,
-            max_grad_norm=1.0,
-            gradient_checkpointing=False,
-            logging_steps=1,
-            save_strategy="no",
-            report_to="none",
-            dataloader_num_workers=0,
-            disable_tqdm=True,
-        )
-        trainer = GRPOTrainer(
-            model=model, processing_class=tokenizer, reward_funcs=reward, args=config, train_dataset=dataset,
-            callbacks=[StepClock()],
-        )
+        trainer = build_trainer(workload, reward, scratch, callbacks=[StepClock()])
         clock.wrap(trainer, "_generate_and_score_completions", "prepare")
         clock.wrap(trainer, "_generate", "generation")
         clock.wrap(trainer, "_calculate_rewards", "reward")
