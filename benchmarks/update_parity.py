@@ -27,6 +27,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,14 @@ from benchmarks.harness.sides import REPO, reinforge_config
 from benchmarks.harness.workload import Workload, prepare
 
 RESULTS = REPO / "benchmarks" / "results"
+EnvironmentFactory = Callable[[], Any]  # () -> a reinforge Environment (step / shutdown)
+
+
+def math_environment() -> Any:
+    """The harness's reward: reinforge's math environment, boxed answers only (both sides, as in the harness)."""
+    from reinforge.environments.math import MathEnvironment, MathEnvironmentConfig
+
+    return MathEnvironment(MathEnvironmentConfig(num_workers=1, require_boxed=True))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,16 +80,25 @@ def state(tensors: Any) -> dict[str, torch.Tensor]:
 
 
 # ---------------------------------------------------------------------- reinforge (samples and records)
-def run_reinforge(workload: Workload, scratch: Path, advantage_eps: float | None = None) -> list[dict[str, Any]]:
-    """reinforge's run on the workload; per step: prompts, responses, rewards, advantages, loss, grad norm, weights."""
+def run_reinforge(
+    workload: Workload,
+    scratch: Path,
+    environment: EnvironmentFactory = math_environment,
+    advantage_eps: float | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """reinforge's run on the workload; per step: prompts, responses, rewards, advantages, loss, grad norm, weights.
+
+    `overrides` (dotted keys) change reinforge's side only: the tests use them to check that a real
+    difference in the update is seen."""
     import reinforge as rf
 
     scratch.mkdir(parents=True, exist_ok=True)
     config_path = scratch / "config.yaml"
-    config_path.write_text(yaml.safe_dump(reinforge_config(workload, scratch), sort_keys=False))
+    config_path.write_text(yaml.safe_dump(reinforge_config(workload, scratch, overrides), sort_keys=False))
     config = rf.load_config(config_path)
     algorithm = None if advantage_eps is None else grpo_with_eps(config, advantage_eps)
-    trainer = rf.Trainer.from_config(config, algorithm=algorithm)
+    trainer = rf.Trainer.from_config(config, algorithm=algorithm, environment=environment())
     run = trainer.run
     steps: list[dict[str, Any]] = []
     current: dict[str, Any] = {}
@@ -133,14 +151,15 @@ def grpo_with_eps(config: Any, eps: float) -> Any:
 
 
 # ---------------------------------------------------------------------- TRL (replays and records)
-def run_trl(workload: Workload, scratch: Path, recorded: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def run_trl(
+    workload: Workload, scratch: Path, recorded: list[dict[str, Any]], environment_factory: EnvironmentFactory = math_environment
+) -> list[dict[str, Any]]:
     """TRL's run on the workload, generating nothing: each step replays reinforge's responses for that step."""
     from transformers import TrainerCallback
 
     from benchmarks.harness.trl_side import build_trainer
-    from reinforge.environments.math import MathEnvironment, MathEnvironmentConfig
 
-    environment = MathEnvironment(MathEnvironmentConfig(num_workers=1, require_boxed=True))
+    environment = environment_factory()
     steps: list[dict[str, Any]] = [{} for _ in recorded]
     position = {"step": 0}
 
@@ -178,6 +197,23 @@ def run_trl(workload: Workload, scratch: Path, recorded: list[dict[str, Any]]) -
     trainer.train()
     environment.shutdown()
     return steps
+
+
+def measure(
+    workload: Workload,
+    scratch: Path,
+    *,
+    environment: EnvironmentFactory = math_environment,
+    advantage_eps: float | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Run reinforge (sampling), then TRL (replaying), from the same weights; the per-step comparison."""
+    from transformers import AutoModelForCausalLM
+
+    before = state(AutoModelForCausalLM.from_pretrained(workload.model_dir, dtype=torch.float32).state_dict().items())
+    ours = run_reinforge(workload, scratch / "reinforge", environment, advantage_eps, overrides)
+    theirs = run_trl(workload, scratch, ours, environment)
+    return compare(before, ours, theirs)
 
 
 def compare(before: dict[str, torch.Tensor], ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -223,7 +259,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{row['grad_norm_relative_difference']:.1e}", f"{update['relative']:.1e}", f"{update['cosine']:.9f}",
             f"{update['worst_tensor']} ({update['worst_relative']:.1e})",
         )
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,12 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             prompts_per_step=args.prompts, generations=args.generations, new_tokens=args.new_tokens, steps=args.steps,
             lr=args.lr, seed=args.seed, threads=args.threads, max_total_sequence_length=args.max_length,
         )  # fmt: skip
-        from transformers import AutoModelForCausalLM
-
-        before = state(AutoModelForCausalLM.from_pretrained(workload.model_dir, dtype=torch.float32).state_dict().items())
-        ours = run_reinforge(workload, scratch / "reinforge", args.advantage_eps)
-        theirs = run_trl(workload, scratch, ours)
-    rows = compare(before, ours, theirs)
+        rows = measure(workload, scratch, advantage_eps=args.advantage_eps)
     doc = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": {k: v for k, v in vars(args).items() if k != "out"},
