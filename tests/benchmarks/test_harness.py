@@ -214,6 +214,7 @@ def test_no_stand_in_for_the_eos_is_an_error(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.trl
 def test_the_harness_runs_end_to_end_on_the_tiny_model(tmp_path, monkeypatch):
     """Two reinforge configurations (and TRL when the bench extra is installed), 1 pair, 1 measured step."""
     import importlib.util

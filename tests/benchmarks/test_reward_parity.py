@@ -159,9 +159,10 @@ def test_a_seed_file_of_another_experiment_or_without_trl_is_refused(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.trl
 def test_the_sweep_runs_missing_seeds_on_the_tiny_model(tmp_path, monkeypatch):
-    """Two seeds of 2 steps each through benchmarks.run; without TRL (CI does not install the bench extra) the
-    sweep stops at the first seed file with the message that says so."""
+    """Two seeds of 2 steps each through benchmarks.run; without TRL (scripts/test.sh's main stage; its TRL stage
+    has it) the sweep stops at the first seed file with the message that says so."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     runs, out = tmp_path / "runs", tmp_path / "parity.json"
     argv = ["--runs", str(runs), "--model", "tiny", "--seeds", "2", "--steps", "2", "--prompts", "2",

@@ -17,7 +17,8 @@ from benchmarks.update_parity import compare, main
 
 needs_trl = pytest.mark.skipif(
     importlib.util.find_spec("trl") is None,
-    reason="TRL (the bench extra, scripts/install_bench.sh) is not installed here; CI does not install it",
+    reason="TRL (the bench extra, scripts/install_bench.sh) is not installed here; scripts/test.sh runs these "
+    "in its TRL stage, where it is",
 )
 
 
@@ -156,6 +157,7 @@ def _tiny_parity(tmp_path, **kwargs):
 
 
 @pytest.mark.integration
+@pytest.mark.trl
 @needs_trl
 def test_one_step_of_each_framework_on_the_same_rollouts_is_the_same_step(tmp_path):
     rows = _tiny_parity(tmp_path, advantage_eps=1e-4)  # TRL's epsilon: nothing left that differs by design
@@ -169,6 +171,7 @@ def test_one_step_of_each_framework_on_the_same_rollouts_is_the_same_step(tmp_pa
 
 
 @pytest.mark.integration
+@pytest.mark.trl
 @needs_trl
 def test_a_real_difference_in_the_update_is_seen(tmp_path):
     """Advantages not divided by the group's std on reinforge's side: the comparison must say so."""
