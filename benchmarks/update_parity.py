@@ -36,17 +36,12 @@ import yaml
 
 from benchmarks.harness import update_compare
 from benchmarks.harness.sides import REPO, reinforge_config
+from benchmarks.harness.trl_side import build_trainer, math_environment, score
 from benchmarks.harness.workload import Workload, prepare
 
 RESULTS = REPO / "benchmarks" / "results"
 EnvironmentFactory = Callable[[], Any]  # () -> a reinforge Environment (step / shutdown)
 
-
-def math_environment() -> Any:
-    """The harness's reward: reinforge's math environment, boxed answers only (both sides, as in the harness)."""
-    from reinforge.environments.math import MathEnvironment, MathEnvironmentConfig
-
-    return MathEnvironment(MathEnvironmentConfig(num_workers=1, require_boxed=True))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -103,7 +98,7 @@ def run_reinforge(
     steps: list[dict[str, Any]] = []
     current: dict[str, Any] = {}
 
-    generate, score, train = run.generation.generate, run.environment.step, run.policy.train
+    generate, environment_step, train = run.generation.generate, run.environment.step, run.policy.train
 
     def recording_generate(batch: Any, sampling: Any) -> Any:
         out = generate(batch, sampling)
@@ -115,7 +110,7 @@ def run_reinforge(
         return out
 
     def recording_step(conversations: Any, metadata: Any) -> Any:
-        result = score(conversations, metadata)
+        result = environment_step(conversations, metadata)
         current["rewards"] = [float(r) for r in result.rewards]
         return result
 
@@ -157,15 +152,12 @@ def run_trl(
     """TRL's run on the workload, generating nothing: each step replays reinforge's responses for that step."""
     from transformers import TrainerCallback
 
-    from benchmarks.harness.trl_side import build_trainer
-
     environment = environment_factory()
     steps: list[dict[str, Any]] = [{} for _ in recorded]
     position = {"step": 0}
 
     def reward(prompts: list[Any], completions: list[Any], answer: list[str], **kwargs: Any) -> list[float]:
-        conversations = [[*p, *c] for p, c in zip(prompts, completions)]
-        rewards = [float(x) for x in environment.step(conversations, [{"answer": a} for a in answer]).rewards]
+        rewards = score(environment, prompts, completions, answer)
         steps[position["step"]]["rewards"] = rewards
         return rewards
 
@@ -185,10 +177,10 @@ def run_trl(
         update_compare.check_same_prompts(recorded[step]["prompts"], prompt_ids, step + 1)
         return [list(r) for r in recorded[step]["responses"]], None
 
-    score = trainer._generate_and_score_completions
+    generate_and_score = trainer._generate_and_score_completions
 
     def recording_score(inputs: Any) -> Any:
-        out = score(inputs)
+        out = generate_and_score(inputs)
         steps[position["step"]]["advantages"] = [float(a) for a in out["advantages"].reshape(-1)]
         return out
 
@@ -240,13 +232,9 @@ def compare(before: dict[str, torch.Tensor], ours: list[dict[str, Any]], theirs:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:  # rich is a core dependency; plain text keeps the script usable without it
-        for row in rows:
-            print(json.dumps(row))
-        return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="one GRPO step on the same rollouts: reinforge vs TRL")
     for column in ("step", "max |dr|", "max |dA|", "grad norm R", "grad norm T", "rel. diff", "update rel. diff",
                    "cosine", "worst tensor (rel.)"):

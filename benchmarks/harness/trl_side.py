@@ -51,6 +51,19 @@ class PhaseClock:
         setattr(owner, method, timed)
 
 
+def math_environment() -> Any:
+    """The harness's reward on both sides: reinforge's math environment, boxed answers only."""
+    from reinforge.environments.math import MathEnvironment, MathEnvironmentConfig
+
+    return MathEnvironment(MathEnvironmentConfig(num_workers=1, require_boxed=True))
+
+
+def score(environment: Any, prompts: list[Any], completions: list[Any], answer: list[str]) -> list[float]:
+    """Rewards for TRL's conversational batch from a reinforge environment (prompt + completion, the answer)."""
+    conversations = [[*p, *c] for p, c in zip(prompts, completions)]
+    return [float(x) for x in environment.step(conversations, [{"answer": a} for a in answer]).rewards]
+
+
 def build_trainer(workload: Workload, reward: Any, scratch: str, callbacks: list[Any]) -> Any:
     """TRL's `GRPOTrainer` on the workload's model and problems, set to reinforge's side as the module doc says."""
     from datasets import Dataset
@@ -108,24 +121,20 @@ def build_trainer(workload: Workload, reward: Any, scratch: str, callbacks: list
 def main(workload_path: str, out_path: str) -> None:
     from transformers import TrainerCallback
 
-    from reinforge.environments.math import MathEnvironment, MathEnvironmentConfig
-
     workload = Workload.load(workload_path)
     torch.set_num_threads(workload.threads)
     torch.manual_seed(workload.seed)
-    environment = MathEnvironment(MathEnvironmentConfig(num_workers=1, require_boxed=True))
+    environment = math_environment()
     clock = PhaseClock()
     steps: list[dict[str, float]] = []
     pending: dict[str, float] = {}
 
     def reward(prompts: list[Any], completions: list[Any], answer: list[str], **kwargs: Any) -> list[float]:
-        conversations = [[*p, *c] for p, c in zip(prompts, completions)]
         pending["mean_prompt_length"] = statistics.fmean(
             len(trainer.processing_class.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
             for p in prompts
         )
-        result = environment.step(conversations, [{"answer": a} for a in answer])
-        rewards = [float(x) for x in result.rewards]
+        rewards = score(environment, prompts, completions, answer)
         pending["reward_mean"] = statistics.fmean(rewards)
         ids = kwargs.get("completion_ids")
         if ids is not None:

@@ -3,7 +3,7 @@
 The weights after a step are compared through the *update* each framework made, `after - before`: two
 correct implementations give the same update up to float32 rounding, while the weights themselves agree to
 about the learning rate whatever the update was (so comparing weights alone would hide a wrong step).
-`relative_update_difference` is ||dA - dB|| / ||dB|| over all tensors the two share.
+`update_difference` gives ||dA - dB|| / ||dB|| over all tensors the two share.
 """
 
 from __future__ import annotations
