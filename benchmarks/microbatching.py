@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.model is None:
-        from reinforge.testing.tiny_model import build_model
+        from reinforge.models.tiny_model import build_model
 
         model = str(build_model(size="small"))
     else:

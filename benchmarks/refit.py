@@ -50,7 +50,7 @@ def build_100m(directory: Path) -> Path:
     """A ~104 M-parameter Qwen2 (hidden 768, 12 layers, 12/4 heads, MLP 3072) with the kit's tokenizer."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from reinforge.testing.tiny_model import model_config
+    from reinforge.models.tiny_model import model_config
 
     tokenizer = build_tokenizer()
     small = model_config("small", tokenizer)
@@ -128,7 +128,7 @@ def bench_ray(
     executor = RayExecutor(cluster, Registry.create())
     try:
         trainer = executor.training(policy, need_reference=False, seed=0)
-        generator = executor.generation(policy, seed=0)
+        generator = executor.generation(policy.model, policy.generation, seed=0)
         trainer.group.ready()
         generator.group.ready()
         refit_once(trainer, generator, bucket_bytes)  # warm-up

@@ -95,7 +95,7 @@ def resolve_model(args: argparse.Namespace, scratch: Path) -> Path:
         except Exception as exc:  # noqa: BLE001 - any miss means the same thing here
             raise SystemExit(f"--smollm2: {SMOLLM2} is not in the local Hugging Face cache ({exc}); download it first")
     if args.model in ("tiny", "small"):
-        from reinforge.testing.tiny_model import build_model
+        from reinforge.models.tiny_model import build_model
 
         return build_model(size=args.model)
     if args.model == "demo":

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     low, high = (int(x) for x in args.response_tokens.split("-"))
     if args.model is None:
-        from reinforge.testing.tiny_model import build_model
+        from reinforge.models.tiny_model import build_model
 
         model = str(build_model(size="tiny"))
     else:

@@ -9,12 +9,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from reinforge.core.env_guard import guard_environment
 from reinforge.core.errors import ReinforgeError, read_user_text
 from reinforge.core.interfaces import Algorithm, Logger
 from reinforge.core.loop import LoopConfig
+from reinforge.core.model_config import ModelConfig
 from reinforge.core.model_folder import check_model_folder
 from reinforge.core.registry import Registry
 from reinforge.core.run import RunParts
@@ -23,17 +22,19 @@ from reinforge.core.specs import DatasetSpec, EnvironmentSpec, GenerationSpec, T
 from reinforge.core.timer import Timer
 from reinforge.data.loader import PromptLoader
 from reinforge.rollouts.service import RolloutService
+from reinforge.data.preparation import prepare_records
 from reinforge.data.prompts import build_prompt_set, ensure_chat_template, report_overlong
 
 
-def load_tokenizer(policy: Any, *, setting: str = "policy.model_name") -> Any:
+def load_tokenizer(model: ModelConfig, *, setting: str = "policy.model_name") -> Any:
     from transformers import AutoTokenizer
 
-    check_model_folder(policy.model_name, setting=setting, tokenizer_folder=policy.tokenizer_name)
-    name = policy.tokenizer_name or policy.model_name
+    check_model_folder(model.model_name, setting=setting, tokenizer_folder=model.tokenizer_name)
+    name = model.tokenizer_folder
+    tokenizer_key = setting.rsplit(".", 1)[0] + ".tokenizer_name"  # policy.tokenizer_name, or eval's generation.tokenizer_name
     if name.startswith(("/", ".", "~")) and not Path(name).expanduser().exists():
         raise ReinforgeError(
-            f"model folder '{name}' does not exist; check {setting} (or policy.tokenizer_name), "
+            f"model folder '{name}' does not exist; check {setting} (or {tokenizer_key}), "
             "e.g. the hf/ folder that `reinforge convert` wrote for the previous stage"
         )
     try:
@@ -41,9 +42,9 @@ def load_tokenizer(policy: Any, *, setting: str = "policy.model_name") -> Any:
     except OSError as exc:
         raise ReinforgeError(
             f"cannot load the tokenizer from '{name}' ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
-            f"point {setting} (or policy.tokenizer_name) at a Hugging Face model folder"
+            f"point {setting} (or {tokenizer_key}) at a Hugging Face model folder"
         ) from None
-    apply_chat_template_option(tokenizer, getattr(policy, "chat_template", None))
+    apply_chat_template_option(tokenizer, model.chat_template)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -72,6 +73,16 @@ def load_dataset_records(registry: Registry, name: str | None, options: Any) -> 
 
 
 __all__ = ["apply_chat_template_option", "build_prompt_set", "build_run_parts", "load_dataset_records", "load_tokenizer", "read_records"]
+
+
+def _prepare(
+    algorithm: Algorithm, records: list[dict[str, Any]], tokenizer: Any, *, data: DataConfig, policy: Any, source: str
+) -> tuple[list[Any], dict[str, Any]]:
+    """The algorithm's items: made by `reinforge.data` from its `record_format`, or by its own `prepare_data` hook."""
+    own = getattr(algorithm, "prepare_data", None)  # the optional hook (see the Algorithm protocol)
+    if own is not None:
+        return own(records, tokenizer, data=data, policy=policy, source=source)
+    return prepare_records(algorithm.record_format, records, tokenizer, data=data, model=policy.model, source=source)
 
 
 def run_name(log_dir: str) -> str:
@@ -134,20 +145,20 @@ def build_run_parts(
     from reinforge.executors.local import make_executor
     from reinforge.loggers import MultiLogger
 
-    policy_config = policy.policy
-    if generation is not None:
-        policy_config = attrs.evolve(policy_config, generation=generation.generation)
+    policy_config = policy.policy  # the training side: batch sizes, optimizer, the training backend's options
+    model = policy_config.model  # what both backends load
+    generation_config = generation.generation if generation is not None else None  # the generator's: engine, sampling
     if "console" in loggers.loggers:
         quiet_library_progress_bars()  # one progress bar: the run's, not each library's loading bars
     executor = make_executor(cluster, registry)
-    tokenizer = load_tokenizer(policy_config)
+    tokenizer = load_tokenizer(model)
     prepared = []
     for part in (train_data, val_data):
         if part is None:
             prepared.append(([], {}))
             continue
         records, source = read_records(part, registry)
-        prepared.append(algorithm.prepare_data(records, tokenizer, data=data, policy=policy_config, source=source))
+        prepared.append(_prepare(algorithm, records, tokenizer, data=data, policy=policy_config, source=source))
     (train_prompts, train_stats), (val_prompts, val_stats) = prepared
     for split, stats in (("training", train_stats), ("validation", val_stats)):
         # RL prompts (build_prompts' stats count "prompts") are limited by the prompt length; whole examples
@@ -178,7 +189,7 @@ def build_run_parts(
                 f"{type(algorithm).__name__} generates rollouts but no generation backend was given; pass "
                 "generation=reinforge.backends.HFGeneration(...) (or another generation backend)"
             )
-        built_generation = generation.instance or executor.generation(policy_config, seed=loop.seed)
+        built_generation = generation.instance or executor.generation(model, generation_config, seed=loop.seed)
     built_environment = None
     if algorithm.needs_environment:
         if environment is None:
@@ -202,6 +213,8 @@ def build_run_parts(
         tokenizer=tokenizer,
         policy=built_policy,
         policy_config=policy_config,
+        model=model,
+        generation_config=generation_config,
         generation=built_generation,
         environment=built_environment,
         train_prompts=train_prompts,

@@ -1,6 +1,6 @@
 """`Trainer`: the composition root. It takes the parts of a run — an algorithm, the trained policy,
 a generator, an environment, data, the loop schedule, loggers — builds what needs building, and
-runs the loop (`reinforge.core.trainer.TrainingLoop`).
+runs the loop (`reinforge.core.training_loop.TrainingLoop`).
 
     trainer = Trainer(algorithm=GRPO(GRPOConfig(...)), policy=backends.DTensorTraining("model/"),
                       generation=backends.HFGeneration(max_new_tokens=64), environment=reward_fn,
@@ -24,7 +24,7 @@ from reinforge.core.loop import LoopConfig, loop_from_run_config
 from reinforge.core.registry import Registry
 from reinforge.core.run_config import ClusterConfig, DataConfig, LoggerConfig
 from reinforge.core.specs import DatasetSpec, EnvironmentSpec, GenerationSpec, TrainingSpec
-from reinforge.core.trainer import TrainingLoop, seed_everything
+from reinforge.core.training_loop import TrainingLoop, seed_everything
 from reinforge.environments.function import FunctionEnvironment
 
 RewardFn = Callable[..., float]

@@ -14,14 +14,12 @@ import torch
 from attrs import validators as v
 
 from reinforge.algorithms.losses import DPOLoss, DPOLossConfig
-from reinforge.algorithms.sft import encode_conversation
 from reinforge.core.batch import Batch
 from reinforge.core.config import doc
 from reinforge.core.errors import ReinforgeError
+from reinforge.core.records import RecordFormat
 from reinforge.core.run import RunParts
 from reinforge.core.run_config import CheckpointingConfig, ClusterConfig, DataConfig, LoggerConfig, PolicyConfig
-from reinforge.data.messages import RowLocation
-from reinforge.data.preference_records import PreferenceKeys, preference_pair
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -63,22 +61,6 @@ class DPORunConfig:
     cluster: ClusterConfig = doc("where workers run", factory=ClusterConfig)
 
 
-def to_pair(record: dict[str, Any], where: RowLocation | None = None) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """(chosen, rejected) conversations from a prompt/chosen/rejected record or ranked `completions` (best vs worst).
-
-    Prompts and responses may be strings or message lists (see reinforge.data.preference_records);
-    a bad record raises ReinforgeError naming `where`.
-    """
-    keys = _CONTEXT_KEYS if "prompt" not in record and "context" in record else _PROMPT_KEYS
-    pair = preference_pair(record, keys, where or RowLocation("preference records", 0))
-    return [*pair["prompt"], *pair["chosen"]], [*pair["prompt"], *pair["rejected"]]
-
-
-# The readers' record keys; ranked records (NeMo-RL's shape) may hold their prompt under `context`.
-_PROMPT_KEYS = PreferenceKeys()
-_CONTEXT_KEYS = PreferenceKeys(prompt_key="context")
-
-
 class DPO:
     """Direct preference optimisation; `DPO(DPOLossConfig(reference_policy_kl_penalty=0.1))` from Python."""
 
@@ -99,20 +81,7 @@ class DPO:
     def records_per_step(self, policy: PolicyConfig) -> int:
         return policy.train_global_batch_size
 
-    def prepare_data(
-        self, records: list[dict[str, Any]], tokenizer: Any, *, data: DataConfig, policy: PolicyConfig, source: str
-    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        """Preference records -> encoded (chosen, rejected) pairs; a pair with a side over the sequence limit is dropped."""
-        limit = policy.max_total_sequence_length
-        pairs, dropped = [], 0
-        for row, record in enumerate(records):
-            sides = to_pair(record, RowLocation(source, row))
-            encoded = [encode_conversation(tokenizer, side, only_final=True) for side in sides]
-            if max(len(ids) for ids, _ in encoded) > limit:
-                dropped += 1
-                continue
-            pairs.append({"chosen": encoded[0], "rejected": encoded[1]})
-        return pairs, {"records": len(records), "dropped_overlong": dropped}
+    record_format = RecordFormat(kind="preference_pairs")  # encoded (chosen, rejected) pairs (reinforge.data)
 
     def setup(self, run: RunParts) -> None:
         if run.policy_config.train_micro_batch_size % 2:

@@ -9,6 +9,7 @@ code runs with any backend pair, in one process or on Ray worker groups.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import attrs
@@ -19,12 +20,13 @@ from reinforge.algorithms.grpo_config import GRPOConfig, GRPORunConfig
 from reinforge.algorithms.losses_pg import ClippedPGLoss, ClippedPGLossConfig
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
+from reinforge.core.records import RecordFormat
 from reinforge.core.run import RunParts
-from reinforge.core.run_config import DataConfig, PolicyConfig
-from reinforge.core.sampling import SamplingParams
-from reinforge.data.prompts import build_prompt_set
+from reinforge.core.run_config import PolicyConfig
+from reinforge.core.sampling import SamplingParams, sampling_params
+from reinforge.rollouts.evaluation import evaluate
+from reinforge.rollouts.groups import collect_groups, select_rows
 from reinforge.rollouts.turns import RolloutResult
-from reinforge.eval.metrics import pass_at_k
 
 
 class GRPO:
@@ -37,6 +39,7 @@ class GRPO:
 
     needs_generation = True
     needs_environment = True
+    record_format = RecordFormat(kind="prompts")  # tokenized prompts (reinforge.data.preparation)
 
     def __init__(
         self, config: GRPOConfig | None = None, loss: ClippedPGLossConfig | None = None, *, samples_to_log: int = 4
@@ -59,14 +62,6 @@ class GRPO:
 
     def records_per_step(self, policy: PolicyConfig) -> int:
         return self.config.num_prompts_per_step
-
-    def prepare_data(
-        self, records: list[dict[str, Any]], tokenizer: Any, *, data: DataConfig, policy: PolicyConfig, source: str
-    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Tokenized prompts (chat template, prompt template, system prompt; overlong ones dropped or truncated)."""
-        if not records:
-            return [], {}
-        return build_prompt_set(data, tokenizer, records)
 
     @property
     def validation_metrics(self) -> tuple[str, ...]:
@@ -166,36 +161,29 @@ class GRPO:
         )
 
     def _collect(self, step: int, prompts: list[dict[str, Any]]) -> tuple[RolloutResult, torch.Tensor, dict[str, float]]:
-        """Rollouts for the step; with dynamic sampling, only groups whose rewards differ, topped up."""
+        """Rollouts for the step; with dynamic sampling, only groups whose rewards differ, topped up from the loader."""
         cfg, run = self.config, self.run
         group = cfg.num_generations_per_prompt
-        wanted = run.loader.batch_size * group
-        kept: list[RolloutResult] = []
-        kept_rewards: list[torch.Tensor] = []
-        rounds = 0
-        while True:
-            repeated = [p for p in prompts for _ in range(group)]
-            rollouts = self.rollout(repeated, self._sampling(step, rounds))
-            raw = rollouts.rewards
-            rewards = self._shape_rewards(rollouts)
-            if not cfg.use_dynamic_sampling:
-                return rollouts, rewards, {}
-            keep = group_has_variance(raw, group).nonzero().squeeze(1).tolist()
-            kept.append(_select(rollouts, keep))
-            kept_rewards.append(rewards[keep])
-            rounds += 1
-            have = sum(len(r.rewards) for r in kept)
-            if have >= wanted or rounds >= cfg.dynamic_sampling_max_gen_batches:
-                break
-            prompts = run.more_prompts()  # the loop's data stream, asked through the run
-        merged = _concat(kept)
-        rewards = torch.cat(kept_rewards)
-        usable = min(len(rewards), wanted)
-        usable -= usable % self.run.policy_config.train_global_batch_size  # whole optimizer steps, whole groups
+        dynamic = cfg.use_dynamic_sampling
+        collected = collect_groups(
+            run.rollouts,
+            itertools.chain([prompts], run.loader),  # this step's prompts, then (dynamic sampling) the next ones
+            group,
+            wanted=run.loader.batch_size * group,
+            sampling=lambda round_: self._sampling(step, round_),
+            keep=(lambda result: group_has_variance(result.rewards, group)) if dynamic else None,
+            max_rounds=cfg.dynamic_sampling_max_gen_batches,
+            max_turns=cfg.max_rollout_turns,
+        )
+        rollouts = collected.result
+        if not dynamic:
+            return rollouts, self._shape_rewards(rollouts), {}
+        usable = len(rollouts.rewards)
+        usable -= usable % run.policy_config.train_global_batch_size  # whole optimizer steps, whole groups
         usable -= usable % group
-        merged = _select(merged, list(range(usable)))
-        extra = {"train/dynamic_sampling_rounds": float(rounds), "train/dynamic_sampling_kept": float(usable)}
-        return merged, rewards[:usable], extra
+        rollouts = select_rows(rollouts, list(range(usable)))
+        extra = {"train/dynamic_sampling_rounds": float(collected.rounds), "train/dynamic_sampling_kept": float(usable)}
+        return rollouts, self._shape_rewards(rollouts), extra
 
     def _shape_rewards(self, rollouts: RolloutResult) -> torch.Tensor:
         cfg = self.config
@@ -204,33 +192,19 @@ class GRPO:
         return cfg.reward_shaping.apply(rewards, lengths, rollouts.batch["truncated"]).to(torch.float32)
 
     # ------------------------------------------------------------------ generation (through the rollout service)
-    def rollout(self, prompts: list[dict[str, Any]], sampling: SamplingParams) -> RolloutResult:
-        return self.run.rollouts.collect(prompts, sampling, max_turns=self.config.max_rollout_turns)
-
     def refit_if_stale(self) -> dict[str, float]:
         """Push the policy's weights into the generator when it holds an older version."""
         bucket_bytes = int(self.config.refit_buffer_size_mb * 2**20)
         return self.run.rollouts.sync(self.run.policy, self.policy_version, bucket_bytes=bucket_bytes)
 
     def _sampling(self, step: int, round_: int, *, validation: bool = False) -> SamplingParams:
-        gen = self.run.policy_config.generation
-        temperature = gen.temperature
-        if validation and self.config.val_temperature is not None:
-            temperature = self.config.val_temperature
+        temperature = self.config.val_temperature if validation else None
         # A seed per (step, round) makes a resumed run sample exactly what the uninterrupted one did.
         seed = (self.run.loop.seed * 1_000_003 + step * 101 + round_ + (7919 if validation else 0)) % 2**31
-        return SamplingParams(
-            temperature=temperature,
-            top_p=gen.top_p,
-            top_k=gen.top_k,
-            max_new_tokens=gen.max_new_tokens,
-            stop_strings=gen.stop_strings,
-            stop_token_ids=gen.stop_token_ids,
-            seed=seed,
-        )
+        return sampling_params(self.run.generation_config, seed, temperature=temperature)
 
     def _train_temperature(self) -> float:
-        temperature = self.run.policy_config.generation.temperature
+        temperature = self.run.generation_config.temperature
         return temperature if temperature > 0 else 1.0
 
     # ------------------------------------------------------------------ validation
@@ -241,33 +215,24 @@ class GRPO:
             return {}
         refit = self.refit_if_stale()
         k = cfg.val_num_generations_per_prompt
-        chunk = max(run.loader.batch_size, 1)
-        rewards, correct_rows, lengths, truncated = [], [], [], []
-        env_sums: dict[str, float] = {}
-        # counts (the environment's `summed_metrics`, e.g. answers without a box) add up over the
-        # validation batches; everything else is a per-row mean
-        counts = frozenset(getattr(run.rollouts.environment, "summed_metrics", ()))
         with run.timer.phase("validation"):
-            for start in range(0, len(prompts), chunk):
-                part = [p for p in prompts[start : start + chunk] for _ in range(k)]
-                result = self.rollout(part, self._sampling(step, start, validation=True))
-                rewards.append(result.rewards)
-                correct_rows.append(result.correct)
-                for key, value in result.env_metrics.items():  # weighted by rows, averaged below (counts: summed)
-                    env_sums[key] = env_sums.get(key, 0.0) + (value if key in counts else value * len(part))
-                lengths.append(result.batch["token_mask"].sum(dim=1))
-                truncated.append(result.batch["truncated"].float())
-        reward = torch.cat(rewards)
-        correct = torch.cat(correct_rows).tolist()
-        groups = [correct[i : i + k] for i in range(0, len(correct), k)]
+            result = evaluate(
+                run.rollouts,
+                prompts,
+                k,
+                lambda start: self._sampling(step, start, validation=True),
+                chunk_size=max(run.loader.batch_size, 1),
+                max_turns=cfg.max_rollout_turns,
+                summed_metrics=getattr(run.rollouts.environment, "summed_metrics", ()),
+            )
         metrics = {
-            "val/accuracy": float(sum(correct) / len(correct)),
-            "val/reward_mean": float(reward.mean()),
-            f"val/pass@{k}": float(sum(pass_at_k(g, k) for g in groups) / len(groups)),
-            "val/response_length_mean": float(torch.cat(lengths).mean()),
-            "val/truncation_rate": float(torch.cat(truncated).mean()),
+            "val/accuracy": result.accuracy,
+            "val/reward_mean": float(result.rewards.mean()),
+            f"val/pass@{k}": result.pass_at(k),
+            "val/response_length_mean": float(result.response_lengths.mean()),
+            "val/truncation_rate": float(result.truncated.float().mean()),
         }
-        metrics.update({f"val/env/{k}": v if k in counts else v / len(reward) for k, v in env_sums.items()})
+        metrics.update({f"val/env/{key}": value for key, value in result.env_metrics.items()})
         return {**refit, **metrics}
 
     # ------------------------------------------------------------------ metrics and state
@@ -334,26 +299,3 @@ def _mean_metrics(per_step: list[dict[str, float]], prefix: str) -> dict[str, fl
     out[prefix + "optimizer_steps"] = float(len(per_step))
     return out
 
-
-def _select(result: RolloutResult, rows: list[int]) -> RolloutResult:
-    return attrs.evolve(
-        result,
-        batch=result.batch.select(rows),
-        rewards=result.rewards[rows],
-        responses=[result.responses[i] for i in rows],
-        turns=[result.turns[i] for i in rows],
-        info=[result.info[i] for i in rows],
-        correct=result.correct[rows],
-    )
-
-
-def _concat(results: list[RolloutResult]) -> RolloutResult:
-    return RolloutResult(
-        batch=Batch.concat([r.batch for r in results]),
-        rewards=torch.cat([r.rewards for r in results]),
-        responses=[s for r in results for s in r.responses],
-        env_metrics=results[0].env_metrics,
-        turns=[t for r in results for t in r.turns],
-        info=[x for r in results for x in r.info],
-        correct=torch.cat([r.correct for r in results]),
-    )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reinforge.specs import generation_spec, training_spec
+from reinforge.core.specs import generation_spec, training_spec
 
 __all__ = [
     "DTensorTraining",

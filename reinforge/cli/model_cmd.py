@@ -71,8 +71,8 @@ def run_build(args: argparse.Namespace) -> int:
 
     resolve_demo(args)
 
-    from reinforge.testing.tiny_model import METADATA_FILE, build_model
-    from reinforge.testing.warmup import WarmupConfig
+    from reinforge.models.tiny_model import METADATA_FILE, build_model
+    from reinforge.models.warmup import WarmupConfig
 
     changes = {
         "max_operand": args.warmup_max_operand,

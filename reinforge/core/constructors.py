@@ -22,7 +22,8 @@ from reinforge.core.errors import ReinforgeError
 
 if TYPE_CHECKING:
     from reinforge.core.interfaces import Algorithm, Environment, GenerationBackend, Logger, TrainingBackend
-    from reinforge.core.run_config import LoggerConfig, PolicyConfig
+    from reinforge.core.model_config import ModelConfig
+    from reinforge.core.run_config import GenerationConfig, LoggerConfig, PolicyConfig
 
 
 class TrainingBackendClass(Protocol):
@@ -41,14 +42,51 @@ class TrainingBackendClass(Protocol):
 
 
 class GenerationBackendClass(Protocol):
-    """`cls(policy, options, *, seed=...) -> GenerationBackend`.
+    """`cls(model, options, *, generation=..., seed=...) -> GenerationBackend`.
 
-    From `policy` a generation backend reads only the model (`model_name`, `tokenizer_name`,
-    `precision`, `max_total_sequence_length`); sampling settings arrive with every `generate`
-    call as `SamplingParams`. `seed` seeds calls whose `SamplingParams.seed` is None.
+    `model` (`ModelConfig`) says what to load: `model_name`, `tokenizer_name`, `chat_template`,
+    `precision`, `max_total_sequence_length`. `options` are the backend's own engine options.
+    `generation` (`GenerationConfig`) holds the run's sampling defaults (temperature, top-p/k,
+    `max_new_tokens`, stops), e.g. to size an engine's batch; each `generate` call still brings
+    its own `SamplingParams`. `seed` seeds calls whose `SamplingParams.seed` is None. A generator
+    never sees the optimizer, the batch sizes or the training backend's options.
+
+    A backend written against the signature before this one, `cls(policy, options, *, seed=...)`,
+    keeps working: `build_generation_backend` calls it with the `ModelConfig` in place of the
+    policy (it has the four fields such a backend was allowed to read) and warns once.
     """
 
-    def __call__(self, policy: PolicyConfig, options: Any, *, seed: int) -> GenerationBackend: ...
+    def __call__(self, model: ModelConfig, options: Any, *, generation: GenerationConfig, seed: int) -> GenerationBackend: ...
+
+
+def build_generation_backend(
+    cls: Any, model: ModelConfig, options: Any, *, generation: GenerationConfig, seed: int, name: str = ""
+) -> GenerationBackend:
+    """Construct a generation backend by the current signature, or by the old one (see GenerationBackendClass)."""
+    if _accepts_keyword(cls, "generation"):
+        return cls(model, options, generation=generation, seed=seed)
+    import warnings
+
+    label = name or getattr(cls, "__qualname__", repr(cls))
+    warnings.warn(
+        f"generation backend '{label}' is constructed as cls(policy, options, *, seed); it now receives "
+        "cls(model: ModelConfig, options, *, generation: GenerationConfig, seed: int). It was given the ModelConfig "
+        "(model_name, tokenizer_name, chat_template, precision, max_total_sequence_length) as `policy`; add the "
+        "`generation` keyword to take the run's sampling defaults (see reinforge.core.constructors)",
+        UserWarning,
+        stacklevel=2,
+    )
+    return cls(model, options, seed=seed)
+
+
+def _accepts_keyword(cls: Any, keyword: str) -> bool:
+    import inspect
+
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable without a signature: assume the current protocol
+        return True
+    return any(p.kind is p.VAR_KEYWORD or (p.name == keyword and p.kind is not p.POSITIONAL_ONLY) for p in parameters)
 
 
 class EnvironmentClass(Protocol):

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from reinforge.core.batch import Batch
     from reinforge.core.run import RunParts
+    from reinforge.core.records import RecordFormat
     from reinforge.core.run_config import DataConfig, PolicyConfig
     from reinforge.core.sampling import SamplingParams
 
@@ -206,7 +207,7 @@ class Algorithm(Protocol):
 
     The composition root (`reinforge.Trainer`) reads what the algorithm needs (`needs_generation`,
     `needs_environment`, `needs_reference`), builds those parts, turns the records of the training
-    and validation data into the algorithm's items with `prepare_data`, and calls `setup` once.
+    and validation data into the algorithm's items (`record_format`), and calls `setup` once.
     The loop then hands `train_step` one batch of `records_per_step` items per step, calls
     `validate` on the schedule of its `LoopConfig` (the algorithm owns no schedule), and saves
     `state_dict()` with every checkpoint. Registered algorithm plugins are constructed from a
@@ -216,20 +217,13 @@ class Algorithm(Protocol):
     needs_generation: bool  # build a generation backend (rollouts)
     needs_environment: bool  # build an environment (rewards)
     needs_reference: bool  # the training backend keeps a frozen reference policy
+    # What `train_step` receives, made from the records by `reinforge.data.preparation`: tokenized prompts,
+    # encoded conversations or preference pairs. An algorithm that needs other items defines instead
+    # `prepare_data(records, tokenizer, *, data, policy, source) -> (items, stats)`, which then takes over.
+    record_format: RecordFormat
 
     def records_per_step(self, policy: PolicyConfig) -> int:
         """Items one step consumes when the loop config does not say (e.g. prompts per step, or the global batch)."""
-        ...
-
-    def prepare_data(
-        self, records: list[dict[str, Any]], tokenizer: Any, *, data: DataConfig, policy: PolicyConfig, source: str
-    ) -> tuple[list[Any], dict[str, Any]]:
-        """Records (dicts from a dataset reader, a list or a `datasets.Dataset`) -> (items, stats).
-
-        Items are what `train_step` receives in batches (tokenized prompts, conversations, pairs);
-        stats are counts such as dropped overlong records. `data` holds the prompt options
-        (template, system prompt, longest prompt), `source` names the data in error messages.
-        """
         ...
 
     def setup(self, run: RunParts) -> None:

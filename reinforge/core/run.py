@@ -14,7 +14,8 @@ import attrs
 
 from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBackend
 from reinforge.core.loop import LoopConfig
-from reinforge.core.run_config import PolicyConfig
+from reinforge.core.model_config import ModelConfig
+from reinforge.core.run_config import EnvConfig, GenerationConfig, PolicyConfig
 from reinforge.core.sampling import SamplingParams
 from reinforge.core.timer import Timer
 
@@ -54,7 +55,18 @@ class Rollouts(Protocol):
 
 
 class Executor(Protocol):
-    """Where the parts run (see reinforge.executors); the loop only shuts it down."""
+    """Where the parts run: in this process (`reinforge.executors.local`) or on Ray worker groups.
+
+    It builds the three parts an algorithm drives and hands back objects that implement the seams
+    of `reinforge.core.interfaces` (the plugin objects themselves, or worker-group proxies), so
+    algorithm code never changes with the executor. Each part gets its own config only.
+    """
+
+    def training(self, policy: PolicyConfig, *, need_reference: bool, seed: int) -> TrainingBackend: ...
+
+    def generation(self, model: ModelConfig, generation: GenerationConfig, *, seed: int) -> GenerationBackend: ...
+
+    def environment(self, env: EnvConfig) -> Environment: ...
 
     def shutdown(self) -> None: ...
 
@@ -65,8 +77,12 @@ class RunParts:
 
     tokenizer: Any
     policy: TrainingBackend
-    # The trained model's settings (batch sizes, sequence length) and the generator's (sampling).
+    # The training side's settings: batch sizes, sequence length, optimizer.
     policy_config: PolicyConfig
+    # The model both backends load (name, tokenizer, precision, longest sequence).
+    model: ModelConfig
+    # The generator's settings: engine and sampling defaults (None when the algorithm does not generate).
+    generation_config: GenerationConfig | None
     generation: GenerationBackend | None
     environment: Environment | None
     train_prompts: list[Any]
@@ -79,10 +95,6 @@ class RunParts:
     rollouts: Rollouts | None = None  # built when the algorithm generates
     prompt_stats: dict[str, Any] = attrs.field(factory=dict)
     config: Any = None  # the YAML run config, when the run was built from one (saved with checkpoints)
-
-    def more_prompts(self) -> list[Any]:
-        """The next batch of training records (dynamic sampling asks for more through this, not the loader)."""
-        return next(self.loader)
 
     def shutdown(self) -> None:
         for part in (self.generation, self.environment, self.policy):

@@ -15,6 +15,7 @@ from attrs import validators as v
 
 from reinforge.core.config import MovedKey, doc, plugin_options, plugin_options_map
 from reinforge.core.env_guard import EnvGuardConfig
+from reinforge.core.model_config import ModelConfig
 from reinforge.core.sampling import check_stop_strings, check_stop_token_ids, top_k_off
 
 positive = v.gt(0)
@@ -93,9 +94,16 @@ class PolicyConfig:
         """
         return attrs.evolve(self, generation=attrs.evolve(self.generation, backend_cfg=None))
 
-    def for_generation(self) -> PolicyConfig:
-        """What the generation backend receives: the model and sampling settings, not the training backend's options."""
-        return attrs.evolve(self, backend_cfg=None)
+    @property
+    def model(self) -> ModelConfig:
+        """The model this policy trains: what a generation backend is built from (with its own options and sampling)."""
+        return ModelConfig(
+            model_name=self.model_name,
+            tokenizer_name=self.tokenizer_name,
+            chat_template=self.chat_template,
+            precision=self.precision,
+            max_total_sequence_length=self.max_total_sequence_length,
+        )
 
     def __attrs_post_init__(self) -> None:
         if self.train_global_batch_size % self.train_micro_batch_size:

@@ -7,7 +7,7 @@ on single values, then reports `message @ path`), so each checks one field on it
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -117,3 +117,32 @@ class SamplingParams:
 # instead of a crash when the first SamplingParams is built.
 check_stop_strings = _stop_strings
 check_stop_token_ids = _stop_token_ids
+
+
+class SamplingDefaults(Protocol):
+    """The sampling settings of a generation config (`GenerationConfig`, `reinforge eval`'s `generation:`)."""
+
+    temperature: float
+    top_p: float
+    top_k: int | None
+    max_new_tokens: int
+    stop_strings: tuple[str, ...]
+    stop_token_ids: tuple[int, ...]
+
+
+def sampling_params(generation: SamplingDefaults, seed: int | None, *, temperature: float | None = None) -> SamplingParams:
+    """The `SamplingParams` of one generate call from a generation config's sampling settings.
+
+    Why one helper: training rollouts, validation and `reinforge eval` must sample under the same rules
+    (the same stops, the same top-k spelling); each building its own SamplingParams let them drift.
+    `temperature` overrides the config's (validation at its own temperature, e.g. `grpo.val_temperature`).
+    """
+    return SamplingParams(
+        temperature=generation.temperature if temperature is None else temperature,
+        top_p=generation.top_p,
+        top_k=generation.top_k,
+        max_new_tokens=generation.max_new_tokens,
+        stop_strings=generation.stop_strings,
+        stop_token_ids=generation.stop_token_ids,
+        seed=seed,
+    )

@@ -13,7 +13,9 @@ from typing import Any
 
 import attrs
 
+from reinforge.core.config import structure, to_dict
 from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBackend
+from reinforge.core.registry import Registry
 from reinforge.core.run_config import EnvConfig, GenerationConfig, PolicyConfig
 
 
@@ -47,3 +49,61 @@ class DatasetSpec:
 
     name: str
     options: Any = None
+
+
+# ------------------------------------------------------------------ keyword arguments -> specs
+# The user-facing constructors split the shared settings from the plugin's own options and structure both with the
+# strict config converter (unknown keys fail like unknown YAML keys).
+# Settings of the policy that are not chosen by keyword: the backend's name and options, and the
+# generator's settings (they come with the generation part).
+_NOT_POLICY_KEYWORDS = {"model_name", "backend", "backend_cfg", "generation"}
+
+
+def training_spec(backend: str, model_name: str, *, instance: Any = None, registry: Registry | None = None, **settings: Any) -> TrainingSpec:
+    """`TrainingSpec` for the training backend `backend`, training `model_name`."""
+    shared = {f.name for f in attrs.fields(PolicyConfig)} - _NOT_POLICY_KEYWORDS
+    raw: dict[str, Any] = {"model_name": model_name, "backend": backend}
+    raw.update(_plain({k: v for k, v in settings.items() if k in shared and k != "lr"}))
+    if "lr" in settings:  # the one optimizer setting everybody changes
+        raw["optimizer"] = {**raw.get("optimizer", {}), "lr": settings["lr"]}
+    options = {k: v for k, v in settings.items() if k not in shared and k != "lr"}
+    if options:
+        raw["backend_cfg"] = _plain(options)
+    policy = structure(raw, PolicyConfig, lookup=_lookup(registry, options), source=f"training backend '{backend}'")
+    return TrainingSpec(policy=policy, instance=instance)
+
+
+def generation_spec(backend: str, *, instance: Any = None, registry: Registry | None = None, **settings: Any) -> GenerationSpec:
+    """`GenerationSpec` for the generation backend `backend` (sampling settings and the backend's options)."""
+    shared = {f.name for f in attrs.fields(GenerationConfig)} - {"backend", "backend_cfg"}
+    raw: dict[str, Any] = {"backend": backend, **_plain({k: v for k, v in settings.items() if k in shared})}
+    options = {k: v for k, v in settings.items() if k not in shared}
+    if options:
+        raw["backend_cfg"] = _plain(options)
+    generation = structure(raw, GenerationConfig, lookup=_lookup(registry, options), source=f"generation backend '{backend}'")
+    return GenerationSpec(generation=generation, instance=instance)
+
+
+def plugin_config(kind: str, name: str, options: dict[str, Any], registry: Registry | None = None) -> Any:
+    """The options of plugin `name` as its registered config class (None when there are none: plugin defaults)."""
+    if not options:
+        return None
+    registry = registry or Registry.create()
+    cls = registry.config_class(kind, name)
+    if cls is None:
+        from reinforge.core.errors import ReinforgeError
+
+        raise ReinforgeError(f"the {kind.replace('_', ' ')} '{name}' takes no options; got {sorted(options)}")
+    return structure(_plain(options), cls, lookup=registry.config_class, source=f"{kind.replace('_', ' ')} '{name}'")
+
+
+def _lookup(registry: Registry | None, options: dict[str, Any]) -> Any:
+    # The plugin's config class is looked up only when it has options (building a registry reads entry points).
+    if not options:
+        return None
+    return (registry or Registry.create()).config_class
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """attrs instances (e.g. optimizer=OptimizerConfig(...)) as the mappings the converter structures."""
+    return {k: to_dict(v) if attrs.has(type(v)) else v for k, v in values.items()}

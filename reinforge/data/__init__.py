@@ -23,7 +23,7 @@ def Reader(name: str, **options: Any) -> Any:  # noqa: N802 - reads as a constru
     """Records from the registered dataset reader `name` with its options, read when the run is built:
     `Reader("jsonl", data_files="train.jsonl", input_key="question", output_key="answer")`."""
     from reinforge.core.specs import DatasetSpec
-    from reinforge.specs import plugin_config
+    from reinforge.core.specs import plugin_config
 
     return DatasetSpec(name=name, options=plugin_config("dataset", name, options))
 

@@ -161,3 +161,19 @@ def _shared_prefix(a: list[Message], b: list[Message]) -> int:
     while n < min(len(a), len(b)) - 1 and a[n] == b[n]:
         n += 1
     return n
+
+
+def to_pair(record: dict[str, Any], where: RowLocation | None = None) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(chosen, rejected) conversations from a prompt/chosen/rejected record or ranked `completions` (best vs worst).
+
+    Prompts and responses may be strings or message lists (see reinforge.data.preference_records);
+    a bad record raises ReinforgeError naming `where`.
+    """
+    keys = _CONTEXT_KEYS if "prompt" not in record and "context" in record else _PROMPT_KEYS
+    pair = preference_pair(record, keys, where or RowLocation("preference records", 0))
+    return [*pair["prompt"], *pair["chosen"]], [*pair["prompt"], *pair["rejected"]]
+
+
+# The readers' record keys; ranked records (NeMo-RL's shape) may hold their prompt under `context`.
+_PROMPT_KEYS = PreferenceKeys()
+_CONTEXT_KEYS = PreferenceKeys(prompt_key="context")

@@ -23,6 +23,6 @@ def Registered(name: str, **options: Any) -> Any:  # noqa: N802
     """Any registered environment by name, with its options (structured into its registered config class)."""
     from reinforge.core.run_config import EnvConfig
     from reinforge.core.specs import EnvironmentSpec
-    from reinforge.specs import plugin_config
+    from reinforge.core.specs import plugin_config
 
     return EnvironmentSpec(env=EnvConfig(name=name, env_cfg=plugin_config("environment", name, options)))

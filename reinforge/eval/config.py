@@ -8,8 +8,9 @@ import attrs
 from attrs import validators as v
 
 from reinforge.core.config import doc, plugin_options
-from reinforge.core.run_config import ClusterConfig, DataConfig, EnvConfig, GenerationConfig, PolicyConfig
-from reinforge.core.sampling import check_stop_strings, top_k_off
+from reinforge.core.model_config import ModelConfig
+from reinforge.core.run_config import ClusterConfig, DataConfig, EnvConfig, GenerationConfig
+from reinforge.core.sampling import check_stop_strings, check_stop_token_ids, top_k_off
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -39,23 +40,28 @@ class EvalGenerationConfig:
     top_k: int | None = doc("top-k (null, 0 or -1 = off)", default=None, converter=top_k_off)
     max_new_tokens: int = doc("response tokens", default=2048, validator=v.gt(0))
     stop_strings: tuple[str, ...] = doc("strings that end a response", default=(), validator=check_stop_strings)
+    stop_token_ids: tuple[int, ...] = doc("token ids that end a response (besides eos)", default=(), validator=check_stop_token_ids)
 
-    def as_policy(self) -> PolicyConfig:
-        """The policy config a generation backend is built from."""
-        return PolicyConfig(
+    def model(self) -> ModelConfig:
+        """The model the generation backend loads."""
+        return ModelConfig(
             model_name=self.model_name,
             tokenizer_name=self.tokenizer_name,
             precision=self.precision,
             max_total_sequence_length=self.max_total_sequence_length,
-            generation=GenerationConfig(
-                backend=self.backend,
-                backend_cfg=self.backend_cfg,
-                max_new_tokens=self.max_new_tokens,
-                temperature=self.temperature,
-                top_p=self.top_p,
-                top_k=self.top_k,
-                stop_strings=self.stop_strings,
-            ),
+        )
+
+    def sampling(self) -> GenerationConfig:
+        """The generation backend and its sampling defaults, as a training run's `policy.generation` holds them."""
+        return GenerationConfig(
+            backend=self.backend,
+            backend_cfg=self.backend_cfg,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            stop_strings=self.stop_strings,
+            stop_token_ids=self.stop_token_ids,
         )
 
 

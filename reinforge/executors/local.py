@@ -10,23 +10,18 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any, Protocol
+from typing import Any
 
+import attrs
+
+from reinforge.core.constructors import build_generation_backend
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBackend
 from reinforge.core.registry import Registry
-from reinforge.core.run_config import ClusterConfig, EnvConfig, PolicyConfig
+from reinforge.core.model_config import ModelConfig
+from reinforge.core.run import Executor
+from reinforge.core.run_config import ClusterConfig, EnvConfig, GenerationConfig, PolicyConfig
 from reinforge.executors.checks import check_training_layout
-
-
-class Executor(Protocol):
-    def training(self, policy: PolicyConfig, *, need_reference: bool, seed: int) -> TrainingBackend: ...
-
-    def generation(self, policy: PolicyConfig, *, seed: int) -> GenerationBackend: ...
-
-    def environment(self, env: EnvConfig) -> Environment: ...
-
-    def shutdown(self) -> None: ...
 
 
 class LocalExecutor:
@@ -50,9 +45,12 @@ class LocalExecutor:
         backend_cls = self.registry.training_backend(policy.backend)
         return backend_cls(policy.for_training(), policy.backend_cfg, need_reference=need_reference, seed=seed)
 
-    def generation(self, policy: PolicyConfig, *, seed: int) -> GenerationBackend:
-        backend_cls = self.registry.generation_backend(policy.generation.backend)
-        return backend_cls(policy.for_generation(), policy.generation.backend_cfg, seed=seed)
+    def generation(self, model: ModelConfig, generation: GenerationConfig, *, seed: int) -> GenerationBackend:
+        backend_cls = self.registry.generation_backend(generation.backend)
+        sampling = attrs.evolve(generation, backend_cfg=None)  # the engine options travel on their own
+        return build_generation_backend(
+            backend_cls, model, generation.backend_cfg, generation=sampling, seed=seed, name=generation.backend
+        )
 
     def environment(self, env: EnvConfig) -> Environment:
         env_cls = self.registry.environment(env.name)

@@ -7,9 +7,9 @@ Fixtures: `pytest_plugins = ["reinforge.testing.fixtures"]`.
 from __future__ import annotations
 
 from reinforge.testing.evaluate import AccuracyReport, sample_accuracy
-from reinforge.testing.tiny_model import KIT_VERSION, PRESETS, ModelPreset, build_model, cache_root, model_config
-from reinforge.testing.tokenizer import CHAT_TEMPLATE, IM_END, IM_START, PAD_TOKEN, build_tokenizer
-from reinforge.testing.warmup import SYSTEM_PROMPT, WarmupConfig, conversation, warm_up, warmup_split
+from reinforge.models.tiny_model import KIT_VERSION, PRESETS, ModelPreset, build_model, cache_root, model_config
+from reinforge.models.tiny_tokenizer import CHAT_TEMPLATE, IM_END, IM_START, PAD_TOKEN, build_tokenizer
+from reinforge.models.warmup import SYSTEM_PROMPT, WarmupConfig, conversation, warm_up, warmup_split
 
 __all__ = [
     "CHAT_TEMPLATE",

@@ -31,7 +31,7 @@ from reinforge.core.errors import ReinforgeError
 from reinforge.core.interfaces import GenerationBackend
 from reinforge.core.run_config import PolicyConfig
 from reinforge.core.sampling import SamplingParams
-from reinforge.testing.tiny_model import build_model
+from reinforge.models.tiny_model import build_model
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -174,7 +174,7 @@ _POLICY_DEFAULTS: dict[str, Any] = {
 @pytest.fixture(scope="session")
 def conformance_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The kit's tiny Qwen2 (float32); override to run the suite on another small model folder."""
-    from reinforge.testing.tiny_model import build_model
+    from reinforge.models.tiny_model import build_model
 
     return build_model(tmp_path_factory.mktemp("conformance") / "model", size="tiny", seed=0)
 

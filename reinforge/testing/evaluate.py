@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import attrs
 
 from reinforge.data.arithmetic import Record, extract_boxed
-from reinforge.testing.tokenizer import IM_END
-from reinforge.testing.warmup import conversation
+from reinforge.models.tiny_tokenizer import IM_END
+from reinforge.models.warmup import conversation
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

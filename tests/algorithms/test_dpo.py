@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from reinforge.algorithms.dpo import to_pair
+from reinforge.data.preference_records import to_pair
 from reinforge.core.errors import ConfigError, ReinforgeError
 from reinforge.core.load import load_config
 from reinforge.trainer import Trainer

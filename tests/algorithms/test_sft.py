@@ -7,7 +7,7 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from reinforge.algorithms.sft import encode_conversation, to_messages
+from reinforge.data.conversations import encode_conversation, to_messages
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.load import load_config
 from reinforge.trainer import Trainer

@@ -33,7 +33,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def tied_model_dir(tmp_path_factory):
-    from reinforge.testing.tiny_model import build_model
+    from reinforge.models.tiny_model import build_model
 
     return build_model(size="tiny")
 

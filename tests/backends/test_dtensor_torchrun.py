@@ -16,7 +16,7 @@ import torch
 from reinforge.backends.training.dtensor.backend import DTensorBackend
 from reinforge.core.run_config import OptimizerConfig, PolicyConfig, SchedulerConfig
 from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch, weights
-from reinforge.testing.tiny_model import build_model
+from reinforge.models.tiny_model import build_model
 from tests.torchrun import run_torchrun
 
 WORKER = Path(__file__).with_name("_dtensor_worker.py")

@@ -24,7 +24,7 @@ from reinforge.testing.conformance_generation import (
     teacher_forcing_logprobs,
     text_stop_string,
 )
-from reinforge.testing.tiny_model import build_model
+from reinforge.models.tiny_model import build_model
 
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=8)
 CPU = HFGenerationConfig(device="cpu", max_batch_size=4)
@@ -157,7 +157,7 @@ def test_checkpoint_generation_config_does_not_leak(tmp_path: Path, prompts: Bat
     from transformers import GenerationConfig
 
     folder = tmp_path / "model"
-    shutil.copytree(backend.policy.model_name, folder)
+    shutil.copytree(backend.model_config.model_name, folder)
     GenerationConfig(do_sample=True, top_k=1, repetition_penalty=5.0, eos_token_id=2, pad_token_id=0).save_pretrained(folder)
     leaky = HFGenerationBackend(PolicyConfig(model_name=str(folder), max_total_sequence_length=96), CPU)
     assert torch.equal(leaky.generate(prompts, GREEDY)["output_ids"], backend.generate(prompts, GREEDY)["output_ids"])
@@ -207,7 +207,7 @@ def test_every_eos_of_the_checkpoint_ends_the_response(tmp_path: Path, backend: 
     baseline = _responses(backend.generate(prompts, GREEDY))
     extra_eos = baseline[0][2]
     folder = tmp_path / "model"
-    shutil.copytree(backend.policy.model_name, folder)
+    shutil.copytree(backend.model_config.model_name, folder)
     GenerationConfig(eos_token_id=[backend.tokenizer.eos_token_id, extra_eos], pad_token_id=0).save_pretrained(folder)
     two_eos = HFGenerationBackend(PolicyConfig(model_name=str(folder), max_total_sequence_length=96), CPU)
     out = two_eos.generate(prompts, GREEDY)

@@ -12,7 +12,7 @@ from reinforge.backends.generation.hf.backend import HFGenerationBackend
 from reinforge.backends.generation.hf.config import HFGenerationConfig
 from reinforge.core.sampling import SamplingParams
 from reinforge.testing.conformance_generation import GenerationBackendConformance
-from reinforge.testing.tiny_model import build_model
+from reinforge.models.tiny_model import build_model
 from tests.backends.hf_prompts import assert_same_outputs, cpu_backend, uneven_prompts
 
 

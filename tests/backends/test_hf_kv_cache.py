@@ -20,7 +20,7 @@ from reinforge.backends.generation.hf.config import HFGenerationConfig
 from reinforge.backends.generation.hf.kv_cache import ReservedKVLayer, reserved_kv_cache
 from reinforge.core.sampling import SamplingParams
 from reinforge.testing.conformance_generation import GenerationBackendConformance
-from reinforge.testing.tiny_model import build_model
+from reinforge.models.tiny_model import build_model
 from tests.backends.hf_prompts import assert_same_outputs, cpu_backend, uneven_prompts
 
 

@@ -17,7 +17,7 @@ from reinforge.backends.generation.hf.sampler import TokenSampler, filtered_logi
 from reinforge.core.batch import Batch
 from reinforge.core.run_config import PolicyConfig
 from reinforge.core.sampling import SamplingParams
-from reinforge.testing.tiny_model import build_model
+from reinforge.models.tiny_model import build_model
 
 
 def reference_top_k(logits: np.ndarray, top_k: int | None) -> np.ndarray:

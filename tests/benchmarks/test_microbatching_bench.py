@@ -10,7 +10,7 @@ from benchmarks import microbatching
 
 
 def test_the_plans_benchmark_runs_and_compares_equal_work(tmp_path, monkeypatch):
-    from reinforge.testing import tiny_model
+    from reinforge.models import tiny_model
 
     small = tiny_model.build_model
     monkeypatch.setattr(tiny_model, "build_model", lambda size="small", **kw: small(tmp_path / "model", size="tiny"))

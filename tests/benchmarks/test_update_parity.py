@@ -146,7 +146,7 @@ def _tiny_parity(tmp_path, **kwargs):
     from benchmarks.harness.workload import prepare
     from benchmarks.update_parity import measure
     from reinforge.environments.function import FunctionEnvironment
-    from reinforge.testing.tiny_model import build_model
+    from reinforge.models.tiny_model import build_model
 
     torch.set_num_threads(1)
     workload = prepare(

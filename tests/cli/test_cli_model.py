@@ -6,7 +6,7 @@ import json
 
 from reinforge.cli.main import build_parser, main
 from reinforge.cli.model_cmd import DEMO_MODEL, resolve_demo
-from reinforge.testing.tiny_model import METADATA_FILE
+from reinforge.models.tiny_model import METADATA_FILE
 
 
 def parse(*argv: str):

@@ -15,7 +15,7 @@ import pytest
 
 datasets = pytest.importorskip("datasets")
 
-from reinforge.algorithms.dpo import to_pair  # noqa: E402
+from reinforge.data.preference_records import to_pair  # noqa: E402
 from reinforge.core.errors import ReinforgeError  # noqa: E402
 from reinforge.core.registry import Registry  # noqa: E402
 from reinforge.data.messages import RowLocation  # noqa: E402

@@ -130,7 +130,7 @@ def test_config_validation() -> None:
 
 def test_with_the_tiny_model_kit_bpe_tokenizer() -> None:
     """End to end with a real byte-level BPE and ChatML template (the tokenizer of reinforge.testing's tiny model)."""
-    kit = pytest.importorskip("reinforge.testing.tokenizer")
+    kit = pytest.importorskip("reinforge.models.tiny_tokenizer")
     tokenizer = kit.build_tokenizer()
     config = PromptConfig(prompt_file="math", system_prompt="Be brief.", max_prompt_length=200)
     prompts, stats = build_prompts([{"problem": "What is 7 + 12?", "answer": "19"}], tokenizer, config)

@@ -10,7 +10,7 @@ from itertools import combinations
 
 import pytest
 
-from reinforge.eval.metrics import (
+from reinforge.rollouts.metrics import (
     avg_at_k,
     batch_avg_at_k,
     batch_cons_at_k,

@@ -28,7 +28,7 @@ import torch
 
 from reinforge.core.run_config import OptimizerConfig, PolicyConfig
 from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch, naive_logprobs
-from reinforge.testing.tiny_model import build_model
+from reinforge.models.tiny_model import build_model
 
 pytestmark = pytest.mark.gpu
 

@@ -25,7 +25,7 @@ from reinforge.core.registry import Registry, RegistrySettings
 from reinforge.core.run_config import ClusterConfig, OptimizerConfig, PolicyConfig
 from reinforge.core.sampling import SamplingParams
 from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch
-from reinforge.testing.tiny_model import build_model
+from reinforge.models.tiny_model import build_model
 
 pytestmark = [pytest.mark.gpu, pytest.mark.ray]
 
@@ -75,7 +75,7 @@ def refit_and_check(cluster: ClusterConfig, model_dir: Path, label: str) -> None
     executor = RayExecutor(cluster, Registry.create(RegistrySettings(load_entry_points=False)))
     try:
         training = executor.training(policy(model_dir), need_reference=False, seed=0)
-        generation = executor.generation(policy(model_dir), seed=0)
+        generation = executor.generation(policy(model_dir).model, policy(model_dir).generation, seed=0)
         training.train(conformance_batch(VOCAB, rows=8, width=24, seed=1), ConformanceNLLLoss())
         executor.refit_stats.pop()
         buckets = 0

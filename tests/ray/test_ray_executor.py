@@ -32,7 +32,7 @@ from reinforge.core.run_config import ClusterConfig, EnvConfig, OptimizerConfig,
 from reinforge.core.sampling import SamplingParams
 from reinforge.trainer import Trainer
 from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch, weights
-from reinforge.testing.tiny_model import build_model
+from reinforge.models.tiny_model import build_model
 from tests.integration.grpo_helpers import CPU_RECIPE, read_metrics, tiny_overrides
 
 pytestmark = pytest.mark.ray
@@ -142,7 +142,7 @@ def test_fsdp_over_two_ranks_matches_one_process_and_refit_syncs_the_generator(r
     executor = RayExecutor(cluster(training_workers=2, generation_workers=1, colocated=True), registry)
     try:
         training = executor.training(policy, need_reference=False, seed=0)
-        generation = executor.generation(policy, seed=0)
+        generation = executor.generation(policy.model, policy.generation, seed=0)
         assert training.dp_size == 2 and training.tp_size == 1
         assert_same_step(training, DTensorBackend(policy))
 
@@ -188,7 +188,7 @@ def test_tensor_parallel_over_two_ranks_matches_one_process_and_replicas_keep_or
         assert_same_step(training, DTensorBackend(sgd_policy(model_dir)))
 
         gen_policy = sgd_policy(model_dir, generation=tp_policy.generation)
-        generation = executor.generation(gen_policy, seed=0)
+        generation = executor.generation(gen_policy.model, gen_policy.generation, seed=0)
         prompts = Batch.from_sequences([[5, 17, 33, 8], [9, 44], [7, 7, 7, 12, 90], [3]], pad_id=0)
         greedy = SamplingParams(temperature=0.0, max_new_tokens=6, n=2)
         local = HFGenerationBackend(gen_policy, HFGenerationConfig(device="cpu")).generate(prompts, greedy)

@@ -49,7 +49,7 @@ def test_collective_refit_gives_the_object_store_weights_and_the_trainers_logpro
         training = executor.training(policy, need_reference=False, seed=0)
         with pytest.raises(ReinforgeError, match="both groups must be started"):
             next(iter(training.named_weights(2**20)))  # no generation group yet: nowhere to send to
-        generation = executor.generation(policy, seed=0)
+        generation = executor.generation(policy.model, policy.generation, seed=0)
         training.train(conformance_batch(VOCAB, rows=8, width=24, seed=1), ConformanceNLLLoss())
         before = engine_weights(generation)[0]
 

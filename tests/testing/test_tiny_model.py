@@ -18,7 +18,7 @@ from reinforge.testing import (
     warm_up,
     warmup_split,
 )
-from reinforge.testing import tiny_model as tiny_model_module
+from reinforge.models import tiny_model as tiny_model_module
 
 pytest_plugins = ["reinforge.testing.fixtures"]
 
@@ -149,7 +149,7 @@ def test_user_errors(tmp_path):
 def test_warm_up_smoke_loss_decreases_and_is_deterministic(tiny_tokenizer):
     from transformers import AutoModelForCausalLM
 
-    from reinforge.testing.tokenizer import build_tokenizer as fresh_tokenizer
+    from reinforge.models.tiny_tokenizer import build_tokenizer as fresh_tokenizer
 
     config = WarmupConfig(batch_size=8, num_problems=100, learning_rate=1e-2)
     runs = []
@@ -162,7 +162,7 @@ def test_warm_up_smoke_loss_decreases_and_is_deterministic(tiny_tokenizer):
 
 
 def test_conversation_writes_the_answer_boxed_or_plain():
-    from reinforge.testing.warmup import conversation
+    from reinforge.models.warmup import conversation
 
     record = {"problem": "What is 7 + 12?", "answer": "19"}
     boxed = conversation(record, system_prompt=SYSTEM_PROMPT)
@@ -179,7 +179,7 @@ def test_warm_up_writes_boxes_as_often_as_configured(tiny_tokenizer, monkeypatch
     """Every trained conversation is boxed at probability 1 and none at 0 (what the model sees, not what it learns)."""
     from transformers import AutoModelForCausalLM
 
-    from reinforge.testing import warmup as warmup_module
+    from reinforge.models import warmup as warmup_module
 
     seen: list[torch.Tensor] = []
     collate = warmup_module._collate

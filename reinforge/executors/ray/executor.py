@@ -21,17 +21,20 @@ import shlex
 import shutil
 from typing import Any
 
+import attrs
+
 from reinforge.executors.ray.colocation import Colocation
 from reinforge.executors.ray.environment_group import RayEnvironment
 from reinforge.core.errors import ReinforgeError
-from reinforge.core.listeners import prepare_local_ray
+from reinforge.executors.ray.listeners import prepare_local_ray
 from reinforge.executors.ray.generation_group import RayGenerationBackend
 from reinforge.executors.ray.placement import Placement, Slot, check_free_cpus, plan_placement
 from reinforge.executors.ray.workers import EnvironmentWorker, GenerationWorker, TrainingWorker
 from reinforge.executors.ray.refit_collective import PeerRefit
 from reinforge.core.registry import Registry
 from reinforge.executors.checks import check_training_layout, tensor_parallel_size
-from reinforge.core.run_config import ClusterConfig, EnvConfig, PolicyConfig, WorkerRuntimeConfig
+from reinforge.core.model_config import ModelConfig
+from reinforge.core.run_config import ClusterConfig, EnvConfig, GenerationConfig, PolicyConfig, WorkerRuntimeConfig
 from reinforge.executors.ray.training_group import RayTrainingBackend
 from reinforge.executors.ray.weight_sync import RefitStats
 from reinforge.executors.ray.worker_group import WorkerGroup, WorkerInfo
@@ -97,12 +100,13 @@ class RayExecutor:
         self.colocation.training = proxy
         return proxy
 
-    def generation(self, policy: PolicyConfig, *, seed: int) -> RayGenerationBackend:
-        """`cluster.generation_workers` engine replicas building `policy.generation.backend` (in the background)."""
-        name = policy.generation.backend
+    def generation(self, model: ModelConfig, generation: GenerationConfig, *, seed: int) -> RayGenerationBackend:
+        """`cluster.generation_workers` engine replicas building `generation.backend` (in the background)."""
+        name = generation.backend
         self._check_reproducible("generation_backend", name)
         slots = self.plan.generation
-        payloads = [_pickle((name, policy.for_generation(), policy.generation.backend_cfg, seed + r)) for r in range(len(slots))]
+        sampling = attrs.evolve(generation, backend_cfg=None)  # the engine options travel on their own
+        payloads = [_pickle((name, model, generation.backend_cfg, sampling, seed + r)) for r in range(len(slots))]
         group = self._start("generation", GenerationWorker, slots, payloads, self.cluster.generation_runtime)
         proxy = RayGenerationBackend(group, colocation=self.colocation, refit_stats=self.refit_stats)
         threads = _threads(self.cluster.generation_cpus)
@@ -202,7 +206,7 @@ def _connect(cluster: ClusterConfig) -> bool:
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
     if cluster.address:
         kwargs["address"] = cluster.address
-    else:  # a Ray of our own: loopback only unless cluster.bind_address opts in (see core/listeners.py)
+    else:  # a Ray of our own: loopback only unless cluster.bind_address opts in (see executors/ray/listeners.py)
         kwargs.update(prepare_local_ray(cluster.bind_address))
         if cluster.local_num_cpus is not None:
             kwargs["num_cpus"] = cluster.local_num_cpus

@@ -122,9 +122,9 @@ class RefitEndpoint:
 
     def host_store(self, timeout_s: float) -> tuple[str, int]:
         """Trainer rank 0: start the group's TCPStore on a port the OS picks; returns (this node's address, port)."""
-        from reinforge.core.listeners import host_tcp_store, restrict_gloo, worker_bind_host
+        from reinforge.executors.ray.listeners import host_tcp_store, restrict_gloo, worker_bind_host
 
-        host = worker_bind_host()  # loopback on a single-node run (core/listeners.py), never every interface
+        host = worker_bind_host()  # loopback on a single-node run (listeners.py), never every interface
         restrict_gloo(host)
         self.store = host_tcp_store(host, 0, timeout_s)
         return host, int(self.store.port)
@@ -138,7 +138,7 @@ class RefitEndpoint:
         backend = "nccl" if device == "cuda" else "gloo"
         try:
             if self.store is None:
-                from reinforge.core.listeners import restrict_gloo
+                from reinforge.executors.ray.listeners import restrict_gloo
 
                 restrict_gloo(address)
                 self.store = dist.TCPStore(address, port, is_master=False, timeout=timeout)

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from reinforge.executors.ray.refit_collective import BucketLayout, RefitEndpoint, bucket_views, cuda_device_uuid, open_ipc_buffer
+from reinforge.core.constructors import build_generation_backend
 from reinforge.core.registry import Registry, RegistrySettings
 from reinforge.executors.ray.weight_sync import PackedBucket, pack_bucket, unpack_bucket
 from reinforge.executors.ray.worker_group import WorkerInfo
@@ -93,7 +94,7 @@ class TrainingWorker(_PluginWorker):
 
     def rendezvous_address(self) -> tuple[str, int]:
         """This node's address and a free port, for rank 0 to host the process-group store."""
-        from reinforge.core.listeners import free_port, worker_bind_host
+        from reinforge.executors.ray.listeners import free_port, worker_bind_host
 
         host = worker_bind_host()  # loopback on a single-node run: the store binds there, not on every interface
         return host, free_port(host)
@@ -113,7 +114,7 @@ class TrainingWorker(_PluginWorker):
         torch.set_num_threads(threads)
         backend_name, policy, options, need_reference, seed = self._arguments()
         if world_size > 1 and not dist.is_initialized():
-            from reinforge.core.listeners import host_tcp_store, restrict_gloo
+            from reinforge.executors.ray.listeners import host_tcp_store, restrict_gloo
 
             restrict_gloo(master_addr)
             if self.index == 0:
@@ -172,9 +173,9 @@ class GenerationWorker(_PluginWorker):
         import torch
 
         torch.set_num_threads(threads)
-        backend_name, policy, options, seed = self._arguments()
+        backend_name, model, options, sampling, seed = self._arguments()
         backend_cls = self.registry.generation_backend(backend_name)
-        self.plugin = backend_cls(policy, options, seed=seed)
+        self.plugin = build_generation_backend(backend_cls, model, options, generation=sampling, seed=seed, name=backend_name)
         pad = getattr(self.plugin, "pad_token_id", None)
         return int(pad) if isinstance(pad, int) else None
 

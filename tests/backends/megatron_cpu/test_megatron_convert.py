@@ -36,7 +36,7 @@ def _spec(heads: int, groups: int, head_dim: int) -> ModelSpec:
 
 @pytest.fixture(scope="module")
 def qwen_dir(tmp_path_factory) -> Path:
-    from reinforge.testing.tiny_model import build_model
+    from reinforge.models.tiny_model import build_model
 
     return build_model(tmp_path_factory.mktemp("qwen") / "model", size="tiny", seed=0)
 

@@ -36,7 +36,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    from reinforge.testing.tiny_model import build_model
+    from reinforge.models.tiny_model import build_model
 
     return build_model(tmp_path_factory.mktemp("parity") / "model", size="tiny", seed=0)
 

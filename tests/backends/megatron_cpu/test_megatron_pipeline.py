@@ -18,7 +18,7 @@ import pytest
 from megatron_cpu.helpers import build_tiny_llama
 from megatron_cpu.pipeline_cases import compare_with_one_stage, grpo_case, run_worker
 from reinforge.backends.training.megatron.config import MegatronConfig
-from reinforge.testing.tiny_model import build_model
+from reinforge.models.tiny_model import build_model
 
 WORKER = Path(__file__).with_name("_megatron_pp_worker.py")
 

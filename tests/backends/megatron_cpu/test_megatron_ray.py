@@ -22,7 +22,7 @@ from reinforge.backends.training.megatron.config import MegatronConfig
 from reinforge.core.registry import Registry, RegistrySettings
 from reinforge.core.run_config import ClusterConfig, OptimizerConfig
 from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch, weights
-from reinforge.testing.tiny_model import build_model
+from reinforge.models.tiny_model import build_model
 
 pytestmark = [pytest.mark.ray, pytest.mark.distributed]
 

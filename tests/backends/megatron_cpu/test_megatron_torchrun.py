@@ -19,7 +19,7 @@ from reinforge.backends.training.megatron.backend import MegatronBackend
 from reinforge.backends.training.megatron.config import MegatronConfig
 from reinforge.core.run_config import OptimizerConfig, SchedulerConfig
 from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch, weights
-from reinforge.testing.tiny_model import build_model
+from reinforge.models.tiny_model import build_model
 from tests.torchrun import run_torchrun
 
 WORKER = Path(__file__).with_name("_megatron_worker.py")

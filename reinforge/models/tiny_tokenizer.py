@@ -55,7 +55,7 @@ def corpus_texts() -> list[str]:
 
     Fixed seeds, so the tokenizer (and every id) is the same on every build.
     """
-    shipped = resources.files("reinforge.testing").joinpath("corpus/math_text.txt").read_text(encoding="utf-8")
+    shipped = resources.files("reinforge.models").joinpath("corpus/math_text.txt").read_text(encoding="utf-8")
     texts = [line for line in shipped.splitlines() if line.strip() and not line.startswith("#")]
     texts += ["system\n", "user\n", "assistant\n"]
     for kinds, ops, max_operand in (

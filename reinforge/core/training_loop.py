@@ -15,6 +15,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
 from reinforge.core.checkpoint import CheckpointManager, check_writable
@@ -109,7 +110,10 @@ class TrainingLoop:
         """The run's settings as plain data: the YAML run config, else the loop and the policy."""
         if self.config is not None:
             return _plain(self.config)
-        return _plain(ComposedRunConfig(policy=self.run.policy_config, loop=self.loop))
+        policy = self.run.policy_config
+        if self.run.generation_config is not None:  # recorded where a YAML recipe keeps it: policy.generation
+            policy = attrs.evolve(policy, generation=self.run.generation_config)
+        return _plain(ComposedRunConfig(policy=policy, loop=self.loop))
 
     def _log(self, metrics: dict[str, float], step: int) -> None:
         check_logged_metric(self.checkpoints.config, metrics)

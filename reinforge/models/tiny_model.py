@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import attrs
 
 from reinforge.core.errors import ReinforgeError
-from reinforge.testing.tokenizer import IM_END, PAD_TOKEN, build_tokenizer
-from reinforge.testing.warmup import WarmupConfig, warm_up
+from reinforge.models.tiny_tokenizer import IM_END, PAD_TOKEN, build_tokenizer
+from reinforge.models.warmup import WarmupConfig, warm_up
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, Qwen2Config
@@ -121,7 +121,7 @@ def build_model(
     `directory=None` uses the cache (see `cache_root`): the folder is keyed by size, seed,
     warm-up steps and settings and the kit version, built in a temporary folder and renamed
     into place, and reused when present. An explicit `directory` must be new or empty.
-    `warmup_steps > 0` pre-trains on arithmetic conversations (see `reinforge.testing.warmup`).
+    `warmup_steps > 0` pre-trains on arithmetic conversations (see `reinforge.models.warmup`).
     """
     _preset(size)
     if warmup_steps < 0:
