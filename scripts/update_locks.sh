@@ -14,7 +14,9 @@
 # locks: this is how a newer transformers gets tested before users get it). Nothing here runs it by itself.
 #
 # It resolves with `uv pip compile` (uv on PATH, or installed into .venv), as a fresh install would today: the
-# newest releases that fit, for CPython 3.11 on manylinux x86_64 (CI's machine). torch is pinned at the CPU build,
+# newest releases that fit, for manylinux x86_64 and the exact version of $PYTHON (default python3, what the install
+# scripts create their venvs with; CI's is CPython 3.11.7). Exact, because releases may need a patch level
+# (pymdown-extensions 13 needs >=3.11.5), and pip on CI takes them. torch is pinned at the CPU build,
 # REINFORGE_TORCH_VERSION (default 2.13.0), found in $PIP_FIND_LINKS when set (a folder holding the CPU wheel),
 # else on the PyTorch CPU index. Inputs are relative to the repository root; the projects themselves
 # (reinforge, reinforge-exact-match) are left out of the output, so that their editable installs satisfy it.
@@ -40,6 +42,7 @@ else
     torch_source=(--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 fi
 
+py=$("${PYTHON:-python3}" -c 'import platform; print(platform.python_version())')
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 compile() {  # compile NAME SCRIPT INPUT-LINES... [-- EXTRA-UV-ARGS...]: writes $out/NAME.txt
@@ -49,12 +52,13 @@ compile() {  # compile NAME SCRIPT INPUT-LINES... [-- EXTRA-UV-ARGS...]: writes 
     [ $# -gt 0 ] && { shift; extra=("$@"); }
     printf '%s\n' "${lines[@]}" > "$tmp/$name.in"
     "$UV" pip compile "$tmp/$name.in" "${torch_source[@]}" "${extra[@]}" \
-        --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+        --python-version "$py" --python-platform x86_64-manylinux_2_28 \
         --no-emit-package reinforge --no-emit-package reinforge-exact-match \
         --custom-compile-command "bash scripts/update_locks.sh" --quiet -o "$tmp/$name.txt"
     # The temporary input's path in the annotations says nothing: name the script whose install it mirrors.
     # A constraint file, named on every line it touches, says nothing either: drop it.
-    sed -e "s#-r $tmp/$name.in#$script#" -e "\#^ *\#   -c #d" "$tmp/$name.txt" > "$out/$name.txt"
+    sed -e "s#-r $tmp/$name.in#$script#" -e "\#^ *\#   -c #d" \
+        -e "2a\\#    (for CPython $py on x86_64-manylinux_2_28; torch is the CPU build)" "$tmp/$name.txt" > "$out/$name.txt"
 }
 mkdir -p "$out"
 compile main scripts/install.sh "$torch" "-e .[dev,megatron,docs]" "-e ./examples/plugins/reinforge-exact-match"
