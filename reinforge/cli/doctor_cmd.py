@@ -25,7 +25,8 @@ from reinforge import __version__
 from reinforge.cli.output import console, print_json
 from reinforge.core.errors import ReinforgeError, read_user_text
 
-LOCKS = ("main", "bench", "vllm-cpu")
+# lock name -> the script that installs its environment (from a checkout)
+LOCKS = {"main": "scripts/install.sh", "bench": "scripts/install_bench.sh", "vllm-cpu": "scripts/install_vllm_cpu.sh"}
 # Shown whether or not installed; any other pinned package is shown only when it differs from its pin.
 KEY_PACKAGES = (
     "torch", "transformers", "vllm-cpu", "vllm", "ray", "megatron-core", "tokenizers", "safetensors",
@@ -190,7 +191,11 @@ def report(
     rows, counts = compare_all(pins, version_of)
     return {
         "reinforge": __version__,
-        "python": {"version": platform.python_version(), "implementation": platform.python_implementation(), "executable": sys.executable},
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+        },
         "machine": machine(),
         "lock": {"name": lock, "path": path, "why": why, "pins": len(pins)},
         "packages": [attrs.asdict(row) for row in rows],
@@ -242,5 +247,6 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"of the lock's {lock['pins']} pins: {counts['tested']} installed as tested, {counts['differs']} differ, "
                   f"{counts['not installed']} not installed")
     if failed:
-        console.print("[red]--check: installed versions differ from the tested set[/] (scripts/install.sh installs it)")
+        script = LOCKS.get(lock["name"], "pip install -c LOCK")
+        console.print(f"[red]--check: installed versions differ from the tested set[/] ({escape(script)} installs it)")
     return 1 if failed else 0
