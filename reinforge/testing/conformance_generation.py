@@ -8,8 +8,8 @@ that promise by subclassing one class in its own test suite:
     from reinforge.testing.conformance_generation import GenerationBackendConformance
 
     class TestMyBackend(GenerationBackendConformance):
-        backend_class = MyBackend                 # built as MyBackend(policy, backend_options, seed=0)
-        backend_options = MyBackendConfig(...)    # or override make_backend(policy)
+        backend_class = MyBackend                 # built as MyBackend(model, backend_options, generation=..., seed=0)
+        backend_options = MyBackendConfig(...)    # or override make_backend(model)
         logprob_atol = 1e-3                       # engines with fused kernels may need more than 1e-4
 
 The tests run on the kit's tiny Qwen2 model (built offline in a temporary folder, float32),
@@ -29,7 +29,9 @@ import torch
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.interfaces import GenerationBackend
-from reinforge.core.run_config import PolicyConfig
+from reinforge.core.constructors import build_generation_backend
+from reinforge.core.model_config import ModelConfig
+from reinforge.core.run_config import GenerationConfig
 from reinforge.core.sampling import SamplingParams
 from reinforge.models.tiny_model import build_model
 
@@ -64,11 +66,11 @@ class GenerationBackendConformance:
     # policy.max_total_sequence_length of the backend under test.
     max_total_sequence_length: ClassVar[int] = 128
 
-    def make_backend(self, policy: PolicyConfig) -> GenerationBackend:
-        """Build the backend under test (called once per test class)."""
+    def make_backend(self, model: ModelConfig) -> GenerationBackend:
+        """Build the backend under test (called once per test class), as the executors do."""
         if self.backend_class is None:
-            raise NotImplementedError("set backend_class on the test class, or override make_backend(policy)")
-        return self.backend_class(policy, self.backend_options, seed=0)
+            raise NotImplementedError("set backend_class on the test class, or override make_backend(model)")
+        return build_generation_backend(self.backend_class, model, self.backend_options, generation=GenerationConfig(), seed=0)
 
     # ------------------------------------------------------------------ fixtures
     @pytest.fixture(scope="class")
@@ -76,14 +78,14 @@ class GenerationBackendConformance:
         return build_model(tmp_path_factory.mktemp("conformance") / "model", size=self.model_size, seed=0)
 
     @pytest.fixture(scope="class")
-    def gen_policy(self, gen_model_dir: Path) -> PolicyConfig:
-        return PolicyConfig(
+    def gen_model(self, gen_model_dir: Path) -> ModelConfig:
+        return ModelConfig(
             model_name=str(gen_model_dir), precision="float32", max_total_sequence_length=self.max_total_sequence_length
         )
 
     @pytest.fixture(scope="class")
-    def gen_backend(self, gen_policy: PolicyConfig) -> Iterator[GenerationBackend]:
-        backend = self.make_backend(gen_policy)
+    def gen_backend(self, gen_model: ModelConfig) -> Iterator[GenerationBackend]:
+        backend = self.make_backend(gen_model)
         yield backend
         backend.shutdown()
 

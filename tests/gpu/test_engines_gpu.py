@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from reinforge.core.batch import Batch
+from reinforge.core.model_config import ModelConfig
 from reinforge.core.run_config import PolicyConfig
 from reinforge.core.sampling import SamplingParams
 from reinforge.testing.conformance_generation import GenerationBackendConformance, load_hf_weights
@@ -64,8 +65,8 @@ def _trtllm_backend(policy: PolicyConfig) -> Any:
 class TestSglangOnGpu(GenerationBackendConformance):
     logprob_atol = 1e-3
 
-    def make_backend(self, policy: PolicyConfig) -> Any:
-        return _sglang_backend(policy)
+    def make_backend(self, model: ModelConfig) -> Any:
+        return _sglang_backend(model)
 
 
 @needs_trtllm
@@ -73,8 +74,8 @@ class TestTrtllmOnGpu(GenerationBackendConformance):
     logprob_atol = 1e-3
     logprob_top_p = 1.0  # "processed" logprobs are renormalised over the nucleus
 
-    def make_backend(self, policy: PolicyConfig) -> Any:
-        return _trtllm_backend(policy)
+    def make_backend(self, model: ModelConfig) -> Any:
+        return _trtllm_backend(model)
 
 
 # -------------------------------------------------------------------------- trainer agreement and refit
