@@ -14,13 +14,15 @@ Two things the static reader cannot see on its own:
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 from typing import Any
 
 import griffe
 
 
-def _exports(path: str) -> dict[str, str]:
-    tree = ast.parse(open(path, encoding="utf-8").read())
+def _exports(path: Path) -> dict[str, str]:
+    """The `_EXPORTS` table of `reinforge/__init__.py`, read without importing the package."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     for node in tree.body:
         target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign) else None)
         if isinstance(target, ast.Name) and target.id == "_EXPORTS" and node.value is not None:
@@ -32,7 +34,7 @@ class ReinforgeDocs(griffe.Extension):
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
         if pkg.name != "reinforge" or pkg.filepath is None:
             return
-        for name, spec in _exports(str(pkg.filepath)).items():
+        for name, spec in _exports(Path(str(pkg.filepath))).items():
             module, _, attribute = spec.partition(":")
             if attribute and name not in pkg.members:
                 pkg.set_member(name, griffe.Alias(name, f"{module}.{attribute}", parent=pkg))
