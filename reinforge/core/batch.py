@@ -3,7 +3,7 @@
 A batch is a column store: each column is either a tensor whose dim 0 is the row, or a Python list
 with one entry per row (messages, metadata, task names). Every row operation (select, repeat,
 shard, split, microbatch, pack) treats tensors and lists together, so the two can never drift apart.
-The contract is docs/dev/BATCH_API.md; shapes and column names are in `reinforge.core.interfaces`.
+The contract is docs/internals/batch.md; shapes and column names are in `reinforge.core.interfaces`.
 
 Per-token columns are the tensors with at least two dims whose dim 1 is the batch's padded width
 `T` (the widest dim 1 among them); `trim` cuts those and leaves every other column alone.

@@ -14,7 +14,7 @@ rename that publishes the checkpoint. Nothing in a checkpoint is deserialised be
 The manifest proves integrity, not authorship: whoever can write the folder can also write a
 matching manifest. That is why the readers behind it never unpickle arbitrary objects either
 (trainer state is JSON + safetensors, torch files load with `weights_only=True`, and DCP's
-pickled `.metadata` goes through an allow-list unpickler); see README -> Reliability.
+pickled `.metadata` goes through an allow-list unpickler); see docs/reliability.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The `sglang` and `trtllm` backends against the REAL engines on the kit's tiny model (NVIDIA GPU only).
 
 Written but never run in this project so far: its machines have no GPU, and neither engine
-installs there (docs/ENGINES.md). Each test skips, with the reason, when CUDA is missing or
+installs there (docs/engines/generation.md). Each test skips, with the reason, when CUDA is missing or
 the engine cannot be imported. On a GPU machine: `pytest -m gpu tests/gpu`.
 
 What it checks, per engine: the conformance suite's layout on real outputs, generation

@@ -1,12 +1,12 @@
 """The CPU recipes learn: the GRPO demo and the DPO recipe, run unchanged on the demo's warmed-up model.
 
 These are the learning criteria of the GRPO and DPO issues, checked on every CI run rather than only
-in benchmarks: the recipes are run exactly as `scripts/demo.sh` and docs/PIPELINES.md run them (same
+in benchmarks: the recipes are run exactly as `scripts/demo.sh` and docs/recipes/pipelines.md run them (same
 files, no overrides but the output folders), through the `reinforge` command. They cost about ten
 minutes on 2 cores (model build ~5 min, cached in REINFORGE_CACHE; GRPO ~4 min; DPO ~1 min), so they
 carry the `learning` marker: `pytest -m "not learning"` leaves them out of a quick local run.
 
-The thresholds sit well inside what the seeded runs reach on a 2-core CPU (README -> Benchmarks):
+The thresholds sit well inside what the seeded runs reach on a 2-core CPU (docs/recipes/cpu-demo.md, docs/recipes/pipelines.md):
 GRPO reward ~0.36 over steps 1-10 -> ~0.8 over steps 11-20, validation avg@4 ~0.16 -> ~0.8;
 DPO validation preference accuracy 0 -> ~0.97.
 """

@@ -1,4 +1,4 @@
-"""The documented pipelines, run through the `reinforge` command as a user would (docs/PIPELINES.md).
+"""The documented pipelines, run through the `reinforge` command as a user would (docs/recipes/pipelines.md).
 
 SFT on arithmetic -> export -> GRPO from the export -> export -> `reinforge eval`, and DPO from the
 SFT export. Every stage is its own process, so what passes between stages is only what a user

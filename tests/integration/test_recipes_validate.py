@@ -23,7 +23,7 @@ def test_eval_config_validates():
 
 
 def test_cpu_eval_config_matches_the_grpo_validation_set():
-    """docs/PIPELINES.md evaluates CPU runs with this config: the same problems, prompt and verifier as GRPO's validation."""
+    """docs/recipes/pipelines.md evaluates CPU runs with this config: the same problems, prompt and verifier as GRPO's validation."""
     evaluation = load_config(REPO / "examples" / "configs" / "evals" / "arith-cpu.yaml", schema=EvalConfig)
     grpo = load_config(REPO / "examples" / "configs" / "grpo-arith-cpu.yaml")
     assert evaluation.generation.backend == "hf" and evaluation.eval.k_value == 4

@@ -69,7 +69,7 @@ def test_recipe_lifts_held_out_accuracy_in_six_steps(tmp_path: Path) -> None:
 
     Measured with these settings on this project's 2-core machine: held-out accuracy (avg@2 over the
     recipe's 32 held-out sums at T=1) 0.406 at step 0 and 0.594 at step 6; the full 24 steps reach
-    0.688 (README -> "A real model"). The bar here is half the measured lift, so that thread
+    0.688 (docs/recipes/smollm2.md). The bar here is half the measured lift, so that thread
     scheduling and library versions can move the sampled curve a little without failing the test,
     while a recipe that stopped learning (a broken loss, refit or reward) still fails it.
     """

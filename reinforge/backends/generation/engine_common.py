@@ -38,7 +38,7 @@ def load_engine_api(path: str, *, backend: str, extra: str) -> Any:
         raise ReinforgeError(
             f"the {backend} generation backend needs the '{module_name}' package, which cannot be imported here "
             f"({exc}). Install it on a machine with an NVIDIA GPU: pip install 'reinforge[{extra}]' "
-            "(see docs/ENGINES.md), or choose another generation backend (policy.generation.backend: hf or vllm)."
+            "(see docs/engines/generation.md), or choose another generation backend (policy.generation.backend: hf or vllm)."
         ) from None
     for part in filter(None, attribute.split(".")):
         if not hasattr(api, part):
