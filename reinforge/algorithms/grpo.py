@@ -17,6 +17,7 @@ import torch
 
 from reinforge.algorithms.advantages import grpo_advantages, group_has_variance
 from reinforge.algorithms.grpo_config import GRPOConfig, GRPORunConfig
+from reinforge.algorithms.grpo_metrics import mean_metrics, rollout_metrics, sample_records
 from reinforge.algorithms.losses_pg import ClippedPGLoss, ClippedPGLossConfig
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
@@ -123,9 +124,9 @@ class GRPO:
                 train_metrics.append(run.policy.train(chunk, loss_fn, temperature=temperature))
                 self.policy_version += 1  # one optimizer step: the generator's weights are now one more behind
 
-        metrics.update(_mean_metrics(train_metrics, prefix="train/"))
-        metrics.update(self._rollout_metrics(rollouts, rewards, batch, advantages, prefix="train/"))
-        run.logger.log_samples(self._samples(rollouts, rewards, advantages), step)
+        metrics.update(mean_metrics(train_metrics, prefix="train/"))
+        metrics.update(rollout_metrics(rollouts, rewards, batch, advantages, prefix="train/"))
+        run.logger.log_samples(sample_records(rollouts, rewards, advantages, self.samples_to_log), step)
         return metrics
 
     def _step_loss(self, optimizer_steps: int) -> tuple[Any, bool]:
@@ -235,45 +236,7 @@ class GRPO:
         metrics.update({f"val/env/{key}": value for key, value in result.env_metrics.items()})
         return {**refit, **metrics}
 
-    # ------------------------------------------------------------------ metrics and state
-    def _rollout_metrics(
-        self, rollouts: RolloutResult, rewards: torch.Tensor, batch: Batch, advantages: torch.Tensor, prefix: str
-    ) -> dict[str, float]:
-        lengths = batch["token_mask"].sum(dim=1)
-        metrics = {
-            "reward_mean": float(rewards.mean()),
-            "reward_std": float(rewards.std(unbiased=False)),
-            "accuracy": float(rollouts.correct.float().mean()),  # the environment's verdict, not the shaped reward
-            "response_length_mean": float(lengths.mean()),
-            "response_length_max": float(lengths.max()),
-            "truncation_rate": float(batch["truncated"].float().mean()),
-            "advantages_mean": float(advantages.mean()),
-            "advantages_std": float(advantages.std(unbiased=False)),
-            "advantages_min": float(advantages.min()),
-            "advantages_max": float(advantages.max()),
-            # one exploding sample shows here on its first step, whatever its sign
-            "advantages_max_abs": float(advantages.abs().max()),
-            "mean_prompt_length": float(batch["prompt_lengths"].float().mean()),
-            "num_rollouts": float(len(rewards)),
-        }
-        out = {f"{prefix}{k}": v for k, v in metrics.items()}
-        out.update({f"env/{k}": v for k, v in rollouts.env_metrics.items()})
-        return out
-
-    def _samples(self, rollouts: RolloutResult, rewards: torch.Tensor, advantages: torch.Tensor) -> list[dict[str, Any]]:
-        count = min(self.samples_to_log, len(rollouts.responses))
-        return [
-            {
-                "prompt": rollouts.batch["messages"][i][-2]["content"] if len(rollouts.batch["messages"][i]) > 1 else "",
-                "response": rollouts.responses[i],
-                "answer": rollouts.batch["metadata"][i].get("answer"),
-                "reward": float(rewards[i]),
-                "advantage": float(advantages[i]),
-                "truncated": bool(rollouts.batch["truncated"][i]),
-            }
-            for i in range(count)
-        ]
-
+    # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         return {"policy_version": self.policy_version}
 
@@ -281,21 +244,4 @@ class GRPO:
         # The generator was rebuilt from the base model: mark it stale so the next step refits it.
         self.policy_version = int(state["policy_version"])
         self.run.rollouts.mark_stale()
-
-
-def _mean_metrics(per_step: list[dict[str, float]], prefix: str) -> dict[str, float]:
-    keys = {k for m in per_step for k in m}
-    out = {}
-    for key in keys:
-        values = [m[key] for m in per_step if key in m]
-        if key.endswith("_max"):
-            out[prefix + key] = max(values)
-        elif key.endswith("_min"):
-            out[prefix + key] = min(values)
-        elif key == "tokens":
-            out[prefix + key] = sum(values)
-        else:
-            out[prefix + key] = sum(values) / len(values)
-    out[prefix + "optimizer_steps"] = float(len(per_step))
-    return out
 

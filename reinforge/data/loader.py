@@ -64,6 +64,29 @@ class PromptLoader(Generic[T]):
         self.batch_in_epoch += 1
         return batch
 
+    def peek(self, ahead: int = 0) -> list[T]:
+        """The batch `ahead` batches after the next one, without moving the stream.
+
+        Why: a producer that generates for future steps (asynchronous rollouts) must read prompts ahead
+        while the saved position (`state_dict`) stays at what training consumed, so a resumed run still
+        sees each prompt exactly once. `peek(0)` is what `next()` returns next.
+        """
+        if ahead < 0:
+            raise ValueError(f"peek looks ahead, not back: ahead must be >= 0, got {ahead}")
+        index = self.batch_in_epoch + ahead
+        epoch = self.epoch + index // self.batches_per_epoch
+        index %= self.batches_per_epoch
+        order = self._order if epoch == self.epoch and self._order is not None else self._permutation(epoch)
+        start = index * self.batch_size
+        return [self.prompts[int(i)] for i in order[start : start + self.batch_size]]
+
+    def lookahead(self) -> Iterator[list[T]]:
+        """The batches `next()` will return, in order, read without consuming them (see `peek`)."""
+        ahead = 0
+        while True:
+            yield self.peek(ahead)
+            ahead += 1
+
     def _permutation(self, epoch: int) -> np.ndarray:
         n = len(self.prompts)
         if not self.shuffle:

@@ -58,3 +58,25 @@ def test_resume_refuses_different_data_or_settings() -> None:
 def test_too_few_prompts_for_a_batch() -> None:
     with pytest.raises(ReinforgeError, match="only 2 prompts for batches of 3"):
         PromptLoader(PROMPTS[:2], 3, seed=0)
+
+
+@pytest.mark.parametrize("consumed", [0, 2, 3, 4])  # 3 = at an epoch's end, before the next epoch begins
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_peek_reads_ahead_across_epochs_without_moving_the_saved_position(consumed: int, shuffle: bool) -> None:
+    loader = PromptLoader(PROMPTS, 3, seed=5, shuffle=shuffle)
+    take(loader, consumed)
+    before = loader.state_dict()
+    ahead = [loader.peek(k) for k in range(7)]  # more than two epochs ahead
+    assert list(itertools.islice(loader.lookahead(), 7)) == ahead
+    assert loader.state_dict() == before
+    # What was read ahead is exactly what the stream then serves, and a loader resumed from the saved
+    # position reads the same ahead: each prompt is served once, whoever looked first.
+    resumed = PromptLoader(PROMPTS, 3, seed=5, shuffle=shuffle)
+    resumed.load_state_dict(before)
+    assert [resumed.peek(k) for k in range(7)] == ahead
+    assert take(loader, 7) == ahead
+
+
+def test_peek_refuses_to_look_back() -> None:
+    with pytest.raises(ValueError, match="ahead must be >= 0"):
+        PromptLoader(PROMPTS, 3, seed=0).peek(-1)
