@@ -4,7 +4,7 @@
 
     trainer = rf.Trainer(
         algorithm=rf.GRPO(rf.GRPOConfig(num_generations_per_prompt=8)),
-        policy=rf.backends.DTensorTraining("model/", lr=1e-4),
+        policy=rf.backends.DTensorTraining("model/", lr=5e-5),
         generation=rf.backends.HFGeneration(max_new_tokens=64),
         environment=reward_fn,                      # (prompt, response, **metadata) -> float
         train_data=records,                         # list of dicts or a datasets.Dataset

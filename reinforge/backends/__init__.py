@@ -1,6 +1,6 @@
 """The built-in backends as parts of a `reinforge.Trainer`, one constructor each.
 
-    policy = backends.DTensorTraining("results/models/small-arith", lr=1e-4, train_global_batch_size=64)
+    policy = backends.DTensorTraining("results/models/small-arith", lr=5e-5, train_global_batch_size=64)
     generation = backends.HFGeneration(max_new_tokens=40)          # or: backends.VLLMGeneration(max_new_tokens=40)
 
 Each returns a spec (plain data: the plugin's name and its own settings); the run's executor
