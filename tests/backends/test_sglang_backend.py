@@ -32,17 +32,11 @@ from reinforge.core.sampling import SamplingParams
 from reinforge.testing.conformance_generation import GenerationBackendConformance, load_hf_weights
 from reinforge.testing.fake_engines import SGLANG_API, FakeSglangEngine
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # skip_tokenizer_init=False so that SGLang itself matches stop strings; the default (True) is covered below.
 FAKE = SglangConfig(engine_api="reinforge.testing.fake_engines:SGLANG_API", skip_tokenizer_init=False)
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=8)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class TestSglangConformance(GenerationBackendConformance):

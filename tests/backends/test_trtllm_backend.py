@@ -37,16 +37,10 @@ from reinforge.core.sampling import SamplingParams
 from reinforge.testing.conformance_generation import GenerationBackendConformance, load_hf_weights
 from reinforge.testing.fake_engines import TRTLLM_API, FakeCompletionOutput, FakeTrtllmSamplingParams, Logprob
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 FAKE = TrtllmConfig(engine_api="reinforge.testing.fake_engines:TRTLLM_API")
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=8)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class TestTrtllmConformance(GenerationBackendConformance):

@@ -17,17 +17,15 @@ from reinforge.core.sampling import SamplingParams
 from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch
 from tests.ray.test_ray_executor import (  # noqa: F401 - fixtures
     VOCAB,
-    _one_thread,
     as_training_rows,
     cluster,
     generated_mask,
     model_dir,
-    ray_session,
     registry,
     sgd_policy,
 )
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def engine_weights(generation) -> list[dict[str, torch.Tensor]]:
