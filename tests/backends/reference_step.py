@@ -2,9 +2,10 @@
 
 Both halves of the `dtensor` and `megatron` torchrun tests:
 - the worker side (`_dtensor_worker.py`, `megatron_cpu/_megatron_worker.py`): the reference step, the
-  policies, the checkpoint round trip, and the worst result over the ranks. The workers run as scripts
-  under torchrun, not under pytest: they import this module as `reference_step`, with tests/backends
-  on sys.path (the dtensor worker's own folder; the megatron worker puts it there);
+  policies, each case's differences from the reference, the checkpoint round trip, and the worst result
+  over the ranks. The workers run as scripts under torchrun, not under pytest: they import this module
+  as `reference_step`, with tests/backends on sys.path (the dtensor worker's own folder; the megatron
+  worker puts it there);
 - the test side (`test_dtensor_torchrun.py`, `megatron_cpu/test_megatron_torchrun.py`): run a worker and
   hold its results to tolerances, then check the 2-rank checkpoint in one process.
 """
