@@ -9,6 +9,7 @@ import pytest
 from reinforge.data.preference_records import to_pair
 from reinforge.core.errors import ConfigError, ReinforgeError
 from reinforge.core.load import load_config
+from reinforge.plotting import read_metrics
 from reinforge.trainer import Trainer
 from tests.integration.grpo_helpers import REPO
 
@@ -47,11 +48,12 @@ def test_dpo_cpu_recipe_raises_preference_accuracy(tiny_model_dir, tmp_path):
         f"checkpointing.checkpoint_dir={tmp_path / 'ckpt'}",
     ]
     Trainer.from_config(load_config(RECIPE, overrides)).fit()
-    rows = [json.loads(line) for line in (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()]
-    val = [r for r in rows if "val/accuracy" in r]
-    print([(r["step"], r["val/accuracy"], r["val/preference_loss"]) for r in val])
+    table = read_metrics(tmp_path / "logs")  # step -> that step's metrics
+    val = {step: row for step, row in table.items() if "val/accuracy" in row}
+    print({step: (row["val/accuracy"], row["val/preference_loss"]) for step, row in val.items()})
+    assert list(val) == [0, 20]  # val_at_start and val_period=20
     assert val[0]["val/preference_loss"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference: ln 2
-    assert val[-1]["val/accuracy"] > val[0]["val/accuracy"] + 0.3
+    assert val[20]["val/accuracy"] > val[0]["val/accuracy"] + 0.3
 
 
 @pytest.mark.integration
@@ -76,6 +78,7 @@ def test_dpo_trains_on_a_preference_file(tiny_model_dir, tmp_path):
         "checkpointing.enabled=false",
     ]
     Trainer.from_config(load_config(RECIPE, overrides)).fit()
-    rows = [json.loads(line) for line in (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()]
-    assert rows[0]["step"] == 0 and rows[0]["val/preference_loss"] == pytest.approx(0.6931, abs=1e-3)
-    assert [r["step"] for r in rows if "train/accuracy" in r] == [1, 2]
+    table = read_metrics(tmp_path / "logs")
+    assert list(table) == [0, 1, 2]
+    assert table[0]["val/preference_loss"] == pytest.approx(0.6931, abs=1e-3)
+    assert [step for step, row in table.items() if "train/accuracy" in row] == [1, 2]

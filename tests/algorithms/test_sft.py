@@ -10,8 +10,9 @@ from transformers import AutoTokenizer
 from reinforge.data.conversations import encode_conversation, to_messages
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.load import load_config
+from reinforge.plotting import read_metrics
 from reinforge.trainer import Trainer
-from tests.integration.grpo_helpers import REPO, read_metrics
+from tests.integration.grpo_helpers import REPO
 
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},
@@ -89,9 +90,9 @@ def test_sft_cpu_recipe_lowers_the_validation_loss(tiny_model_dir, tmp_path):
     ]
     config = load_config(REPO / "examples" / "configs" / "sft-arith-cpu.yaml", overrides)
     Trainer.from_config(config).fit()
-    rows = [json.loads(line) for line in (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()]
-    val = [r["val/loss"] for r in rows if "val/loss" in r]
-    assert len(val) == 2 and val[-1] < 0.7 * val[0], val
+    table = read_metrics(tmp_path / "logs")  # step -> that step's metrics
+    val = {step: row["val/loss"] for step, row in table.items() if "val/loss" in row}
+    assert list(val) == [0, 15] and val[15] < 0.7 * val[0], val
     assert (tmp_path / "ckpt" / "step_15").is_dir()
 
 
@@ -117,12 +118,12 @@ def test_sft_trains_on_a_messages_file(tiny_model_dir, tmp_path):
     trainer = Trainer.from_config(load_config(REPO / "examples" / "configs" / "sft-arith-cpu.yaml", overrides))
     expected = initial_nll(tiny_model_dir, trainer.run.val_prompts)
     metrics = trainer.fit()
-    rows = read_metrics(tmp_path / "logs")
-    assert [r["step"] for r in rows] == [0, 1, 2]
+    table = read_metrics(tmp_path / "logs")
+    assert list(table) == [0, 1, 2]
     # Before any update the validation loss is the initial model's NLL per assistant token, computed here
     # with plain transformers over the same 4 encoded conversations.
-    assert rows[0]["val/loss"] == pytest.approx(expected, rel=1e-5)
-    assert metrics["val/loss"] < rows[0]["val/loss"]  # two steps at the recipe's learning rate lower it
+    assert table[0]["val/loss"] == pytest.approx(expected, rel=1e-5)
+    assert metrics["val/loss"] == table[2]["val/loss"] < table[0]["val/loss"]  # two steps at the recipe's learning rate lower it
 
 
 def initial_nll(model_dir, items) -> float:

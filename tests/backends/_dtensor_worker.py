@@ -19,66 +19,25 @@ import json
 import sys
 from pathlib import Path
 
-import attrs
 import torch
 import torch.distributed as dist
 
 from reinforge.backends.training.dtensor.backend import DTensorBackend
 from reinforge.backends.training.dtensor.checkpointing import dcp_to_hf
 from reinforge.backends.training.dtensor.config import DTensorConfig
-from reinforge.core.run_config import OptimizerConfig, PolicyConfig, SchedulerConfig
-from reinforge.testing.conformance_training import (
-    ConformanceNLLLoss,
-    conformance_batch,
-    grouped_batch,
-    naive_logprobs,
-    weights,
-)
-
-LR = 0.5
-MAX_GRAD_NORM = 1.0
-
-
-def reference_step(model_dir: str, batch) -> tuple[float, float, dict[str, torch.Tensor], torch.Tensor]:  # noqa: ANN001
-    """Loss, grad norm, weights after one clipped SGD step, and the initial logprobs, in one process."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    before = naive_logprobs(model, batch)  # [B, T]
-    ids, lengths = batch["input_ids"], batch["input_lengths"]
-    attention = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
-    logits = model(input_ids=ids, attention_mask=attention).logits.float()  # [B, T, V]
-    logprobs = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # [B, T-1]
-    mask = (batch["token_mask"] * batch["sample_mask"][:, None])[:, 1:]  # [B, T-1]
-    loss = -(logprobs * mask).sum() / mask.sum()
-    loss.backward()
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-    with torch.no_grad():
-        for param in model.parameters():
-            param -= LR * param.grad
-    return loss.item(), norm.item(), {n: p.detach().clone() for n, p in model.named_parameters()}, before
-
-
-def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    assert a.keys() == b.keys(), sorted(a.keys() ^ b.keys())
-    return max((a[k] - b[k]).abs().max().item() for k in a)
+from reinforge.testing.conformance_training import ConformanceNLLLoss, grouped_batch, weights
+# tests/backends/reference_step.py: this script's folder is on sys.path
+from reference_step import VOCAB, adamw_policy, checkpoint_round_trip, max_diff, reference_batch, reference_step
+from reference_step import sgd_policy, step_differences, uneven_rows, worst_over_ranks
 
 
 def main(model_dir: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo")  # the caller owns the group, as a Ray worker would
     out = Path(out_dir)
-    policy = PolicyConfig(
-        model_name=model_dir,
-        train_global_batch_size=8,
-        train_micro_batch_size=2,
-        logprob_batch_size=3,
-        max_total_sequence_length=64,
-        max_grad_norm=MAX_GRAD_NORM,
-        optimizer=OptimizerConfig(name="sgd", lr=LR, weight_decay=0.0),
-    )
-    batch = conformance_batch(704, rows=8, width=24, seed=1)
-    ref_loss, ref_norm, ref_weights, ref_logprobs = reference_step(model_dir, batch)
+    policy = sgd_policy(model_dir)
+    batch = reference_batch()
+    reference = reference_step(model_dir, batch)
     results: dict[str, float] = {}
 
     # (a) FSDP2 over both ranks; rank 0 gets rows 0-4, rank 1 rows 5-7 (uneven on purpose).
@@ -86,17 +45,16 @@ def main(model_dir: str, out_dir: str) -> None:
     rank = dist.get_rank()
     assert fsdp.ctx.fsdp and fsdp.ctx.dp_size == 2, fsdp.ctx
     assert type(fsdp.model.model.embed_tokens.weight).__name__ == "DTensor"
-    mine = batch.select(list(range(5)) if rank == 0 else list(range(5, 8)))
+    rows = uneven_rows(rank)
+    mine = batch.select(rows)
     lp = fsdp.logprobs(mine)
     # 1 if a parameter stayed all-gathered after the no-grad forward (it must be resharded).
     results["fsdp_unsharded_after_logprobs"] = float(any(type(p).__name__ != "DTensor" for p in fsdp.model.parameters()))
-    results["fsdp_logprobs"] = (lp - ref_logprobs[: 5 if rank == 0 else 8][-len(mine) :]).abs().max().item()
+    results["fsdp_logprobs"] = (lp - reference.logprobs[rows]).abs().max().item()
     metrics = fsdp.train(mine, ConformanceNLLLoss())
-    results["fsdp_loss"] = abs(metrics["loss"] - ref_loss)
-    results["fsdp_grad_norm"] = abs(metrics["grad_norm"] - ref_norm)
+    results.update(step_differences("fsdp", fsdp, metrics, reference))
     results["fsdp_rows_metric"] = abs(metrics["rows"] - 8)
     results["fsdp_microbatches"] = metrics["microbatches"]
-    results["fsdp_weights"] = max_diff(weights(fsdp), ref_weights)
 
     fsdp.export_hf(str(out / "hf"))
     fsdp.shutdown()
@@ -110,33 +68,29 @@ def main(model_dir: str, out_dir: str) -> None:
     for name, options in variants.items():
         variant = DTensorBackend(policy, options)
         lp = variant.logprobs(mine)
-        expected_lp = ref_logprobs[: 5 if rank == 0 else 8][-len(mine) :]
+        expected_lp = reference.logprobs[rows]
         if options.lm_head_positions == "response":
             expected_lp = torch.where(mine["token_mask"].bool(), expected_lp, 0.0)
         results[f"{name}_logprobs"] = (lp - expected_lp).abs().max().item()
-        metrics = variant.train(mine, ConformanceNLLLoss())
-        results[f"{name}_loss"] = abs(metrics["loss"] - ref_loss)
-        results[f"{name}_grad_norm"] = abs(metrics["grad_norm"] - ref_norm)
-        results[f"{name}_weights"] = max_diff(weights(variant), ref_weights)
+        results.update(step_differences(name, variant, variant.train(mine, ConformanceNLLLoss()), reference))
         variant.shutdown()
 
     # (a'') and (b''): shared prompts. 4 prompts x 2 rows; under FSDP rank 0 holds rows 0-4, so prompt 2's
     # rows are split between the ranks (each runs that prompt once), and token budgets differ per rank.
-    grouped = grouped_batch(704, prompts=4, group=2, seed=5)
+    grouped = grouped_batch(VOCAB, prompts=4, group=2, seed=5)
     g_loss, g_norm, g_weights, g_logprobs = reference_step(model_dir, grouped)
     g_expected = torch.where(grouped["token_mask"].bool(), g_logprobs, 0.0)
-    g_rows = list(range(5)) if rank == 0 else list(range(5, 8))
     shared_cases = {
-        "fsdp_shared": (DTensorConfig(share_prompt_forward=True, microbatching="token_budget", max_tokens_per_microbatch=30), g_rows),
+        "fsdp_shared": (DTensorConfig(share_prompt_forward=True, microbatching="token_budget", max_tokens_per_microbatch=30), rows),
         "tp_shared": (DTensorConfig(tensor_parallel_size=2, share_prompt_forward=True), list(range(8))),
         # 2 rows a pass: rank 0 runs 3 shared passes, rank 1 runs 2 and then an idle pass, which must call the
         # decoder twice as a shared pass does (FSDP gathers weights per call; one call hung here).
-        "fsdp_shared_uneven": (DTensorConfig(share_prompt_forward=True), g_rows),
+        "fsdp_shared_uneven": (DTensorConfig(share_prompt_forward=True), rows),
     }
-    for name, (options, rows) in shared_cases.items():
+    for name, (options, its_rows) in shared_cases.items():
         variant = DTensorBackend(policy, options)
-        part = grouped.select(rows)
-        results[f"{name}_logprobs"] = (variant.logprobs(part) - g_expected[rows]).abs().max().item()
+        part = grouped.select(its_rows)
+        results[f"{name}_logprobs"] = (variant.logprobs(part) - g_expected[its_rows]).abs().max().item()
         metrics = variant.train(part, ConformanceNLLLoss())
         results[f"{name}_loss"] = abs(metrics["loss"] - g_loss)
         # Relative (norm ~4.7, measured 3e-6 apart): a shared prompt's gradient is summed over its rows in
@@ -148,41 +102,18 @@ def main(model_dir: str, out_dir: str) -> None:
 
     # (c) AdamW + warmup (optimizer moments and the lr depend on restored state): save under torchrun,
     # load into a fresh backend, and the next step is identical. The test reloads it in one process.
-    adamw = attrs.evolve(
-        policy,
-        optimizer=OptimizerConfig(name="adamw", lr=1e-2, weight_decay=0.01),
-        scheduler=SchedulerConfig(name="linear_warmup", warmup_steps=3, warmup_start_factor=0.5),
+    adamw = adamw_policy(model_dir)
+    saved = checkpoint_round_trip(
+        lambda: DTensorBackend(adamw, DTensorConfig(share_prompt_forward=False)), batch.shard(rank, 2), out, results
     )
-    half = batch.shard(rank, 2)
-    first = DTensorBackend(adamw, DTensorConfig(share_prompt_forward=False))
-    first.train(half, ConformanceNLLLoss())
-    first.save(str(out / "ckpt"))
-    saved = weights(first)
-    resumed = DTensorBackend(adamw, DTensorConfig(share_prompt_forward=False))
-    resumed.load(str(out / "ckpt"))
-    results["load_weights"] = max_diff(weights(resumed), saved)
-    results["load_step"] = abs(resumed.step - first.step)
-    next_a = first.train(half, ConformanceNLLLoss())
-    next_b = resumed.train(half, ConformanceNLLLoss())
-    results["load_next_loss"] = abs(next_a["loss"] - next_b["loss"])
-    results["load_next_lr"] = abs(next_a["lr"] - next_b["lr"])
-    after = weights(first)
-    results["load_next_weights"] = max_diff(weights(resumed), after)
-    if rank == 0:
-        torch.save({"saved": saved, "after": after, "lr": next_a["lr"], "loss": next_a["loss"]}, out / "adamw_weights.pt")
-    first.shutdown()
-    resumed.shutdown()
 
     # (b) tensor parallel over both ranks: each rank sees the whole batch.
     tp = DTensorBackend(policy, DTensorConfig(tensor_parallel_size=2, share_prompt_forward=False))
     assert tp.ctx.tp_size == 2 and not tp.ctx.fsdp, tp.ctx
     q_proj = tp.model.model.layers[0].self_attn.q_proj.weight
     assert type(q_proj).__name__ == "DTensor" and q_proj.to_local().shape[0] * 2 == q_proj.shape[0]
-    results["tp_logprobs"] = (tp.logprobs(batch) - ref_logprobs).abs().max().item()
-    metrics = tp.train(batch, ConformanceNLLLoss())
-    results["tp_loss"] = abs(metrics["loss"] - ref_loss)
-    results["tp_grad_norm"] = abs(metrics["grad_norm"] - ref_norm)
-    results["tp_weights"] = max_diff(weights(tp), ref_weights)
+    results["tp_logprobs"] = (tp.logprobs(batch) - reference.logprobs).abs().max().item()
+    results.update(step_differences("tp", tp, tp.train(batch, ConformanceNLLLoss()), reference))
     tp.shutdown()
 
     # (b') tensor parallel with packed rows and the head at response positions only.
@@ -191,39 +122,32 @@ def main(model_dir: str, out_dir: str) -> None:
         DTensorConfig(tensor_parallel_size=2, sequence_packing=True, max_tokens_per_microbatch=40, lm_head_positions="response"),
     )
     response = batch["token_mask"].bool()
-    results["tp_packed_logprobs"] = (tp.logprobs(batch) - torch.where(response, ref_logprobs, 0.0)).abs().max().item()
-    metrics = tp.train(batch, ConformanceNLLLoss())
-    results["tp_packed_loss"] = abs(metrics["loss"] - ref_loss)
-    results["tp_packed_grad_norm"] = abs(metrics["grad_norm"] - ref_norm)
-    results["tp_packed_weights"] = max_diff(weights(tp), ref_weights)
+    results["tp_packed_logprobs"] = (tp.logprobs(batch) - torch.where(response, reference.logprobs, 0.0)).abs().max().item()
+    results.update(step_differences("tp_packed", tp, tp.train(batch, ConformanceNLLLoss()), reference))
     tp.shutdown()
 
     # (e) plain data parallel (fsdp off): replicated weights, gradients summed over the ranks.
     replicated = DTensorBackend(policy, DTensorConfig(fsdp=False, share_prompt_forward=False))
     assert not replicated.ctx.fsdp and replicated.ctx.dp_size == 2
     metrics = replicated.train(mine, ConformanceNLLLoss())
-    results["ddp_grad_norm"] = abs(metrics["grad_norm"] - ref_norm)
-    results["ddp_weights"] = max_diff(weights(replicated), ref_weights)
+    results["ddp_grad_norm"] = abs(metrics["grad_norm"] - reference.grad_norm)
+    results["ddp_weights"] = max_diff(weights(replicated), reference.weights)
     replicated.shutdown()
 
     # (d) both at once: FSDP2 on the (here 1-rank) "dp" mesh over tensor-parallel DTensors (2-D placements).
     both = DTensorBackend(policy, DTensorConfig(tensor_parallel_size=2, fsdp=True, share_prompt_forward=False))
     assert both.ctx.fsdp and both.model.model.layers[0].self_attn.q_proj.weight.device_mesh.ndim == 2
     metrics = both.train(batch, ConformanceNLLLoss())
-    results["tp_fsdp_grad_norm"] = abs(metrics["grad_norm"] - ref_norm)
-    results["tp_fsdp_weights"] = max_diff(weights(both), ref_weights)
+    results["tp_fsdp_grad_norm"] = abs(metrics["grad_norm"] - reference.grad_norm)
+    results["tp_fsdp_weights"] = max_diff(weights(both), reference.weights)
     both.shutdown()
 
-    # Each rank measured its own rows: keep the worst of both.
-    names = sorted(results)
-    worst = torch.tensor([results[n] for n in names], dtype=torch.float64)
-    dist.all_reduce(worst, op=dist.ReduceOp.MAX)
-    results = dict(zip(names, worst.tolist()))
+    results = worst_over_ranks(results)
     if rank == 0:
         from transformers import AutoModelForCausalLM
 
         exported = AutoModelForCausalLM.from_pretrained(out / "hf", dtype=torch.float32)
-        results["export_weights"] = max_diff({n: p.detach() for n, p in exported.named_parameters()}, ref_weights)
+        results["export_weights"] = max_diff({n: p.detach() for n, p in exported.named_parameters()}, reference.weights)
         converted = dcp_to_hf(out / "ckpt", model_dir, out / "converted")
         reloaded = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
         results["dcp_to_hf_weights"] = max_diff({n: p.detach() for n, p in reloaded.named_parameters()}, saved)

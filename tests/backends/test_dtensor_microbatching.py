@@ -18,17 +18,11 @@ from reinforge.backends.training.dtensor.shared_prompts import layout, split_col
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.run_config import OptimizerConfig, PolicyConfig
-from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch, grouped_batch, weights
+from reinforge.testing.conformance_training import ConformanceNLLLoss, grouped_batch, weights
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SGD = OptimizerConfig(name="sgd", lr=1.0, weight_decay=0.0)  # the weight change is the gradient itself
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -23,16 +23,9 @@ from reinforge.testing.conformance_training import (
     weights,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 VOCAB = 704  # the kit's tiny model; only needs to be <= its vocabulary
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two shared cores: one thread is both faster and far less sensitive to a busy neighbour.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -26,16 +26,10 @@ from reinforge.testing.conformance_generation import (
 )
 from reinforge.models.tiny_model import build_model
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=8)
 CPU = HFGenerationConfig(device="cpu", max_batch_size=4)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class TestHFConformance(GenerationBackendConformance):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,7 @@ from reinforge.testing.conformance_generation import GenerationBackendConformanc
 from reinforge.models.tiny_model import build_model
 from tests.backends.hf_prompts import assert_same_outputs, cpu_backend, uneven_prompts
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class TestSharedPrefillConformance(GenerationBackendConformance):

@@ -8,7 +8,7 @@ from the tiny model. What it cannot prove: that the real SGLang accepts these ca
 
 from __future__ import annotations
 
-import builtins
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,26 +23,18 @@ from reinforge.backends.generation.sglang.backend import (
     sampling_params_for,
 )
 from reinforge.backends.generation.sglang.config import SglangConfig
-from reinforge.core.batch import Batch
 from reinforge.core.config import structure
 from reinforge.core.errors import ReinforgeError
-from reinforge.core.registry import Registry, RegistrySettings
 from reinforge.core.run_config import PolicyConfig
 from reinforge.core.sampling import SamplingParams
-from reinforge.testing.conformance_generation import GenerationBackendConformance, load_hf_weights
+from reinforge.testing.conformance_generation import GenerationBackendConformance
 from reinforge.testing.fake_engines import SGLANG_API, FakeSglangEngine
+from tests.backends import engine_backend_helpers as helpers
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # skip_tokenizer_init=False so that SGLang itself matches stop strings; the default (True) is covered below.
 FAKE = SglangConfig(engine_api="reinforge.testing.fake_engines:SGLANG_API", skip_tokenizer_init=False)
-GREEDY = SamplingParams(temperature=0.0, max_new_tokens=8)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class TestSglangConformance(GenerationBackendConformance):
@@ -61,15 +53,7 @@ class TestSglangConformanceWithoutTokenizer(GenerationBackendConformance):
 
 @pytest.fixture(scope="module")
 def backend(tiny_model_dir: Path) -> Iterator[SglangGenerationBackend]:
-    policy = PolicyConfig(model_name=str(tiny_model_dir), precision="float32", max_total_sequence_length=96)
-    backend = SglangGenerationBackend(policy, FAKE, seed=0)
-    yield backend
-    backend.shutdown()
-
-
-def _prompts(backend: SglangGenerationBackend) -> Batch:
-    ids = [backend.tokenizer(text, add_special_tokens=False)["input_ids"] for text in ("12 + 7 =", "3 * 4 =")]
-    return Batch.from_sequences(ids, pad_id=backend.pad_token_id)
+    yield from helpers.started(SglangGenerationBackend, tiny_model_dir, FAKE)
 
 
 # -------------------------------------------------------------------------- translation (pure)
@@ -124,13 +108,25 @@ def test_bucket_planning_by_hand() -> None:
     assert plan_buckets([], bucket_bytes=8) == []
 
 
-def test_send_in_buckets_sends_in_order_then_finishes_once() -> None:
+def test_send_in_buckets_sends_in_order_then_finishes_once(monkeypatch: pytest.MonkeyPatch) -> None:
     weights = [(f"w{i}", torch.zeros(n, dtype=torch.float32)) for i, n in enumerate([1, 1, 3, 1])]  # 4, 4, 12, 4 bytes
+    now = [100.0]  # a clock that moves only when the engine works: 0.25 s a bucket, 0.5 s to finish
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
     events: list[object] = []
-    record = send_in_buckets(weights, 8, lambda bucket: events.append([name for name, _ in bucket]), lambda: events.append("finish"))
+
+    def send(bucket: list[tuple[str, torch.Tensor]]) -> None:
+        events.append([name for name, _ in bucket])
+        now[0] += 0.25
+
+    def finish() -> None:
+        events.append("finish")
+        now[0] += 0.5
+
+    record = send_in_buckets(weights, 8, send, finish)
     assert events == [["w0", "w1"], ["w2"], ["w3"], "finish"]
     assert (record.buckets, record.bytes) == (3, 24)
-    assert record.seconds > 0
+    assert record.seconds == 3 * 0.25 + 0.5  # every send and the finish, nothing else
+    assert record.gb_per_s == pytest.approx(24 / 1e9 / 1.25)
 
 
 # -------------------------------------------------------------------------- against the fake engine
@@ -141,7 +137,7 @@ def test_the_engine_is_started_with_the_translated_arguments(backend: SglangGene
 
 
 def test_generate_sends_one_request_per_sample_with_distinct_seeds(backend: SglangGenerationBackend) -> None:
-    backend.generate(_prompts(backend), SamplingParams(temperature=1.0, max_new_tokens=4, n=3, seed=100))
+    backend.generate(helpers.arithmetic_prompts(backend), SamplingParams(temperature=1.0, max_new_tokens=4, n=3, seed=100))
     name, call = backend.engine.calls[-1]
     assert name == "generate" and call["requests"] == 6 and call["return_logprob"] is True
     assert [p["sampling_seed"] for p in call["sampling_params"]] == list(range(100, 106))
@@ -149,38 +145,29 @@ def test_generate_sends_one_request_per_sample_with_distinct_seeds(backend: Sgla
 
 
 def test_refit_comes_in_buckets_then_one_cache_flush(tiny_model_dir: Path) -> None:
-    policy = PolicyConfig(model_name=str(tiny_model_dir), precision="float32", max_total_sequence_length=96)
-    refitted = SglangGenerationBackend(policy, SglangConfig(engine_api=FAKE.engine_api, refit_bucket_mb=1), seed=0)
-    weights = list(load_hf_weights(tiny_model_dir).items())
-    sizes = [t.numel() * t.element_size() for _, t in weights]
-    refitted.update_weights(weights)
+    options = SglangConfig(engine_api=FAKE.engine_api, refit_bucket_mb=1)
+    refitted, names = helpers.refit_with_its_own_weights(SglangGenerationBackend, tiny_model_dir, options)
     sent = [c for c in refitted.engine.calls if c[0] == "update_weights_from_tensor"]
-    assert len(sent) == len(plan_buckets(sizes, 2**20)) >= 2
+    assert len(sent) == refitted.last_refit.buckets
     assert all(call["flush_cache"] is False for _, call in sent)
-    assert [n for _, call in sent for n in call["names"]] == [n for n, _ in weights]
+    assert [n for _, call in sent for n in call["names"]] == names
     assert refitted.engine.calls[-1][0] == "flush_cache"
-    assert (refitted.last_refit.buckets, refitted.last_refit.bytes) == (len(sent), sum(sizes))
-    assert refitted.last_refit.seconds > 0
     refitted.shutdown()
     assert refitted.engine is None
 
 
 def test_refit_with_a_wrong_shape_sends_nothing(backend: SglangGenerationBackend) -> None:
-    before = len(backend.engine.calls)
-    with pytest.raises(ReinforgeError, match=r"'model.norm.weight' has shape \(3,\)"):
-        backend.update_weights([("model.norm.weight", torch.zeros(3))])
-    assert len(backend.engine.calls) == before
+    wrong_shape = [("model.norm.weight", torch.zeros(3))]
+    match = r"'model.norm.weight' has shape \(3,\)"
+    helpers.assert_refit_refused_before_sending(backend, backend.engine.calls, wrong_shape, match)
 
 
 def test_sleep_and_wake_release_and_resume(backend: SglangGenerationBackend) -> None:
     backend.sleep()
-    backend.sleep()  # idempotent: released once
-    with pytest.raises(ReinforgeError, match="wake"):
-        backend.generate(_prompts(backend), GREEDY)
-    backend.wake()
+    helpers.asleep_refuses_to_generate(backend)  # sleeps again: idempotent, released once
     names = [c[0] for c in backend.engine.calls]
     assert names.count("release_memory_occupation") == names.count("resume_memory_occupation") >= 1
-    assert backend.generate(_prompts(backend), GREEDY)["generation_lengths"].min() >= 1
+    assert backend.generate(helpers.arithmetic_prompts(backend), helpers.GREEDY)["generation_lengths"].min() >= 1
 
 
 def test_update_weights_from_distributed_checks_names_first(backend: SglangGenerationBackend) -> None:
@@ -200,14 +187,7 @@ def test_engine_side_refit_failure_is_a_user_error(backend: SglangGenerationBack
 
 # -------------------------------------------------------------------------- user errors
 def test_missing_sglang_names_the_extra(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_import = builtins.__import__
-
-    def no_sglang(name: str, *args, **kwargs):
-        if name == "sglang" or name.startswith("sglang."):
-            raise ImportError("No module named 'sglang'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_sglang)
+    helpers.hide_module(monkeypatch, "sglang")
     with pytest.raises(ReinforgeError, match=r"pip install 'reinforge\[sglang\]'"):
         SglangGenerationBackend(PolicyConfig(model_name=str(tiny_model_dir)), SglangConfig())
 
@@ -231,10 +211,7 @@ def test_bad_configs_are_reported_with_their_path() -> None:
 
 
 def test_registry_lists_sglang_with_its_extra() -> None:
-    registry = Registry.create(RegistrySettings(load_entry_points=False))
-    assert registry.config_class("generation_backend", "sglang") is SglangConfig
-    spec = registry.get("generation_backend", "sglang")
-    assert spec.extra == "sglang" and spec.requires == ("sglang",)
+    helpers.assert_listed_with_its_extra("sglang", SglangConfig, "sglang")
 
 
 def test_the_fake_says_it_is_a_fake() -> None:

@@ -9,7 +9,6 @@ from the tiny model. What it cannot prove: that the real TensorRT-LLM accepts th
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import types
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import attrs
 import pytest
 import torch
 
-from reinforge.backends.generation.engine_common import cut_at_stop_strings, plan_buckets
+from reinforge.backends.generation.engine_common import cut_at_stop_strings
 from reinforge.backends.generation.trtllm.backend import (
     TrtllmGenerationBackend,
     completion_from_output,
@@ -28,25 +27,17 @@ from reinforge.backends.generation.trtllm.backend import (
     sampling_kwargs,
 )
 from reinforge.backends.generation.trtllm.config import TrtllmConfig
-from reinforge.core.batch import Batch
 from reinforge.core.config import structure
 from reinforge.core.errors import ReinforgeError
-from reinforge.core.registry import Registry, RegistrySettings
 from reinforge.core.run_config import PolicyConfig
 from reinforge.core.sampling import SamplingParams
-from reinforge.testing.conformance_generation import GenerationBackendConformance, load_hf_weights
+from reinforge.testing.conformance_generation import GenerationBackendConformance
 from reinforge.testing.fake_engines import TRTLLM_API, FakeCompletionOutput, FakeTrtllmSamplingParams, Logprob
+from tests.backends import engine_backend_helpers as helpers
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 FAKE = TrtllmConfig(engine_api="reinforge.testing.fake_engines:TRTLLM_API")
-GREEDY = SamplingParams(temperature=0.0, max_new_tokens=8)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class TestTrtllmConformance(GenerationBackendConformance):
@@ -59,15 +50,7 @@ class TestTrtllmConformance(GenerationBackendConformance):
 
 @pytest.fixture(scope="module")
 def backend(tiny_model_dir: Path) -> Iterator[TrtllmGenerationBackend]:
-    policy = PolicyConfig(model_name=str(tiny_model_dir), precision="float32", max_total_sequence_length=96)
-    backend = TrtllmGenerationBackend(policy, FAKE, seed=0)
-    yield backend
-    backend.shutdown()
-
-
-def _prompts(backend: TrtllmGenerationBackend) -> Batch:
-    ids = [backend.tokenizer(text, add_special_tokens=False)["input_ids"] for text in ("12 + 7 =", "3 * 4 =")]
-    return Batch.from_sequences(ids, pad_id=backend.pad_token_id)
+    yield from helpers.started(TrtllmGenerationBackend, tiny_model_dir, FAKE)
 
 
 # -------------------------------------------------------------------------- translation (pure)
@@ -133,7 +116,7 @@ def test_ipc_handles_rebuild_the_bucket() -> None:
 
 # -------------------------------------------------------------------------- against the fake engine
 def test_generate_sends_one_request_per_sample_with_distinct_seeds(backend: TrtllmGenerationBackend) -> None:
-    backend.generate(_prompts(backend), SamplingParams(temperature=1.0, max_new_tokens=4, n=2, seed=7))
+    backend.generate(helpers.arithmetic_prompts(backend), SamplingParams(temperature=1.0, max_new_tokens=4, n=2, seed=7))
     name, call = backend.llm.calls[-1]
     assert name == "generate" and call["requests"] == 4
     assert [p["seed"] for p in call["sampling_params"]] == [7, 8, 9, 10]
@@ -143,7 +126,7 @@ def test_generate_sends_one_request_per_sample_with_distinct_seeds(backend: Trtl
 def test_stop_string_spelled_with_other_tokens_is_still_honoured(backend: TrtllmGenerationBackend) -> None:
     """TensorRT-LLM misses a stop string whose tokens differ from its encoding; the adapter cuts at the text match."""
     sampling = SamplingParams(temperature=1.0, max_new_tokens=12, n=4, seed=5)
-    baseline = backend.generate(_prompts(backend), sampling)
+    baseline = backend.generate(helpers.arithmetic_prompts(backend), sampling)
     decode = backend.tokenizer.decode
     for row in range(len(baseline)):
         response = baseline["output_ids"][row, int(baseline["prompt_lengths"][row]) : int(baseline["sequence_lengths"][row])].tolist()
@@ -159,40 +142,32 @@ def test_stop_string_spelled_with_other_tokens_is_still_honoured(backend: Trtllm
     else:
         pytest.fail("no sampled response has two printable characters across a token boundary; pick another seed")
     assert backend.tokenizer.encode(stop, add_special_tokens=False) != response[i - 1 : i + 1]
-    out = backend.generate(_prompts(backend), attrs.evolve(sampling, stop_strings=(stop,)))
+    out = backend.generate(helpers.arithmetic_prompts(backend), attrs.evolve(sampling, stop_strings=(stop,)))
     cut = out["output_ids"][row, int(out["prompt_lengths"][row]) : int(out["sequence_lengths"][row])].tolist()
     assert cut == response[: len(cut)] and len(cut) <= i + 1
     assert stop in decode(cut) and stop not in decode(cut[:-1]) and not bool(out["truncated"][row])
 
 
 def test_refit_comes_in_buckets_then_one_finalize(tiny_model_dir: Path) -> None:
-    policy = PolicyConfig(model_name=str(tiny_model_dir), precision="float32", max_total_sequence_length=96)
-    refitted = TrtllmGenerationBackend(policy, TrtllmConfig(engine_api=FAKE.engine_api, refit_bucket_mb=1), seed=0)
-    weights = list(load_hf_weights(tiny_model_dir).items())
-    sizes = [t.numel() * t.element_size() for _, t in weights]
-    refitted.update_weights(weights)
+    options = TrtllmConfig(engine_api=FAKE.engine_api, refit_bucket_mb=1)
+    refitted, names = helpers.refit_with_its_own_weights(TrtllmGenerationBackend, tiny_model_dir, options)
     sent = [call for name, call in refitted.llm.calls if name == "update_weights"]
     assert sent[-1] == {"finalize": True}
-    assert len(sent) - 1 == len(plan_buckets(sizes, 2**20)) >= 2
-    assert [n for call in sent[:-1] for n in call["names"]] == [n for n, _ in weights]
+    assert len(sent) - 1 == refitted.last_refit.buckets
+    assert [n for call in sent[:-1] for n in call["names"]] == names
     assert all(call["devices"] == ["CPU-fake"] for call in sent[:-1])
-    assert (refitted.last_refit.buckets, refitted.last_refit.bytes) == (len(sent) - 1, sum(sizes))
     refitted.shutdown()
     assert refitted.llm is None
 
 
 def test_refit_with_an_unknown_name_sends_nothing(backend: TrtllmGenerationBackend) -> None:
-    before = len(backend.llm.calls)
-    with pytest.raises(ReinforgeError, match=r"unknown weight 'model.norm.weights' \(did you mean 'model.norm.weight'\?\)"):
-        backend.update_weights([("model.norm.weights", torch.zeros(128))])
-    assert len(backend.llm.calls) == before
+    misspelled = [("model.norm.weights", torch.zeros(128))]
+    match = r"unknown weight 'model.norm.weights' \(did you mean 'model.norm.weight'\?\)"
+    helpers.assert_refit_refused_before_sending(backend, backend.llm.calls, misspelled, match)
 
 
 def test_sleep_and_wake_send_every_memory_tag(backend: TrtllmGenerationBackend) -> None:
-    backend.sleep()
-    with pytest.raises(ReinforgeError, match="wake"):
-        backend.generate(_prompts(backend), GREEDY)
-    backend.wake()
+    helpers.asleep_refuses_to_generate(backend)
     assert backend.llm.calls[-2:] == [
         ("sleep", {"tags": ["model_weights_main", "kv_cache"]}),
         ("wakeup", {"tags": ["model_weights_main", "kv_cache"]}),
@@ -200,8 +175,8 @@ def test_sleep_and_wake_send_every_memory_tag(backend: TrtllmGenerationBackend) 
 
 
 def test_sleep_mode_off_only_records_the_state(tiny_model_dir: Path) -> None:
-    policy = PolicyConfig(model_name=str(tiny_model_dir), precision="float32", max_total_sequence_length=96)
-    quiet = TrtllmGenerationBackend(policy, TrtllmConfig(engine_api=FAKE.engine_api, sleep_mode="off"))
+    options = TrtllmConfig(engine_api=FAKE.engine_api, sleep_mode="off")
+    quiet = TrtllmGenerationBackend(helpers.fake_policy(tiny_model_dir), options)
     quiet.sleep()
     assert quiet.asleep
     quiet.wake()
@@ -210,14 +185,7 @@ def test_sleep_mode_off_only_records_the_state(tiny_model_dir: Path) -> None:
 
 # -------------------------------------------------------------------------- user errors
 def test_missing_tensorrt_llm_names_the_extra(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_import = builtins.__import__
-
-    def no_trtllm(name: str, *args, **kwargs):
-        if name == "tensorrt_llm" or name.startswith("tensorrt_llm."):
-            raise ImportError("No module named 'tensorrt_llm'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_trtllm)
+    helpers.hide_module(monkeypatch, "tensorrt_llm")
     with pytest.raises(ReinforgeError, match=r"pip install 'reinforge\[trtllm\]'"):
         TrtllmGenerationBackend(PolicyConfig(model_name=str(tiny_model_dir)), TrtllmConfig())
 
@@ -231,10 +199,9 @@ def test_temperature_without_logprobs_mode_is_refused(tiny_model_dir: Path) -> N
         max_tokens: int = 32
 
     old_api = types.SimpleNamespace(**{**vars(TRTLLM_API), "SamplingParams": OldSamplingParams})
-    policy = PolicyConfig(model_name=str(tiny_model_dir), precision="float32", max_total_sequence_length=96)
-    old = TrtllmGenerationBackend(policy, FAKE, engine_api=old_api)
+    old = TrtllmGenerationBackend(helpers.fake_policy(tiny_model_dir), FAKE, engine_api=old_api)
     with pytest.raises(ReinforgeError, match="logprobs_mode"):
-        old.generate(_prompts(old), SamplingParams(temperature=0.7, max_new_tokens=2))
+        old.generate(helpers.arithmetic_prompts(old), SamplingParams(temperature=0.7, max_new_tokens=2))
 
 
 def test_bad_configs_are_reported_with_their_path() -> None:
@@ -245,7 +212,4 @@ def test_bad_configs_are_reported_with_their_path() -> None:
 
 
 def test_registry_lists_trtllm_with_its_extra() -> None:
-    registry = Registry.create(RegistrySettings(load_entry_points=False))
-    assert registry.config_class("generation_backend", "trtllm") is TrtllmConfig
-    spec = registry.get("generation_backend", "trtllm")
-    assert spec.extra == "trtllm" and spec.install_hint() == "pip install 'reinforge[trtllm]'"
+    helpers.assert_listed_with_its_extra("trtllm", TrtllmConfig, "tensorrt_llm")

@@ -11,9 +11,6 @@ the engines hold exactly the weights an object-store refit gives, and the metric
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,15 +32,6 @@ needs_two_gpus = pytest.mark.skipif(
     GPUS < 2, reason=f"the NCCL refit group needs two GPUs (NCCL cannot put two ranks on one GPU); this machine has {GPUS}"
 )
 VOCAB = 704
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray = pytest.importorskip("ray")
-    ray.init(include_dashboard=False, logging_level=logging.WARNING)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,7 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,29 +32,11 @@ from reinforge.testing.conformance_training import ConformanceNLLLoss, conforman
 from reinforge.models.tiny_model import build_model
 from tests.integration.grpo_helpers import CPU_RECIPE, read_metrics, tiny_overrides
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("one_torch_thread")]
 
 HERE = Path(__file__).resolve().parent
 VOCAB = 704  # <= the tiny model's vocabulary
 RAY_OVERRIDES = ("cluster.executor=ray", "cluster.cpus_per_worker=0.5")
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    """One local Ray for the module: 4 logical CPUs on 2 cores (workers reserve 0.5 each)."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=4, include_dashboard=False, logging_level=logging.WARNING)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

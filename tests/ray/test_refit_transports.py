@@ -7,6 +7,8 @@ reports its bytes and seconds. (The NCCL and CUDA IPC flavours are in tests/gpu/
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -17,17 +19,15 @@ from reinforge.core.sampling import SamplingParams
 from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch
 from tests.ray.test_ray_executor import (  # noqa: F401 - fixtures
     VOCAB,
-    _one_thread,
     as_training_rows,
     cluster,
     generated_mask,
     model_dir,
-    ray_session,
     registry,
     sgd_policy,
 )
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def engine_weights(generation) -> list[dict[str, torch.Tensor]]:
@@ -54,17 +54,23 @@ def test_collective_refit_gives_the_object_store_weights_and_the_trainers_logpro
         before = engine_weights(generation)[0]
 
         executor.refit_stats.pop()
+        start = time.perf_counter()
         buckets = list(training.named_weights(64 * 2**10))  # several buckets; all staged before any is delivered
+        staged = time.perf_counter()
         assert len(buckets) > 1 and all(isinstance(b, PeerBucket) for b in buckets)
         assert all(t.device.type == "meta" for b in buckets for _, t in b)  # the driver never holds the bytes
         for bucket in buckets:
             generation.update_weights(bucket)
+        delivered = time.perf_counter()
         stats = executor.refit_stats.pop()
         assert stats["refit/buckets"] == len(buckets)
         assert stats["refit/broadcast_bytes"] == sum(b.nbytes for b in buckets) == sum(
             t.numel() * t.element_size() for b in buckets for _, t in b
         )
-        assert stats["refit/gather_seconds"] > 0 and stats["refit/load_seconds"] > 0 and stats["refit/broadcast_gb_per_s"] > 0
+        # Gathering is timed while the buckets are staged, loading while they are delivered: each within its own span.
+        gather, load = stats["refit/gather_seconds"], stats["refit/load_seconds"]
+        assert 0 < gather <= staged - start and 0 < load <= delivered - staged
+        assert stats["refit/broadcast_gb_per_s"] == pytest.approx(stats["refit/broadcast_bytes"] / 1e9 / (gather + load))
         collective = engine_weights(generation)
         assert any(not torch.equal(collective[0][n], before[n]) for n in before)  # the step's weights arrived
         for name in before:

@@ -4,10 +4,6 @@ reproduces the same seeded run on the local executor."""
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Iterator
-
 import pytest
 
 import reinforge as rf
@@ -15,15 +11,6 @@ from tests.integration.grpo_helpers import read_metrics
 from tests.integration.third_party_helpers import third_party_trainer
 
 pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=4, include_dashboard=False, logging_level=logging.WARNING)
-    yield
-    ray.shutdown()
 
 
 def test_third_party_parts_train_on_ray_as_on_the_local_executor(ray_session, tiny_model_dir, tmp_path):

@@ -21,6 +21,7 @@ from reinforge.testing import (
 from reinforge.models import tiny_model as tiny_model_module
 
 pytest_plugins = ["reinforge.testing.fixtures"]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TEXTS = [
     "What is 7 + 12?",
@@ -28,14 +29,6 @@ TEXTS = [
     "Ünïcödé, 日本語, emoji 🙂 and it's 1234567.89",
     "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nThe answer is \\boxed{19}.<|im_end|><|endoftext|>",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_reloaded_tokenizer_gives_identical_ids(tiny_model_dir, tiny_tokenizer):

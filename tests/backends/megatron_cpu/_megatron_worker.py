@@ -24,44 +24,18 @@ import torch.distributed as dist
 
 # MEGATRON_WORKER_DEVICE=cuda (tests/gpu): real GPUs with NCCL, no shim, plus the GPU-only checks.
 DEVICE = os.environ.get("MEGATRON_WORKER_DEVICE", "cpu")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/backends: the shim and reference_step
 if DEVICE == "cpu":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/backends, for the shim
     from megatron_cpu import cpu_shim
 
     cpu_shim.install()
 
 from reinforge.backends.training.megatron.backend import MegatronBackend  # noqa: E402
 from reinforge.backends.training.megatron.config import MegatronConfig  # noqa: E402
-from reinforge.core.run_config import OptimizerConfig, PolicyConfig, SchedulerConfig  # noqa: E402
-from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch, naive_logprobs, weights  # noqa: E402
-
-LR = 0.5
-MAX_GRAD_NORM = 1.0
-
-
-def reference_step(model_dir: str, batch) -> tuple[float, float, dict[str, torch.Tensor], torch.Tensor]:  # noqa: ANN001
-    """Loss, grad norm, weights after one clipped SGD step, and the initial logprobs, in one process."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    before = naive_logprobs(model, batch)  # [B, T]
-    ids, lengths = batch["input_ids"], batch["input_lengths"]
-    attention = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
-    logits = model(input_ids=ids, attention_mask=attention).logits.float()  # [B, T, V]
-    logprobs = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # [B, T-1]
-    mask = (batch["token_mask"] * batch["sample_mask"][:, None])[:, 1:]  # [B, T-1]
-    loss = -(logprobs * mask).sum() / mask.sum()
-    loss.backward()
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-    with torch.no_grad():
-        for param in model.parameters():
-            param -= LR * param.grad
-    return loss.item(), norm.item(), {n: p.detach().clone() for n, p in model.named_parameters()}, before
-
-
-def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    assert a.keys() == b.keys(), sorted(a.keys() ^ b.keys())
-    return max((a[k] - b[k]).abs().max().item() for k in a)
+from reinforge.core.run_config import OptimizerConfig  # noqa: E402
+from reinforge.testing.conformance_training import ConformanceNLLLoss, naive_logprobs, weights  # noqa: E402
+from reference_step import adamw_policy, checkpoint_round_trip, max_diff, reference_batch, reference_step  # noqa: E402
+from reference_step import sgd_policy, step_differences, uneven_rows, worst_over_ranks  # noqa: E402
 
 
 def main(model_dir: str, out_dir: str) -> None:
@@ -71,84 +45,45 @@ def main(model_dir: str, out_dir: str) -> None:
     dist.init_process_group("gloo" if DEVICE == "cpu" else "cpu:gloo,cuda:nccl")  # the caller owns the group
     out = Path(out_dir)
     rank = dist.get_rank()
-    policy = PolicyConfig(
-        model_name=model_dir,
-        train_global_batch_size=8,
-        train_micro_batch_size=2,
-        logprob_batch_size=3,
-        max_total_sequence_length=64,
-        max_grad_norm=MAX_GRAD_NORM,
-        optimizer=OptimizerConfig(name="sgd", lr=LR, weight_decay=0.0),
-    )
-    batch = conformance_batch(704, rows=8, width=24, seed=1)
-    ref_loss, ref_norm, ref_weights, ref_logprobs = reference_step(model_dir, batch)
+    policy = sgd_policy(model_dir)
+    batch = reference_batch()
+    reference = reference_step(model_dir, batch)
     results: dict[str, float] = {}
 
     # (a) tensor parallel over both ranks: each rank sees the whole batch and holds half of each matmul.
     tp = MegatronBackend(policy, MegatronConfig(device=DEVICE, tensor_parallel_size=2, logprob_chunk_size=7))
     qkv = tp.gpt.decoder.layers[0].self_attention.linear_qkv.weight
     results["tp_qkv_rows_per_rank"] = float(qkv.shape[0])
-    results["tp_logprobs"] = (tp.logprobs(batch) - ref_logprobs).abs().max().item()
+    results["tp_logprobs"] = (tp.logprobs(batch) - reference.logprobs).abs().max().item()
     results["tp_logprobs_hot"] = (tp.logprobs(batch, temperature=0.5) - naive_logprobs(
         _hf(model_dir), batch, temperature=0.5)).abs().max().item()
-    metrics = tp.train(batch, ConformanceNLLLoss())
-    results["tp_loss"] = abs(metrics["loss"] - ref_loss)
-    results["tp_grad_norm"] = abs(metrics["grad_norm"] - ref_norm)
-    results["tp_weights"] = max_diff(weights(tp), ref_weights)
+    results.update(step_differences("tp", tp, tp.train(batch, ConformanceNLLLoss()), reference))
     tp.export_hf(str(out / "hf_tp"))
     tp.shutdown()
 
     # (b) data parallel over both ranks; rank 0 gets rows 0-4, rank 1 rows 5-7 (uneven on purpose).
-    mine = batch.select(list(range(5)) if rank == 0 else list(range(5, 8)))
+    rows = uneven_rows(rank)
+    mine = batch.select(rows)
     dp = MegatronBackend(policy, MegatronConfig(device=DEVICE))
     results["dp_size"] = float(dp.grid.dp_size)
-    lp = dp.logprobs(mine)
-    results["dp_logprobs"] = (lp - ref_logprobs[: 5 if rank == 0 else 8][-len(mine) :]).abs().max().item()
+    results["dp_logprobs"] = (dp.logprobs(mine) - reference.logprobs[rows]).abs().max().item()
     metrics = dp.train(mine, ConformanceNLLLoss())
-    results["dp_loss"] = abs(metrics["loss"] - ref_loss)
-    results["dp_grad_norm"] = abs(metrics["grad_norm"] - ref_norm)
+    results.update(step_differences("dp", dp, metrics, reference))
     results["dp_rows_metric"] = abs(metrics["rows"] - 8)
     results["dp_microbatches"] = metrics["microbatches"]
-    results["dp_weights"] = max_diff(weights(dp), ref_weights)
     dp.shutdown()
 
     # (c) AdamW + warmup under tensor parallel 2: save, load into a fresh backend, continue identically.
-    adamw = attrs.evolve(
-        policy,
-        optimizer=OptimizerConfig(name="adamw", lr=1e-2, weight_decay=0.01),
-        scheduler=SchedulerConfig(name="linear_warmup", warmup_steps=3, warmup_start_factor=0.5),
-    )
-    options = MegatronConfig(device=DEVICE, tensor_parallel_size=2)
-    first = MegatronBackend(adamw, options)
-    first.train(batch, ConformanceNLLLoss())
-    first.save(str(out / "ckpt"))
-    saved = weights(first)
-    resumed = MegatronBackend(adamw, options)
-    resumed.load(str(out / "ckpt"))
-    results["load_weights"] = max_diff(weights(resumed), saved)
-    results["load_step"] = abs(resumed.step - first.step)
-    next_a = first.train(batch, ConformanceNLLLoss())
-    next_b = resumed.train(batch, ConformanceNLLLoss())
-    results["load_next_loss"] = abs(next_a["loss"] - next_b["loss"])
-    results["load_next_lr"] = abs(next_a["lr"] - next_b["lr"])
-    after = weights(first)
-    results["load_next_weights"] = max_diff(weights(resumed), after)
-    if rank == 0:
-        torch.save({"saved": saved, "after": after, "lr": next_a["lr"], "loss": next_a["loss"]}, out / "adamw_weights.pt")
-    first.shutdown()
-    resumed.shutdown()
+    adamw, options = adamw_policy(model_dir), MegatronConfig(device=DEVICE, tensor_parallel_size=2)
+    checkpoint_round_trip(lambda: MegatronBackend(adamw, options), batch, out, results)
 
     if DEVICE == "cuda":
         gpu_only_checks(policy, batch, mine, results)
 
-    # Each rank measured its own rows: keep the worst of both.
-    names = sorted(results)
-    worst = torch.tensor([results[n] for n in names], dtype=torch.float64)
-    dist.all_reduce(worst, op=dist.ReduceOp.MAX)
-    results = dict(zip(names, worst.tolist()))
+    results = worst_over_ranks(results)
     if rank == 0:
         exported = _hf(out / "hf_tp")
-        results["tp_export_weights"] = max_diff({n: p.detach() for n, p in exported.named_parameters()}, ref_weights)
+        results["tp_export_weights"] = max_diff({n: p.detach() for n, p in exported.named_parameters()}, reference.weights)
         (out / "results.json").write_text(json.dumps(results, indent=2))
     dist.barrier()
     dist.destroy_process_group()

@@ -59,30 +59,26 @@ def test_the_grpo_demo_recipe_runs_with_megatron_and_converts(root):
         assert (stage / "hf" / name).is_file(), name
 
 
-def test_one_sft_and_one_dpo_step_run_with_megatron(root):
-    sft = root / "sft"
+def one_step_with_megatron(root: Path, algorithm: str, global_batch: int) -> list[dict]:
+    """One step of examples/configs/ALGORITHM-arith-cpu.yaml with megatron, validated before and after; its metrics rows."""
+    stage = root / algorithm
     reinforge(
-        "train", "--config", str(CONFIGS / "sft-arith-cpu.yaml"),
+        "train", "--config", str(CONFIGS / f"{algorithm}-arith-cpu.yaml"),
         f"policy.model_name={root / 'base'}", "policy.backend=megatron", "policy.backend_cfg=null",
-        "sft.max_num_steps=1", "sft.val_period=0", "sft.val_at_start=true",
-        "policy.train_global_batch_size=8", "policy.train_micro_batch_size=4", "policy.logprob_batch_size=8",
-        f"data.dataset_cfg={ARITH_DATA}", f"data.val_dataset_cfg={ARITH_VAL}", *_run_dirs(sft),
+        f"{algorithm}.max_num_steps=1", f"{algorithm}.val_period=0", f"{algorithm}.val_at_start=true",
+        f"policy.train_global_batch_size={global_batch}", "policy.train_micro_batch_size=4", "policy.logprob_batch_size=8",
+        f"data.dataset_cfg={ARITH_DATA}", f"data.val_dataset_cfg={ARITH_VAL}", *_run_dirs(stage),
         cwd=root,
     )  # fmt: skip
-    rows = read_metrics(sft / "logs")
+    return read_metrics(stage / "logs")
+
+
+def test_one_sft_and_one_dpo_step_run_with_megatron(root):
+    rows = one_step_with_megatron(root, "sft", global_batch=8)
     assert [r["step"] for r in rows if "train/loss" in r] == [1]
     assert sum("val/loss" in r for r in rows) == 2  # before the first step and after the last
 
-    dpo = root / "dpo"
-    reinforge(
-        "train", "--config", str(CONFIGS / "dpo-arith-cpu.yaml"),
-        f"policy.model_name={root / 'base'}", "policy.backend=megatron", "policy.backend_cfg=null",
-        "dpo.max_num_steps=1", "dpo.val_period=0", "dpo.val_at_start=true",
-        "policy.train_global_batch_size=4", "policy.train_micro_batch_size=4", "policy.logprob_batch_size=8",
-        f"data.dataset_cfg={ARITH_DATA}", f"data.val_dataset_cfg={ARITH_VAL}", *_run_dirs(dpo),
-        cwd=root,
-    )  # fmt: skip
-    rows = read_metrics(dpo / "logs")
+    rows = one_step_with_megatron(root, "dpo", global_batch=4)
     start = next(r for r in rows if r["step"] == 0 and "val/preference_loss" in r)
     assert start["val/preference_loss"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference: ln 2
     assert [r["step"] for r in rows if "train/accuracy" in r] == [1]

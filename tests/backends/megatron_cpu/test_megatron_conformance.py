@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from reinforge.backends.training.megatron.backend import MegatronBackend
 from reinforge.backends.training.megatron.config import MegatronConfig
@@ -13,14 +12,7 @@ from reinforge.testing.conformance_training import *  # noqa: F403 - the suite's
 
 from megatron_cpu import cpu_shim  # tests/backends is on sys.path (see conftest.py)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two shared cores: one thread is both faster and far less sensitive to a busy neighbour.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -23,15 +23,9 @@ from reinforge.backends.training.megatron.config import MegatronConfig
 from reinforge.core.run_config import OptimizerConfig, SchedulerConfig
 from reinforge.testing.conformance_training import conformance_batch, weights
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 VOCAB = 704
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,6 @@ single-process backend (logprobs, loss, grad norm, and the weights refit would s
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,15 +24,6 @@ from reinforge.models.tiny_model import build_model
 pytestmark = [pytest.mark.ray, pytest.mark.distributed]
 
 HERE = Path(__file__).resolve().parent
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=4, include_dashboard=False, logging_level=logging.WARNING)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
