@@ -387,3 +387,42 @@ def test_yaml_unknown_estimator_names_the_key_and_the_known_names(tmp_path) -> N
             CPU_RECIPE, ["grpo.advantage_estimator=rloo", "grpo.advantage_estimator_cfg={x: 1}"],
             registry=Registry.create(NO_ENTRY_POINTS),
         )
+
+
+# ----------------------------------------------------------------------------- one GRPO step on the tiny model
+def _length_reward(prompt: str, response: str, **metadata: object) -> float:
+    return float(len(response) % 7)  # varies between samples, so the advantages are not all 0
+
+
+@pytest.mark.integration
+def test_one_grpo_step_with_dr_grpo_and_its_loss_reduction(tiny_model_dir, tmp_path) -> None:
+    from reinforge.environments.function import FunctionEnvironment
+    from tests.integration.grpo_helpers import tiny_overrides
+
+    dr_grpo = ("grpo.advantage_estimator=dr_grpo", "loss_fn.token_level_loss=null", "loss_fn.loss_reduction=seq_sum_constant",
+               "loss_fn.loss_reduction_constant=12", "grpo.val_at_end=false")
+    registry = Registry.create(NO_ENTRY_POINTS)
+    config = rf.load_config(CPU_RECIPE, tiny_overrides(tiny_model_dir, tmp_path, steps=1, extra=dr_grpo), registry=registry)
+    trainer = rf.Trainer.from_config(config, registry, environment=FunctionEnvironment(_length_reward))
+    grpo = trainer.algorithm
+    assert trainer.run.registry is registry and isinstance(grpo._advantage_estimator, DrGRPOEstimator)  # resolved in setup
+    calls = []
+    resolved = grpo._advantage_estimator
+
+    def spy(rewards: torch.Tensor, group: int, *, config: GRPOConfig) -> torch.Tensor:
+        calls.append((rewards.clone(), group, resolved(rewards, group, config=config)))
+        return calls[-1][2]
+
+    grpo._advantage_estimator = spy
+    try:
+        metrics = grpo.train_step(1, next(trainer.run.loader))
+    finally:
+        trainer.run.shutdown()
+    assert len(calls) == 1
+    rewards, group, advantages = calls[0]
+    assert group == 4 and rewards.unique().numel() > 1
+    np.testing.assert_allclose(advantages.numpy(), reference_dr_grpo(rewards.double().numpy(), group), atol=1e-6)
+    assert metrics["train/advantages_mean"] == pytest.approx(0.0, abs=1e-6)  # r - group mean sums to 0 per group
+    assert metrics["train/advantages_max_abs"] == pytest.approx(advantages.abs().max().item(), abs=1e-6)
+    assert grpo.loss_config.reduction == "seq_sum_constant" and math.isfinite(metrics["train/loss"])
+    assert metrics["train/optimizer_steps"] == 1.0
