@@ -91,9 +91,10 @@ class DrGRPOEstimator:
 class ReinforcePPConfig:
     """Options of `reinforce_pp` (`grpo.advantage_estimator_cfg`)."""
 
-    group_baseline: bool = doc(
+    minus_baseline: bool = doc(
         "subtract the mean reward of the rollout's group before whitening (REINFORCE++-baseline, for "
-        "G > 1 samples per prompt); false = plain REINFORCE++, whitening the raw rewards over the batch",
+        "G > 1 samples per prompt); false = plain REINFORCE++, whitening the raw rewards over the batch "
+        "(NeMo-RL: grpo.adv_estimator.minus_baseline)",
         default=True,
     )
 
@@ -101,10 +102,12 @@ class ReinforcePPConfig:
 class ReinforcePPEstimator:
     """`reinforce_pp` (REINFORCE++, Hu 2025): A = whiten(r - group mean) over the whole batch.
 
-    c_i = r_i - mean of its group (or c_i = r_i without `group_baseline`); A_i = (c_i - mean(c)) /
+    c_i = r_i - mean of its group (or c_i = r_i without `minus_baseline`); A_i = (c_i - mean(c)) /
     (std(c) + 1e-6) with the batch's mean and population std. Normalising by the batch's spread
     rather than each group's keeps a group with little spread from getting huge advantages; a batch
-    whose rewards are all equal gets 0.
+    whose rewards are all equal gets 0. The statistics are over rollouts (each counts once), where
+    NeMo-RL's `reinforce_plus_plus` weights each rollout by its token count and divides by
+    sqrt(max(var, 1e-8)).
     """
 
     epsilon = 1e-6  # keeps an all-equal batch at 0 instead of 0 / 0
@@ -116,7 +119,7 @@ class ReinforcePPEstimator:
         r, dtype = _float64(rewards)  # [N]
         if r.numel() == 0:
             return r.to(dtype)
-        if self.options.group_baseline:
+        if self.options.minus_baseline:
             centred = r - baseline_and_std_per_group(r, group, leave_one_out=False)[0]  # [N]
         else:
             centred = r - r[0]  # whitening ignores a shift; this one keeps equal rewards exactly equal

@@ -102,16 +102,17 @@ class ClippedPGLossConfig:
         "(token_level_loss=false, or loss_reduction seq_mean_token_mean / seq_sum_constant)",
         default=False,
     )
-    token_level_loss: bool | None = doc(
-        "NeMo-RL's switch: true = loss_reduction token_mean, false = seq_mean_token_mean; null = as "
-        "loss_reduction says (token_mean when both are null). Set one of the two, or both consistently",
-        default=None,
+    token_level_loss: bool = doc(
+        "NeMo-RL's switch: true = mean over every valid token of the global batch (loss_reduction token_mean), "
+        "false = per-sequence token mean, then mean over sequences (seq_mean_token_mean). An explicit "
+        "loss_reduction takes precedence over true (the default); false with another loss_reduction is an error",
+        default=True,
     )
     loss_reduction: LossReduction | None = doc(
         "how per-token losses become one number: token_mean (over every valid token of the global batch), "
         "seq_mean_token_mean (token mean per sequence, then mean over sequences) or seq_sum_constant (token "
         "sum per sequence / loss_reduction_constant, then mean over sequences: Dr. GRPO); null = as "
-        "token_level_loss says",
+        "token_level_loss says (token_mean by default)",
         default=None,
         validator=_one_of((None, *LOSS_REDUCTIONS)),
     )
@@ -154,7 +155,7 @@ class ClippedPGLossConfig:
         """The reduction in effect: `loss_reduction`, else what `token_level_loss` stands for (token_mean by default)."""
         if self.loss_reduction is not None:
             return self.loss_reduction
-        return "seq_mean_token_mean" if self.token_level_loss is False else "token_mean"
+        return "token_mean" if self.token_level_loss else "seq_mean_token_mean"
 
     def __attrs_post_init__(self) -> None:
         self._check_reduction()
@@ -207,11 +208,12 @@ class ClippedPGLossConfig:
                 )
 
     def _check_reduction(self) -> None:
-        implied = {True: "token_mean", False: "seq_mean_token_mean", None: None}[self.token_level_loss]
-        if implied is not None and self.loss_reduction is not None and implied != self.loss_reduction:
+        # token_level_loss=true is also the default, so it cannot be told from "not set" and yields to an explicit
+        # loss_reduction; false is always someone's choice, and contradicting it is an error.
+        if not self.token_level_loss and self.loss_reduction not in (None, "seq_mean_token_mean"):
             raise ValueError(
-                f"token_level_loss={str(self.token_level_loss).lower()} means loss_reduction {implied}, but "
-                f"loss_reduction is {self.loss_reduction}; set token_level_loss to null (or drop it) and keep loss_reduction"
+                f"token_level_loss=false means loss_reduction seq_mean_token_mean, but loss_reduction is "
+                f"{self.loss_reduction}; drop token_level_loss (or set it to true) and keep loss_reduction"
             )
         if self.reduction == "seq_sum_constant" and self.loss_reduction_constant is None:
             raise ValueError(

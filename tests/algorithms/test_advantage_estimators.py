@@ -67,9 +67,9 @@ def reference_dr_grpo(rewards: np.ndarray, group: int) -> np.ndarray:
     return reference_grpo(rewards, group, leave_one_out=False, normalize=False)
 
 
-def reference_reinforce_pp(rewards: np.ndarray, group: int, group_baseline: bool = True) -> np.ndarray:
+def reference_reinforce_pp(rewards: np.ndarray, group: int, minus_baseline: bool = True) -> np.ndarray:
     exact = [Fraction(float(x)) for x in rewards]
-    if group_baseline:
+    if minus_baseline:
         centred = []
         for start in range(0, len(exact), group):
             values = exact[start : start + group]
@@ -134,13 +134,13 @@ def test_grpo_estimator_follows_the_shared_switches_on_random_groups() -> None:
         np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9, err_msg=f"case {case}")
 
 
-def test_reinforce_pp_without_group_baseline_on_random_groups() -> None:
+def test_reinforce_pp_without_minus_baseline_on_random_groups() -> None:
     rng = np.random.default_rng(5)
-    estimator = ReinforcePPEstimator(ReinforcePPConfig(group_baseline=False))
+    estimator = ReinforcePPEstimator(ReinforcePPConfig(minus_baseline=False))
     for case in range(300):
         rewards, group = random_rewards(rng)
         got = estimator(torch.tensor(rewards, dtype=torch.float64), group).numpy()
-        expected = reference_reinforce_pp(rewards, group, group_baseline=False)
+        expected = reference_reinforce_pp(rewards, group, minus_baseline=False)
         np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9, err_msg=f"case {case}")
 
 
@@ -186,7 +186,7 @@ def test_reinforce_pp_by_hand() -> None:
     torch.testing.assert_close(ReinforcePPEstimator()(HAND, 4), expected, atol=1e-12, rtol=0)
     # without the group baseline: batch mean 3/8, deviations .625 (x3) and -.375 (x5),
     # std sqrt((3 * .390625 + 5 * .140625) / 8) = sqrt(1.875 / 8) = 0.4841229 -> .625 / (0.4841229 + 1e-6) = 1.2909918
-    plain = ReinforcePPEstimator(ReinforcePPConfig(group_baseline=False))(HAND, 4)
+    plain = ReinforcePPEstimator(ReinforcePPConfig(minus_baseline=False))(HAND, 4)
     std = math.sqrt(1.875 / 8)
     expected = torch.tensor([0.625, -0.375, -0.375, -0.375, 0.625, 0.625, -0.375, -0.375], dtype=torch.float64) / (std + EPS)
     torch.testing.assert_close(plain, expected, atol=1e-12, rtol=0)
@@ -243,12 +243,12 @@ def test_grpo_built_from_python_selects_by_name(name: str) -> None:
 
 
 def test_python_options_as_an_object_or_a_mapping() -> None:
-    as_object = GRPO(GRPOConfig(advantage_estimator="reinforce_pp", advantage_estimator_cfg=ReinforcePPConfig(group_baseline=False)))
-    as_mapping = GRPO(GRPOConfig(advantage_estimator="reinforce_pp", advantage_estimator_cfg={"group_baseline": False}))
-    expected = ReinforcePPEstimator(ReinforcePPConfig(group_baseline=False))(HAND, 4)
+    as_object = GRPO(GRPOConfig(advantage_estimator="reinforce_pp", advantage_estimator_cfg=ReinforcePPConfig(minus_baseline=False)))
+    as_mapping = GRPO(GRPOConfig(advantage_estimator="reinforce_pp", advantage_estimator_cfg={"minus_baseline": False}))
+    expected = ReinforcePPEstimator(ReinforcePPConfig(minus_baseline=False))(HAND, 4)
     assert torch.equal(as_object.advantages(HAND, 4), expected) and torch.equal(as_mapping.advantages(HAND, 4), expected)
-    with pytest.raises(ConfigError, match="unknown key 'group_baselin'"):
-        make_advantage_estimator(GRPOConfig(advantage_estimator="reinforce_pp", advantage_estimator_cfg={"group_baselin": 1}))
+    with pytest.raises(ConfigError, match="unknown key 'minus_baselin'"):
+        make_advantage_estimator(GRPOConfig(advantage_estimator="reinforce_pp", advantage_estimator_cfg={"minus_baselin": 1}))
     with pytest.raises(PluginError, match="'rloo' takes no options"):
         make_advantage_estimator(GRPOConfig(advantage_estimator="rloo", advantage_estimator_cfg={"x": 1}))
 
@@ -366,9 +366,9 @@ def test_yaml_selects_an_estimator_and_its_options(tmp_path) -> None:
     config = rf.load_config(recipe, registry=registry)
     assert config.grpo.advantage_estimator == "rloo" and config.grpo.advantage_estimator_cfg is None
     assert rf.load_config(CPU_RECIPE, registry=registry).grpo.advantage_estimator == "grpo"  # the default
-    options = ["grpo.advantage_estimator=reinforce_pp", "grpo.advantage_estimator_cfg.group_baseline=false"]
+    options = ["grpo.advantage_estimator=reinforce_pp", "grpo.advantage_estimator_cfg.minus_baseline=false"]
     config = rf.load_config(CPU_RECIPE, options, registry=registry)
-    assert config.grpo.advantage_estimator_cfg == ReinforcePPConfig(group_baseline=False)
+    assert config.grpo.advantage_estimator_cfg == ReinforcePPConfig(minus_baseline=False)
     # the saved config (beside every checkpoint) loads back to the same settings
     again = structure(to_dict(config.grpo), GRPOConfig, lookup=registry.config_class)
     assert again == config.grpo
@@ -399,7 +399,7 @@ def test_one_grpo_step_with_dr_grpo_and_its_loss_reduction(tiny_model_dir, tmp_p
     from reinforge.environments.function import FunctionEnvironment
     from tests.integration.grpo_helpers import tiny_overrides
 
-    dr_grpo = ("grpo.advantage_estimator=dr_grpo", "loss_fn.token_level_loss=null", "loss_fn.loss_reduction=seq_sum_constant",
+    dr_grpo = ("grpo.advantage_estimator=dr_grpo", "loss_fn.loss_reduction=seq_sum_constant",
                "loss_fn.loss_reduction_constant=12", "grpo.val_at_end=false")
     registry = Registry.create(NO_ENTRY_POINTS)
     config = rf.load_config(CPU_RECIPE, tiny_overrides(tiny_model_dir, tmp_path, steps=1, extra=dr_grpo), registry=registry)

@@ -315,7 +315,10 @@ def test_every_loss_reduction_matches_reference_on_random_batches_and_configs() 
             allowed.append("token_mean")
         reduction = rng.choice(allowed)
         constant = rng.choice([1.0, 3.0, 12.5]) if reduction == "seq_sum_constant" else None
-        config = attrs.evolve(config, token_level_loss=None, loss_reduction=reduction, loss_reduction_constant=constant)
+        spelled_out = reduction == "seq_mean_token_mean" and rng.random() < 0.5  # token_level_loss=false agrees with it
+        config = attrs.evolve(
+            config, token_level_loss=not spelled_out, loss_reduction=reduction, loss_reduction_constant=constant
+        )
         seen.add(reduction)
         data = random_pg_batch(rng)
         tensors = {key: torch.tensor(value, dtype=torch.float64) for key, value in data.items() if key != "current"}

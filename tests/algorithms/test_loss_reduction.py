@@ -50,13 +50,16 @@ def test_seq_sum_constant_by_hand() -> None:
 
 
 def test_token_level_loss_maps_onto_loss_reduction() -> None:
-    assert ClippedPGLossConfig().reduction == "token_mean"  # neither set: NeMo-RL's default
-    assert ClippedPGLossConfig(token_level_loss=True).reduction == "token_mean"
+    assert ClippedPGLossConfig().reduction == "token_mean"  # NeMo-RL's default
     assert ClippedPGLossConfig(token_level_loss=False).reduction == "seq_mean_token_mean"
     assert ClippedPGLossConfig(token_level_loss=False, loss_reduction="seq_mean_token_mean").reduction == "seq_mean_token_mean"
+    # true is the default too, so an explicit loss_reduction takes precedence (a recipe that spells out
+    # token_level_loss: true can switch to Dr. GRPO's reduction with one override)
+    dr_grpo = ClippedPGLossConfig(token_level_loss=True, loss_reduction="seq_sum_constant", loss_reduction_constant=8.0)
+    assert dr_grpo.reduction == "seq_sum_constant"
     default_loss, default_grad = run()
-    true_loss, true_grad = run(token_level_loss=True)
-    assert default_loss == true_loss and torch.equal(default_grad, true_grad)
+    token_loss, token_grad = run(loss_reduction="token_mean")
+    assert default_loss == token_loss and torch.equal(default_grad, token_grad)
     false_loss, false_grad = run(token_level_loss=False)
     assert false_loss == pytest.approx(1.5) and torch.equal(false_grad, run(loss_reduction="seq_mean_token_mean")[1])
 
@@ -64,8 +67,8 @@ def test_token_level_loss_maps_onto_loss_reduction() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"token_level_loss": True, "loss_reduction": "seq_sum_constant", "loss_reduction_constant": 8.0},
-         "token_level_loss=true means loss_reduction token_mean, but loss_reduction is seq_sum_constant"),
+        ({"token_level_loss": False, "loss_reduction": "seq_sum_constant", "loss_reduction_constant": 8.0},
+         "token_level_loss=false means loss_reduction seq_mean_token_mean, but loss_reduction is seq_sum_constant"),
         ({"token_level_loss": False, "loss_reduction": "token_mean"},
          "token_level_loss=false means loss_reduction seq_mean_token_mean, but loss_reduction is token_mean"),
         ({"loss_reduction": "seq_sum_constant"}, "seq_sum_constant needs loss_reduction_constant"),

@@ -108,7 +108,7 @@ def test_plugins_list_and_show_the_advantage_estimators(project, capsys):
     )
     assert main(["plugins", "show", "reinforce_pp"]) == 0
     out = capsys.readouterr().out
-    assert "advantage estimator 'reinforce_pp'" in out and "group_baseline" in out
+    assert "advantage estimator 'reinforce_pp'" in out and "minus_baseline" in out
     assert main(["plugins", "show", "grpo", "--kind", "advantage_estimator"]) == 0
     assert "takes no options" in capsys.readouterr().out
     result = run_cli("plugins", "show", "grpo", cwd=project)  # an algorithm and an estimator share the name
