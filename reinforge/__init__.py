@@ -51,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "GenerationBackend": "reinforge.core.interfaces:GenerationBackend",
     "TrainingBackend": "reinforge.core.interfaces:TrainingBackend",
     "LossFn": "reinforge.core.interfaces:LossFn",
+    "AdvantageEstimator": "reinforge.core.constructors:AdvantageEstimator",
     "Logger": "reinforge.core.interfaces:Logger",
     "Batch": "reinforge.core.batch:Batch",
     "SamplingParams": "reinforge.core.sampling:SamplingParams",

@@ -210,6 +210,7 @@ def build_run_parts(
     logger.loggers.extend(extra_loggers)
     return RunParts(
         config=config,
+        registry=registry,
         tokenizer=tokenizer,
         policy=built_policy,
         policy_config=policy_config,

@@ -15,11 +15,13 @@ from typing import Any
 import attrs
 import torch
 
-from reinforge.algorithms.advantages import grpo_advantages, group_has_variance
+from reinforge.algorithms.advantage_estimators import estimate_advantages, make_advantage_estimator
+from reinforge.algorithms.advantages import group_has_variance
 from reinforge.algorithms.grpo_config import GRPOConfig, GRPORunConfig
 from reinforge.algorithms.grpo_metrics import mean_metrics, rollout_metrics, sample_records
 from reinforge.algorithms.losses_pg import ClippedPGLoss, ClippedPGLossConfig
 from reinforge.core.batch import Batch
+from reinforge.core.constructors import AdvantageEstimator
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.records import RecordFormat
 from reinforge.core.run import RunParts
@@ -51,6 +53,7 @@ class GRPO:
         self.samples_to_log = samples_to_log
         self.run: Any = None
         self.policy_version = 0  # bumped by every optimizer step
+        self._advantage_estimator: AdvantageEstimator | None = None  # resolved by name in setup (or on first use)
 
     @classmethod
     def from_run_config(cls, config: GRPORunConfig) -> GRPO:
@@ -89,6 +92,7 @@ class GRPO:
         if run.rollouts is None:
             raise ReinforgeError("GRPO needs a generation backend and an environment (the run has no rollout service)")
         self.run = run
+        self._advantage_estimator = make_advantage_estimator(self.config, run.registry)
 
     # ------------------------------------------------------------------ the step
     def train_step(self, step: int, prompts: list[dict[str, Any]]) -> dict[str, float]:
@@ -148,18 +152,14 @@ class GRPO:
     def advantages(self, rewards: torch.Tensor, group: int) -> torch.Tensor:
         """Per-rollout advantages `# [N]` from shaped rewards `# [N]` (groups of `group` adjacent samples).
 
-        The hook for variants (RLOO, REINFORCE++, ...): override it in a subclass; the loss
-        (`self.loss_fn`, any `LossFn`) is the other one.
+        By default the estimator `grpo.advantage_estimator` names (resolved in `setup` through the
+        run's registry, or here on first use outside a run), clamped to `grpo.advantage_clip_low/high`.
+        A new estimator is best registered as a plugin (`reinforge_register_advantage_estimators`);
+        overriding this method in a subclass still works. The loss (`self.loss_fn`) is the other hook.
         """
-        cfg = self.config
-        return grpo_advantages(
-            rewards,
-            group,
-            leave_one_out=cfg.use_leave_one_out_baseline,
-            normalize=cfg.normalize_rewards,
-            clip_low=cfg.advantage_clip_low,
-            clip_high=cfg.advantage_clip_high,
-        )
+        if self._advantage_estimator is None:
+            self._advantage_estimator = make_advantage_estimator(self.config)
+        return estimate_advantages(self._advantage_estimator, rewards, group, self.config)
 
     def _collect(self, step: int, prompts: list[dict[str, Any]]) -> tuple[RolloutResult, torch.Tensor, dict[str, float]]:
         """Rollouts for the step; with dynamic sampling, only groups whose rewards differ, topped up from the loader."""

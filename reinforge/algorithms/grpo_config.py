@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 from attrs import validators as v
 
 from reinforge.algorithms.losses_pg import ClippedPGLossConfig
 from reinforge.algorithms.rewards import RewardScalingConfig, RewardShapingConfig
-from reinforge.core.config import doc
+from reinforge.core.config import doc, plugin_options
 from reinforge.core.run_config import (
     CheckpointingConfig,
     ClusterConfig,
@@ -29,10 +29,20 @@ class GRPOConfig:
     num_generations_per_prompt: int = doc("responses per prompt (G)", default=4, validator=_positive)
     max_num_steps: int = doc("training steps", default=100, validator=_positive)
     max_rollout_turns: int = doc("environment turns per rollout (1 = single turn)", default=1, validator=_positive)
-    normalize_rewards: bool = doc("divide advantages by the group's reward std", default=True)
-    use_leave_one_out_baseline: bool = doc("baseline = mean of the other G-1 rewards (else the group mean)", default=True)
-    advantage_clip_low: float | None = doc("clamp advantages below (null = off)", default=None)
-    advantage_clip_high: float | None = doc("clamp advantages above (null = off)", default=None)
+    advantage_estimator: str = doc(
+        "how rewards become advantages: grpo, rloo, dr_grpo, reinforce_pp or a plugin's estimator "
+        "(`reinforge plugins list --kind advantage_estimator`)",
+        default="grpo",
+    )
+    advantage_estimator_cfg: Any = plugin_options(
+        "advantage_estimator", "advantage_estimator", "options of the chosen advantage estimator (null = its defaults)"
+    )
+    normalize_rewards: bool = doc("grpo estimator: divide advantages by the group's reward std", default=True)
+    use_leave_one_out_baseline: bool = doc(
+        "grpo estimator: baseline = mean of the other G-1 rewards (else the group mean)", default=True
+    )
+    advantage_clip_low: float | None = doc("clamp advantages below, whichever estimator (null = off)", default=None)
+    advantage_clip_high: float | None = doc("clamp advantages above, whichever estimator (null = off)", default=None)
     overlong_filtering: bool = doc("truncated responses get no loss (they still count in baselines)", default=False)
     use_dynamic_sampling: bool = doc("DAPO: drop zero-variance groups and generate more until the batch is full", default=False)
     dynamic_sampling_max_gen_batches: int = doc("generation rounds allowed per step with dynamic sampling", default=10, validator=_positive)
@@ -55,6 +65,11 @@ class GRPOConfig:
     )
     refit_buffer_size_mb: float = doc("bucket size of trainer -> generator weight transfers", default=256.0, validator=_positive)
     seed: int = doc("seed for data order, sampling and initialisation", default=42)
+
+    def __attrs_post_init__(self) -> None:
+        low, high = self.advantage_clip_low, self.advantage_clip_high
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"advantage_clip_low ({low}) must not exceed advantage_clip_high ({high})")
 
 
 @attrs.define(kw_only=True, frozen=True)

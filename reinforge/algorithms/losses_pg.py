@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 TRUNCATED_IS_TYPES: tuple[str, ...] = ("tis", "icepop", "seq-mask-tis")
+LossReduction = Literal["token_mean", "seq_mean_token_mean", "seq_sum_constant"]
+LOSS_REDUCTIONS: tuple[str, ...] = ("token_mean", "seq_mean_token_mean", "seq_sum_constant")
 
 
 def _non_negative(instance: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -96,12 +98,30 @@ class ClippedPGLossConfig:
         default=False,
     )
     sequence_level_importance_ratios: bool = doc(
-        "GSPO: one ratio per sequence, exp(mean_t(log pi - log pi_old)); needs token_level_loss=false",
+        "GSPO: one ratio per sequence, exp(mean_t(log pi - log pi_old)); needs a per-sequence reduction "
+        "(token_level_loss=false, or loss_reduction seq_mean_token_mean / seq_sum_constant)",
         default=False,
     )
     token_level_loss: bool = doc(
-        "true: mean over every valid token of the global batch; false: mean per sequence, then over sequences",
+        "NeMo-RL's switch: true = mean over every valid token of the global batch (loss_reduction token_mean), "
+        "false = per-sequence token mean, then mean over sequences (seq_mean_token_mean). An explicit "
+        "loss_reduction takes precedence over true (the default); false with another loss_reduction is an error",
         default=True,
+    )
+    loss_reduction: LossReduction | None = doc(
+        "how per-token losses become one number: token_mean (over every valid token of the global batch), "
+        "seq_mean_token_mean (token mean per sequence, then mean over sequences) or seq_sum_constant (token "
+        "sum per sequence / loss_reduction_constant, then mean over sequences: Dr. GRPO); null = as "
+        "token_level_loss says (token_mean by default)",
+        default=None,
+        validator=_one_of((None, *LOSS_REDUCTIONS)),
+    )
+    loss_reduction_constant: float | None = doc(
+        "the constant seq_sum_constant divides every sequence's token sum by, the same for every sequence "
+        "and step (Dr. GRPO: the generation budget, policy.generation.max_new_tokens); required by "
+        "seq_sum_constant, an error with any other reduction",
+        default=None,
+        validator=_positive_or_none,
     )
     use_importance_sampling_correction: bool = doc(
         "reweight tokens by sg(pi_old / pi_gen), correcting for the sampling engine's numerics or stale samples",
@@ -130,7 +150,15 @@ class ClippedPGLossConfig:
         default=False,
     )
 
+    @property
+    def reduction(self) -> str:
+        """The reduction in effect: `loss_reduction`, else what `token_level_loss` stands for (token_mean by default)."""
+        if self.loss_reduction is not None:
+            return self.loss_reduction
+        return "token_mean" if self.token_level_loss else "seq_mean_token_mean"
+
     def __attrs_post_init__(self) -> None:
+        self._check_reduction()
         if self.disable_ppo_ratio and self.force_on_policy_ratio:
             raise ValueError("disable_ppo_ratio and force_on_policy_ratio exclude each other; set one of them")
         if self.ratio_clip_c is not None and (self.disable_ppo_ratio or self.force_on_policy_ratio):
@@ -150,10 +178,11 @@ class ClippedPGLossConfig:
             raise ValueError(
                 "disable_ppo_ratio uses no ratio, so sequence_level_importance_ratios cannot apply; set one of them"
             )
-        if self.sequence_level_importance_ratios and self.token_level_loss:
+        if self.sequence_level_importance_ratios and self.reduction == "token_mean":
             raise ValueError(
-                "sequence_level_importance_ratios (GSPO) needs token_level_loss=False: the ratio is per sequence, "
-                "so the loss must be averaged per sequence"
+                "sequence_level_importance_ratios (GSPO) needs token_level_loss=False (or loss_reduction "
+                "seq_mean_token_mean / seq_sum_constant): the ratio is per sequence, so the loss must be reduced "
+                "per sequence"
             )
         if self.truncated_importance_sampling_type is not None:
             if not self.use_importance_sampling_correction:
@@ -178,6 +207,25 @@ class ClippedPGLossConfig:
                     "sequence_level_importance_ratios (GSPO); use 'tis' or 'icepop' there"
                 )
 
+    def _check_reduction(self) -> None:
+        # token_level_loss=true is also the default, so it cannot be told from "not set" and yields to an explicit
+        # loss_reduction; false is always someone's choice, and contradicting it is an error.
+        if not self.token_level_loss and self.loss_reduction not in (None, "seq_mean_token_mean"):
+            raise ValueError(
+                f"token_level_loss=false means loss_reduction seq_mean_token_mean, but loss_reduction is "
+                f"{self.loss_reduction}; drop token_level_loss (or set it to true) and keep loss_reduction"
+            )
+        if self.reduction == "seq_sum_constant" and self.loss_reduction_constant is None:
+            raise ValueError(
+                "loss_reduction seq_sum_constant needs loss_reduction_constant, the number each sequence's token sum "
+                "is divided by (Dr. GRPO: the generation budget, policy.generation.max_new_tokens)"
+            )
+        if self.reduction != "seq_sum_constant" and self.loss_reduction_constant is not None:
+            raise ValueError(
+                f"loss_reduction_constant ({self.loss_reduction_constant}) is used only by loss_reduction "
+                f"seq_sum_constant, but the reduction is {self.reduction}; drop it or set loss_reduction"
+            )
+
     def _check_cispo(self) -> None:
         conflicts = {
             "disable_ppo_ratio": "CISPO weights tokens by the clipped ratio, which disable_ppo_ratio removes",
@@ -189,8 +237,11 @@ class ClippedPGLossConfig:
                 raise ValueError(f"use_cispo and {name} exclude each other: {why}; set one of them")
         if self.ratio_clip_c is not None:
             raise ValueError("use_cispo replaces the clipped surrogate, so dual clipping (ratio_clip_c) cannot apply")
-        if not self.token_level_loss:
-            raise ValueError("use_cispo needs token_level_loss=true (CISPO averages over all tokens of the batch)")
+        if self.reduction != "token_mean":
+            raise ValueError(
+                f"use_cispo needs token_level_loss=true / loss_reduction token_mean (CISPO averages over all tokens "
+                f"of the batch), but the reduction is {self.reduction}"
+            )
 
 
 class ClippedPGLoss:
@@ -201,8 +252,10 @@ class ClippedPGLoss:
     with CISPO, l = -A sg(clip(r)) log pi_theta; with REINFORCE, l = -A log pi_theta.
     The importance-sampling correction multiplies l by w = sg(pi_old / pi_gen) (truncated by
     tis / icepop / seq-mask-tis). The loss is sum(m l) / N_tok + beta sum(m KL) / N_tok over the
-    *global* token count N_tok (or, with token_level_loss=False, the per-sequence token mean summed
-    over sequences / N_seq), so microbatch losses add up to the loss of the whole batch.
+    *global* token count N_tok (token_mean); or, per sequence, the token mean (seq_mean_token_mean)
+    or the token sum / C (seq_sum_constant, C = loss_reduction_constant), summed over sequences
+    weighted by sample_mask and divided by the *global* sequence count N_seq. Either way microbatch
+    losses add up to the loss of the whole batch.
 
     Reads `advantages [B, T]` (or [B]), `prev_logprobs` (unless the ratio is forced or disabled, or the
     loss was made by `with_current_as_previous`),
@@ -241,6 +294,7 @@ class ClippedPGLoss:
         global_valid_seqs: torch.Tensor,  # scalar
     ) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
+        reduction = cfg.reduction
         token_mask = batch["token_mask"].to(logprobs.dtype)  # [B, T]
         sample_mask = batch["sample_mask"].to(logprobs.dtype)  # [B]
         mask = token_mask * sample_mask[:, None]  # [B, T]
@@ -268,9 +322,12 @@ class ClippedPGLoss:
 
         def reduce(per_token: torch.Tensor) -> torch.Tensor:
             """Global-batch share of a per-token quantity under the configured reduction."""
-            if cfg.token_level_loss:
+            if reduction == "token_mean":
                 return masked_mean(per_token, mask, global_normalization_factor=global_valid_tokens)
-            per_sequence = masked_mean(per_token, token_mask, dim=-1)  # [B]
+            if reduction == "seq_sum_constant":
+                per_sequence = masked_sum(per_token, token_mask, dim=-1) / cfg.loss_reduction_constant  # [B]
+            else:
+                per_sequence = masked_mean(per_token, token_mask, dim=-1)  # [B]
             return masked_mean(per_sequence, sample_mask, global_normalization_factor=global_valid_seqs)
 
         def token_mean(per_token: torch.Tensor) -> float:

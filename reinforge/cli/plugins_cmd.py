@@ -58,7 +58,8 @@ def run_list(args: argparse.Namespace) -> int:
     # Local plugins run code from that folder: always say which file (or that none) was loaded.
     console.print(f"project plugins: {escape(project)}" if project else "project plugins: none (no plugins.toml here or named by --plugins)")
     table = Table(title="reinforge plugins", title_justify="left")
-    for column in ("kind", "name", "source", "status"):
+    table.add_column("kind", min_width=11)  # wraps between its words ("advantage / estimator"), never cut off
+    for column in ("name", "source", "status"):
         table.add_column(column, no_wrap=True)
     table.add_column("description", overflow="fold")
     for r in records:

@@ -5,8 +5,8 @@ these arguments, in the driver (local executor) or inside a Ray worker (ray exec
 registry's typed accessors (`Registry.training_backend(name)`, ...) return these types.
 
 The options object is the instance of the config class the plugin registered (structured from
-the YAML `backend_cfg:` / `env_cfg:` / `dataset_cfg:` section), or None when the section is
-absent: a plugin must then use its own defaults.
+the YAML `backend_cfg:` / `env_cfg:` / `dataset_cfg:` / `advantage_estimator_cfg:` section), or
+None when the section is absent: a plugin must then use its own defaults.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import attrs
 from reinforge.core.errors import ReinforgeError
 
 if TYPE_CHECKING:
+    import torch
+
     from reinforge.core.interfaces import Algorithm, Environment, GenerationBackend, Logger, TrainingBackend
     from reinforge.core.model_config import ModelConfig
     from reinforge.core.run_config import GenerationConfig, LoggerConfig, PolicyConfig
@@ -122,6 +124,31 @@ class LoggerClass(Protocol):
     def __call__(
         self, config: LoggerConfig, log_dir: Path, *, run_name: str, total_steps: int | None, options: Any = ...
     ) -> Logger: ...
+
+
+class AdvantageEstimator(Protocol):
+    """`estimator(rewards, group, *, config) -> advantages`: how good each rollout was, relative to its prompt's others.
+
+    Why a seam: the estimator is the part of a critic-free policy-gradient method that papers vary
+    most (GRPO, RLOO, REINFORCE++, Dr. GRPO, ...), while rollouts, logprobs, the loss and the
+    optimizer steps stay the same. Naming it (`grpo.advantage_estimator: rloo`) lets a recipe pick
+    one, and a plugin add one, without subclassing the algorithm.
+
+    `rewards  # [N] float`: the shaped reward of each rollout, in groups of `group` adjacent rows
+    (the G samples of one prompt; N is a multiple of `group`). Returns `advantages  # [N]`, one per
+    rollout, finite, in the dtype of `rewards`; GRPO broadcasts each over the rollout's tokens and
+    then applies `grpo.advantage_clip_low/high`. `config` is the algorithm's own settings (GRPO's
+    `GRPOConfig`), for estimators that honour shared switches such as `normalize_rewards`.
+    An estimator must be a pure function of its inputs: it is called once per training step.
+    """
+
+    def __call__(self, rewards: torch.Tensor, group: int, *, config: Any) -> torch.Tensor: ...
+
+
+class AdvantageEstimatorClass(Protocol):
+    """`cls(options)`, or `cls()` when `grpo.advantage_estimator_cfg` is absent -> AdvantageEstimator."""
+
+    def __call__(self, options: Any = ...) -> AdvantageEstimator: ...
 
 
 @attrs.frozen

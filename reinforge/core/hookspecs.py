@@ -50,3 +50,8 @@ def reinforge_register_datasets(register: Register) -> None:
 @hookspec
 def reinforge_register_loggers(register: Register) -> None:
     """Called once at registry start-up to register metric loggers (console, jsonl, tensorboard, ...)."""
+
+
+@hookspec
+def reinforge_register_advantage_estimators(register: Register) -> None:
+    """Called once at registry start-up to register advantage estimators (grpo, rloo, reinforce_pp, dr_grpo, ...)."""

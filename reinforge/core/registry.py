@@ -39,6 +39,7 @@ import pluggy
 
 from reinforge.core import hookspecs
 from reinforge.core.constructors import (
+    AdvantageEstimatorClass,
     AlgorithmClass,
     Capabilities,
     DatasetReader,
@@ -61,6 +62,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "environment": ("reinforge_register_environments", "environment"),
     "dataset": ("reinforge_register_datasets", "dataset"),
     "logger": ("reinforge_register_loggers", "logger"),
+    "advantage_estimator": ("reinforge_register_advantage_estimators", "advantage estimator"),
 }
 
 
@@ -415,7 +417,7 @@ class Registry:
             message = unknown_name_message(KINDS[kind][1], name, self.names(kind))
             other_kinds = [KINDS[k][1] for k in KINDS if (k, name) in self._specs]
             if other_kinds:
-                message += f"; '{name}' is a {' and a '.join(other_kinds)}, not a {KINDS[kind][1]}"
+                message += f"; '{name}' is {' and '.join(map(_a, other_kinds))}, not {_a(KINDS[kind][1])}"
             if self.load_failures:  # the plugin meant to provide `name` may be one that failed to import
                 failed = "; ".join(f"{f.source}: {f.error}" for f in self.load_failures)
                 message += f". {len(self.load_failures)} plugin module(s) failed to load and may have provided it: {failed}"
@@ -464,6 +466,10 @@ class Registry:
         """The logger class registered as `name`."""
         return self.resolve("logger", name)
 
+    def advantage_estimator(self, name: str) -> AdvantageEstimatorClass:
+        """The advantage estimator class registered as `name` (`grpo.advantage_estimator`)."""
+        return self.resolve("advantage_estimator", name)
+
     def config_class(self, kind: str, name: str) -> type | None:
         """The options class the plugin registered for `name` (None if it takes no options)."""
         return self.get(kind, name).load_config_class()
@@ -474,6 +480,11 @@ def unknown_name_message(what: str, name: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else ";"
     return f"unknown {what} '{name}'{hint} known: {', '.join(known) if known else '(none registered)'}"
+
+
+def _a(words: str) -> str:
+    """`words` with its indefinite article: "a logger", "an environment"."""
+    return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
 
 
 def _check_kind(kind: str) -> None:

@@ -8,7 +8,7 @@ algorithm's `setup` and to the loop. Nothing here knows which plugin made a part
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -18,6 +18,9 @@ from reinforge.core.model_config import ModelConfig
 from reinforge.core.run_config import EnvConfig, GenerationConfig, PolicyConfig
 from reinforge.core.sampling import SamplingParams
 from reinforge.core.timer import Timer
+
+if TYPE_CHECKING:
+    from reinforge.core.registry import Registry
 
 
 class RecordLoader(Protocol):
@@ -99,6 +102,9 @@ class RunParts:
     rollouts: Rollouts | None = None  # built when the algorithm generates
     prompt_stats: dict[str, Any] = attrs.field(factory=dict)
     config: Any = None  # the YAML run config, when the run was built from one (saved with checkpoints)
+    # The plugin registry the run was built with: an algorithm resolves the named parts it uses itself
+    # (GRPO's advantage estimator) through it, so project plugins are found and nothing is loaded twice.
+    registry: Registry | None = None
 
     def shutdown(self) -> None:
         for part in (self.generation, self.environment, self.policy):

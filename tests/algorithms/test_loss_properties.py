@@ -11,6 +11,7 @@ import math
 import random
 from typing import Any
 
+import attrs
 import pytest
 import torch
 
@@ -208,8 +209,10 @@ def reference_pg(cfg: ClippedPGLossConfig, data: dict, has_prev: bool) -> tuple[
         """d(reduced loss) / d(per-token value at b, t) for the configured reduction."""
         if not m[b][t]:
             return 0.0
-        if cfg.token_level_loss:
+        if cfg.reduction == "token_mean":
             return s[b] / n_tok if n_tok else 0.0
+        if cfg.reduction == "seq_sum_constant":
+            return s[b] / cfg.loss_reduction_constant / n_seq if n_seq else 0.0
         return s[b] / count[b] / n_seq if n_seq else 0.0
 
     grad = zeros(rows, cols)
@@ -299,6 +302,40 @@ def test_clipped_pg_loss_matches_reference_on_random_batches_and_configs() -> No
     assert {"use_cispo", "disable_ppo_ratio", "force_on_policy_ratio", "sequence_level_importance_ratios",
             "use_on_policy_kl_approximation", "tis:tis", "tis:icepop", "tis:seq-mask-tis", "kl:k1", "kl:k2", "kl:k3",
             "dual:True"} <= seen
+
+
+def test_every_loss_reduction_matches_reference_on_random_batches_and_configs() -> None:
+    """`loss_fn.loss_reduction` (seq_sum_constant above all) under every loss variant, against the same reference."""
+    rng = random.Random(26)
+    seen: set[str] = set()
+    for case in range(300):
+        config, has_prev = random_pg_config(rng)
+        allowed = ["token_mean"] if config.use_cispo else ["seq_mean_token_mean", "seq_sum_constant"]
+        if not (config.use_cispo or config.sequence_level_importance_ratios):
+            allowed.append("token_mean")
+        reduction = rng.choice(allowed)
+        constant = rng.choice([1.0, 3.0, 12.5]) if reduction == "seq_sum_constant" else None
+        spelled_out = reduction == "seq_mean_token_mean" and rng.random() < 0.5  # token_level_loss=false agrees with it
+        config = attrs.evolve(
+            config, token_level_loss=not spelled_out, loss_reduction=reduction, loss_reduction_constant=constant
+        )
+        seen.add(reduction)
+        data = random_pg_batch(rng)
+        tensors = {key: torch.tensor(value, dtype=torch.float64) for key, value in data.items() if key != "current"}
+        if not has_prev:
+            del tensors["prev_logprobs"]
+        logprobs = torch.tensor(data["current"], dtype=torch.float64, requires_grad=True)
+        tokens = (tensors["token_mask"] * tensors["sample_mask"][:, None]).sum()
+        loss, metrics = ClippedPGLoss(config)(logprobs, tensors, tokens, tensors["sample_mask"].sum())
+        loss.backward()
+        expected, expected_grad = reference_pg(config, data, has_prev)
+        where = f"case {case}: {config}"
+        for key, value in expected.items():
+            assert metrics[key] == pytest.approx(value, abs=TOLERANCE, rel=TOLERANCE), f"{key} in {where}"
+        torch.testing.assert_close(
+            logprobs.grad, torch.tensor(expected_grad, dtype=torch.float64), atol=TOLERANCE, rtol=TOLERANCE, msg=where
+        )
+    assert seen == {"token_mean", "seq_mean_token_mean", "seq_sum_constant"}
 
 
 def test_current_as_previous_equals_a_previous_pass_that_scored_the_current_weights() -> None:

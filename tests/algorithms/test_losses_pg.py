@@ -321,8 +321,17 @@ def random_batch(generator: torch.Generator, rows: int = 8, width: int = 7) -> d
             truncated_importance_sampling_type="tis",
             truncated_importance_sampling_ratio_max=1.2,
         ),
+        ClippedPGLossConfig(
+            loss_reduction="seq_sum_constant", loss_reduction_constant=6.0, reference_policy_kl_penalty=0.05, ratio_clip_c=3.0
+        ),
+        ClippedPGLossConfig(
+            sequence_level_importance_ratios=True, loss_reduction="seq_sum_constant", loss_reduction_constant=4.0,
+            use_importance_sampling_correction=True, truncated_importance_sampling_type="tis",
+            truncated_importance_sampling_ratio_max=1.2,
+        ),
     ],
-    ids=["token-kl-dualclip", "icepop", "gspo-kl", "reinforce", "cispo-onpolicy-kl", "seq-mask-tis", "tis"],
+    ids=["token-kl-dualclip", "icepop", "gspo-kl", "reinforce", "cispo-onpolicy-kl", "seq-mask-tis", "tis",
+         "seq-sum-constant-kl", "gspo-seq-sum-constant-tis"],
 )
 @pytest.mark.parametrize("chunks", [2, 4])
 def test_microbatch_invariance(config: ClippedPGLossConfig, chunks: int) -> None:

@@ -93,6 +93,28 @@ def test_plugins_list_kind_filter(project, capsys):
     assert kinds == {"algorithm"}
 
 
+def test_plugins_list_and_show_the_advantage_estimators(project, capsys):
+    assert main(["plugins", "list", "--kind", "advantage_estimator", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)["plugins"]
+    assert [(p["kind"], p["name"], p["origin"]) for p in records] == [
+        ("advantage_estimator", name, "built-in") for name in ("dr_grpo", "grpo", "reinforce_pp", "rloo")
+    ]
+    assert main(["plugins", "list"]) == 0
+    rows = [line.split("│")[1:3] for line in capsys.readouterr().out.splitlines() if "rloo" in line or "dr_grpo" in line]
+    # the kind's own rows (the column may wrap its two words, never cut them)
+    assert [(kind.strip(), name.strip()) for kind, name in rows] in (
+        [("advantage estimator", "dr_grpo"), ("advantage estimator", "rloo")],
+        [("advantage", "dr_grpo"), ("advantage", "rloo")],
+    )
+    assert main(["plugins", "show", "reinforce_pp"]) == 0
+    out = capsys.readouterr().out
+    assert "advantage estimator 'reinforce_pp'" in out and "minus_baseline" in out
+    assert main(["plugins", "show", "grpo", "--kind", "advantage_estimator"]) == 0
+    assert "takes no options" in capsys.readouterr().out
+    result = run_cli("plugins", "show", "grpo", cwd=project)  # an algorithm and an estimator share the name
+    assert result.returncode != 0 and "(algorithm, advantage_estimator); add --kind KIND" in result.stderr
+
+
 def test_plugins_list_all_shows_modules_and_blocked(project, capsys):
     (project / "plugins.toml").write_text('[plugins]\nlocal = ["toy_plugin.py"]\nblock = ["hf"]\n')
     assert main(["plugins", "list", "--all"]) == 0

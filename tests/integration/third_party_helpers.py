@@ -1,5 +1,6 @@
-"""A run built from third-party parts — the REINFORCE++ example algorithm and the `plain_torch`
-generation backend under examples/third_party/ — through the public API only (`import reinforge`)."""
+"""A run built from third-party parts — the `centred_rank` advantage estimator and the `plain_torch`
+generation backend under examples/third_party/, both registered by its plugins.toml — through the
+public API only (`import reinforge`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ THIRD_PARTY = Path(__file__).resolve().parents[2] / "examples" / "third_party"
 if str(THIRD_PARTY) not in sys.path:
     sys.path.insert(0, str(THIRD_PARTY))
 
-from reinforce_pp import ReinforcePlusPlus  # noqa: E402
+from rank_advantages import CentredRank  # noqa: E402, F401 - re-exported for the tests
 
 
 def length_reward(prompt: str, response: str, **metadata: object) -> float:
@@ -22,7 +23,9 @@ def length_reward(prompt: str, response: str, **metadata: object) -> float:
 
 def third_party_trainer(model_dir: Path, out: Path, cluster: rf.ClusterConfig | None = None) -> rf.Trainer:
     return rf.Trainer(
-        algorithm=ReinforcePlusPlus(rf.GRPOConfig(num_prompts_per_step=4, num_generations_per_prompt=4)),
+        algorithm=rf.GRPO(
+            rf.GRPOConfig(num_prompts_per_step=4, num_generations_per_prompt=4, advantage_estimator="centred_rank")
+        ),
         policy=rf.backends.DTensorTraining(
             str(model_dir), lr=1e-3, train_global_batch_size=8, train_micro_batch_size=4, max_total_sequence_length=96
         ),

@@ -1,4 +1,4 @@
-"""The third-party algorithm and generation backend (examples/third_party/) on the Ray executor:
+"""The third-party advantage estimator and generation backend (examples/third_party/) on the Ray executor:
 the generator is built by name inside a Ray worker from the project's plugins.toml, and the run
 reproduces the same seeded run on the local executor."""
 
