@@ -116,3 +116,8 @@ def test_room_names():
     assert room("reinforge.trainer") == "top"
     assert room("reinforge") == "top"
     assert room("reinforge.backends.generation.hf") == "backends"
+
+
+def test_the_cli_does_not_depend_on_the_test_kit():
+    # `reinforge model build --demo` builds the demo model from reinforge.models; the test kit reuses it, not the reverse.
+    assert violations("cli", forbidden={"testing"}) == []
