@@ -16,13 +16,14 @@ from reinforge.backends import kit
 
 
 class PlainGeneration:
-    def __init__(self, policy: Any, options: Any = None, *, seed: int = 0) -> None:
+    def __init__(self, model: Any, options: Any = None, *, generation: Any = None, seed: int = 0) -> None:
+        # model: the run's ModelConfig; generation: its sampling defaults (each call brings its own SamplingParams)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.max_total_length = policy.max_total_sequence_length
-        self.model = AutoModelForCausalLM.from_pretrained(policy.model_name, dtype=torch.float32).eval()
-        tokenizer = AutoTokenizer.from_pretrained(policy.tokenizer_name or policy.model_name)
-        self.stop_ids = set(kit.eos_token_ids(policy.model_name, tokenizer))
+        self.max_total_length = model.max_total_sequence_length
+        self.model = AutoModelForCausalLM.from_pretrained(model.model_name, dtype=torch.float32).eval()
+        tokenizer = AutoTokenizer.from_pretrained(model.tokenizer_name or model.model_name)
+        self.stop_ids = set(kit.eos_token_ids(model.model_name, tokenizer))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.stop_ids)
         self.decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)
         self.seed = seed
