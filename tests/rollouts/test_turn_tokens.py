@@ -274,3 +274,27 @@ def test_rows_are_generated_in_groups_of_one_stop_set_and_one_budget(tok):
     assert bridge_len == 11  # \n <|im_start|> user \n g o <|im_end|> \n <|im_start|> assistant \n
     assert second_turn == sorted([(("</calc>",), 16), (("END",), 14 - 2 - bridge_len)])
     assert result.reward_components == [{"format": 0.5, "answer": 1.0}, {"format": -0.5, "answer": 1.0}]
+
+
+def test_the_run_refuses_at_start_a_template_that_cannot_bridge_the_environments_roles(think_tok):
+    """GRPO.setup (max_rollout_turns > 1) and `reinforge eval` (max_turns > 1) call check_turns before any step."""
+    from reinforge.algorithms.grpo import GRPO
+    from reinforge.algorithms.grpo_config import GRPOConfig
+    from reinforge.rollouts.service import RolloutService
+
+    class UserGame(TryAgainOnce):
+        observation_roles = ("user",)
+
+    class FakeRun:  # just what GRPO.setup reads
+        class loader:  # noqa: N801
+            batch_size = 2
+
+        class policy_config:  # noqa: N801
+            train_global_batch_size = 8
+
+        rollouts = RolloutService(ScriptedGeneration([]), UserGame(), think_tok, max_total_length=64)
+
+    with pytest.raises(ReinforgeError, match=r"when a 'user' message is appended"):
+        GRPO(GRPOConfig(num_generations_per_prompt=4, max_rollout_turns=2)).setup(FakeRun())
+    GRPO(GRPOConfig(num_generations_per_prompt=4, max_rollout_turns=1)).setup(FakeRun())  # one turn: nothing to bridge
+    RolloutService(ScriptedGeneration([]), TryAgainOnce(role="tool"), think_tok, max_total_length=64).check_turns()  # no roles declared
