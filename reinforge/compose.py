@@ -204,7 +204,8 @@ def build_run_parts(
     rollouts = None
     if built_generation is not None and built_environment is not None:
         rollouts = RolloutService(
-            built_generation, built_environment, tokenizer, max_total_length=policy_config.max_total_sequence_length, timer=timer
+            built_generation, built_environment, tokenizer, max_total_length=policy_config.max_total_sequence_length, timer=timer,
+            tools=data.tools,
         )
     logger = MultiLogger.from_config(loggers, registry, run_name=run_name(loggers.log_dir), total_steps=loop.max_steps)
     logger.loggers.extend(extra_loggers)

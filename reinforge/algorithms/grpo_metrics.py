@@ -34,18 +34,29 @@ def rollout_metrics(
         "advantages_max_abs": float(advantages.abs().max()),
         "mean_prompt_length": float(batch["prompt_lengths"].float().mean()),
         "num_rollouts": float(len(rewards)),
+        "turns_mean": sum(rollouts.turns) / max(len(rollouts.turns), 1),
+        "turns_max": float(max(rollouts.turns, default=0)),
+        # episodes that used every turn (grpo.max_rollout_turns) without the environment saying done
+        "max_turns_reached_rate": float(rollouts.max_turns_reached.float().mean()),
     }
+    # the environment's named reward parts (EnvironmentStep.reward_components), summed over turns, 0 where absent
+    names = sorted({name for parts in rollouts.reward_components for name in parts})
+    for name in names:
+        metrics[f"reward/{name}_mean"] = sum(parts.get(name, 0.0) for parts in rollouts.reward_components) / len(rewards)
     out = {f"{prefix}{k}": v for k, v in metrics.items()}
     out.update({f"env/{k}": v for k, v in rollouts.env_metrics.items()})
     return out
 
 
 def sample_records(rollouts: RolloutResult, rewards: torch.Tensor, advantages: torch.Tensor, count: int) -> list[dict[str, Any]]:
-    """The first `count` rollouts as sample-log records."""
+    """The first `count` rollouts as sample-log records: the prompt (its last user message), the whole
+    conversation after it (every turn, observations included), and how it was scored."""
     count = min(count, len(rollouts.responses))
     return [
         {
-            "prompt": rollouts.batch["messages"][i][-2]["content"] if len(rollouts.batch["messages"][i]) > 1 else "",
+            "prompt": _prompt_text(rollouts, i),
+            "conversation": rollouts.batch["messages"][i][_prompt_messages(rollouts, i) :],
+            "turns": rollouts.turns[i],
             "response": rollouts.responses[i],
             "answer": rollouts.batch["metadata"][i].get("answer"),
             "reward": float(rewards[i]),
@@ -54,6 +65,19 @@ def sample_records(rollouts: RolloutResult, rewards: torch.Tensor, advantages: t
         }
         for i in range(count)
     ]
+
+
+def _prompt_messages(rollouts: RolloutResult, i: int) -> int:
+    """How many of row i's messages came with the prompt (system, worked examples, the question)."""
+    if rollouts.prompt_messages:
+        return rollouts.prompt_messages[i]
+    messages = rollouts.batch["messages"][i]
+    return max(len(messages) - 1, 0)  # a result built without the count: a single-turn reply ends it
+
+
+def _prompt_text(rollouts: RolloutResult, i: int) -> str:
+    prompt = rollouts.batch["messages"][i][: _prompt_messages(rollouts, i)]
+    return next((str(m["content"]) for m in reversed(prompt) if m.get("role") == "user"), "")
 
 
 def mean_metrics(per_step: list[dict[str, float]], prefix: str) -> dict[str, float]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -100,6 +100,8 @@ class GuardedEnvironment:
         self.config = config if config is not None else EnvGuardConfig()
         inner = tuple(getattr(environment, "summed_metrics", ()))
         self.summed_metrics = frozenset((*inner, FAILURES, TIMEOUTS))
+        # the roles its observations take, when it declares them (checked against the chat template at start)
+        self.observation_roles = tuple(getattr(environment, "observation_roles", ()))
 
     def step(self, conversations: list[list[dict[str, str]]], metadata: list[dict[str, Any]]) -> EnvironmentStep:
         n = len(conversations)
@@ -166,11 +168,24 @@ class GuardedEnvironment:
                     f"{where} returned {got} {field} for {n} conversations; step() must return one entry per "
                     "conversation, in the order given"
                 )
-        if result.correct is not None and len(result.correct) != n:
-            raise ReinforgeError(
-                f"{where} returned {len(result.correct)} correct flags for {n} conversations; "
-                "EnvironmentStep.correct must have one entry per conversation (or be None)"
-            )
+        for field, what in (("correct", "correct flags"), ("next_stop_strings", "stop-string sets"),
+                            ("reward_components", "reward-component mappings")):
+            value = getattr(result, field)
+            if value is not None and len(value) != n:
+                raise ReinforgeError(
+                    f"{where} returned {len(value)} {what} for {n} conversations; EnvironmentStep.{field} must "
+                    "have one entry per conversation, in the order given (or be None)"
+                )
+        for j, observation in enumerate(result.observations):
+            _check_observation(where, observation, rows[j])
+        for j, stops in enumerate(result.next_stop_strings or ()):
+            if stops is not None and (isinstance(stops, str) or not all(isinstance(x, str) and x for x in stops)):
+                raise ReinforgeError(
+                    f"{where} returned next_stop_strings {stops!r:.120} for conversation {rows[j]}; each entry must be "
+                    "None (the run's own stop strings) or a list of non-empty strings, e.g. ['</tool_call>']"
+                )
+        for j, components in enumerate(result.reward_components or ()):
+            _check_components(where, components, rows[j])
         for j, reward in enumerate(result.rewards):
             try:
                 value = float(reward)
@@ -182,6 +197,34 @@ class GuardedEnvironment:
                     "finite numbers (a NaN or inf reward would turn the loss into NaN)"
                 )
         return result
+
+
+def _check_observation(where: str, observation: Any, row: int) -> None:
+    if observation is None:
+        return
+    if not (isinstance(observation, Mapping) and isinstance(observation.get("role"), str)
+            and isinstance(observation.get("content"), str)):
+        raise ReinforgeError(
+            f"{where} returned the observation {observation!r:.120} for conversation {row}; an observation must "
+            "be None (the conversation is done) or a {'role': ..., 'content': ...} mapping of strings, e.g. "
+            "{'role': 'user', 'content': 'Try again.'}, which the chat template renders as the next message"
+        )
+
+
+def _check_components(where: str, components: Any, row: int) -> None:
+    if not isinstance(components, Mapping):
+        raise ReinforgeError(
+            f"{where} returned reward components {components!r:.120} for conversation {row}; each entry of "
+            "EnvironmentStep.reward_components must be a mapping of names to numbers, e.g. {'answer': 1.0}"
+        )
+    for name, value in components.items():
+        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if not isinstance(name, str) or number is None or not math.isfinite(number):
+            raise ReinforgeError(
+                f"{where} returned the reward component {name!r}: {value!r:.60} for conversation {row}; reward "
+                "components must be named by strings and be finite numbers (they are logged as "
+                "train/reward/<name>_mean)"
+            )
 
 
 def _is_user_error(error: BaseException | None) -> bool:
@@ -216,6 +259,10 @@ def _merge(steps: Sequence[EnvironmentStep], summed: frozenset[str]) -> Environm
         info=[s.info[0] if s.info else {} for s in steps],
         # a conversation that failed and scored 0 was not answered right
         correct=[bool(s.correct[0]) if s.correct else False for s in steps] if any(s.correct for s in steps) else None,
+        next_stop_strings=[s.next_stop_strings[0] if s.next_stop_strings else None for s in steps]
+        if any(s.next_stop_strings for s in steps) else None,
+        reward_components=[dict(s.reward_components[0]) if s.reward_components else {} for s in steps]
+        if any(s.reward_components for s in steps) else None,
     )
 
 

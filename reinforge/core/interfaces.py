@@ -18,7 +18,7 @@ Shape conventions shared by every seam (see `reinforge.core.batch` for the batch
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
@@ -167,6 +167,13 @@ class EnvironmentStep:
     # right, which is wrong for shaped or partial-credit rewards. In multi-turn rollouts the last
     # turn that reports it decides.
     correct: list[bool] | None = None
+    # Per conversation, the stop strings of its next turn (NeMo-RL's name), e.g. ["</tool_call>"]
+    # while a tool exchange is open; an entry of None, or None for all, keeps the run's own
+    # (policy.generation.stop_strings). The turn loop groups rows by stop set, one generation call each.
+    next_stop_strings: list[Sequence[str] | None] | None = None
+    # Per conversation, named parts of this turn's reward ({"answer": 1.0, "format": -0.1}), logged as
+    # train/reward/<name>_mean (summed over turns, like the reward); None when the environment does not say.
+    reward_components: list[Mapping[str, float]] | None = None
 
 
 @runtime_checkable
@@ -174,13 +181,26 @@ class Environment(Protocol):
     """Scores conversations; hides the verifier, the tool, or the game.
 
     Single-turn environments finish in one step (`done` all True). Multi-turn ones return
-    observations that the driver appends to the conversation before generating again.
+    observations that the driver appends to the conversation before generating again: the
+    driver keeps the token ids the model generated, and adds between turns only what the chat
+    template puts there (the closing of the assistant turn, the observation, the next generation
+    prompt), so the trainer sees exactly the tokens the model sampled and saw.
 
     Contract (checked by the guard every environment runs behind): one reward, observation
-    and done flag per conversation, in the order given; rewards are finite numbers; `correct`,
-    when given, has one entry per conversation too. Report `correct` whenever the reward is not
-    simply 1 for a right answer (shaped, partial credit, penalties), and put the answer you
-    graded under `info[i]["extracted_answer"]` so that majority voting compares answers, not text.
+    and done flag per conversation, in the order given; rewards are finite numbers; an
+    observation is None or a `{"role", "content"}` mapping with string values; `correct`,
+    `next_stop_strings` and `reward_components`, when given, have one entry per conversation
+    too, and reward components are finite. Report `correct` whenever the reward is not simply 1
+    for a right answer (shaped, partial credit, penalties), and put the answer you graded under
+    `info[i]["extracted_answer"]` so that majority voting compares answers, not text.
+
+    State lives in the conversation and its `metadata`, never in the environment object: an
+    environment must give the same answer whenever it sees the same conversation again, on any
+    worker. Each turn the driver may send a conversation to a different Ray actor
+    (`cluster.environment_workers` splits every batch anew), and the guard may retry one
+    conversation alone after a failed batch call. So a game replays the moves of the
+    conversation from its starting position in `metadata` (as `sliding_puzzle` does), and a
+    tool answers from the call in the last assistant message. Caches are fine; memory is not.
     """
 
     def step(self, conversations: list[list[dict[str, str]]], metadata: list[dict[str, Any]]) -> EnvironmentStep:

@@ -60,6 +60,10 @@ class Rollouts(Protocol):
 
     def mark_stale(self) -> None: ...
 
+    def check_turns(self) -> None:
+        """Raise now if the chat template cannot bridge the environment's observations between turns."""
+        ...
+
 
 class Executor(Protocol):
     """Where the parts run: in this process (`reinforge.executors.local`) or on Ray worker groups.

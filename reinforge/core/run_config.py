@@ -282,17 +282,53 @@ class LoggerConfig:
 class ChatTurn:
     """One message of a worked example shown before every problem (few-shot prompting in chat form)."""
 
-    role: Literal["user", "assistant"] = doc("user or assistant", validator=v.in_(("user", "assistant")))
+    role: Literal["user", "assistant", "tool"] = doc(
+        "user, assistant, or tool (a tool's result, answering the tool call in the assistant message before it)",
+        validator=v.in_(("user", "assistant", "tool")),
+    )
     content: str = doc("the message text, used as it is (no template)")
 
 
 def check_example_turns(_: Any, attribute: attrs.Attribute, value: tuple[ChatTurn, ...]) -> None:
+    """Worked examples: each is a user message, then any tool exchanges (assistant call, tool result), then the
+    assistant's answer; so user, assistant, [tool, assistant, ...] per example."""
     roles = [turn.role for turn in value]
-    if roles != ["user", "assistant"] * (len(roles) // 2):
+    for k, role in enumerate(roles):
+        before, after = (roles[k - 1] if k else None), (roles[k + 1] if k + 1 < len(roles) else None)
+        if role == "tool" and (before != "assistant" or after != "assistant"):
+            raise ValueError(
+                f"{attribute.name} has an unbalanced tool exchange at message {k}: a tool message must answer the "
+                "assistant message before it (the one with the tool call) and be followed by the assistant's next "
+                f"message (user, assistant, tool, assistant, ...), got roles {roles}"
+            )
+    # without each tool result and the assistant message answering it, what is left must alternate
+    plain = [role for k, role in enumerate(roles) if role != "tool" and not (k and roles[k - 1] == "tool")]
+    if plain != ["user", "assistant"] * (len(plain) // 2):
         raise ValueError(
             f"{attribute.name} must alternate user and assistant messages, starting with user and ending with "
-            f"assistant (one worked example = two messages), got roles {roles}"
+            "assistant (one worked example = two messages, or user, assistant, tool, assistant, ... with tool "
+            f"calls), got roles {roles}"
         )
+
+
+def tool_schemas(value: Any) -> Any:
+    """Bare function schemas ({name, description, parameters}) get the {type: function, function: ...} wrapper."""
+    if not isinstance(value, (list, tuple)):
+        return value
+    return tuple(
+        {"type": "function", "function": dict(t)} if isinstance(t, dict) and "function" not in t and "name" in t else t
+        for t in value
+    )
+
+
+def check_tools(_: Any, attribute: attrs.Attribute, value: tuple[dict[str, Any], ...]) -> None:
+    for k, tool in enumerate(value):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not (isinstance(function, dict) and isinstance(function.get("name"), str) and function["name"]):
+            raise ValueError(
+                f"{attribute.name}[{k}] must be a function schema, {{type: function, function: {{name, description, "
+                f"parameters}}}} (or the function part alone), got {tool!r:.120}"
+            )
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -308,10 +344,20 @@ class DataConfig:
     )
     system_prompt: str | None = doc("system message prepended to every prompt", default=None)
     example_turns: tuple[ChatTurn, ...] = doc(
-        "worked examples as chat messages ({role: user|assistant, content}) between the system message and the "
-        "problem: one-shot or few-shot prompting, e.g. to show a chat model the answer format",
+        "worked examples as chat messages ({role: user|assistant|tool, content}) between the system message and "
+        "the problem: one-shot or few-shot prompting, e.g. to show a chat model the answer format, or a tool call "
+        "(assistant), its result (tool) and the final answer (assistant)",
         default=(),
         validator=check_example_turns,
+    )
+    tools: tuple[dict[str, Any], ...] = doc(
+        "function schemas of the tools the model may call (JSON schema, as OpenAI and Hugging Face write them), "
+        "passed as tools= to every chat-template call: the prompts and the bridges between turns. The chat "
+        "template must render them (Qwen2.5, Llama 3.1, Hermes ... do; ChatML without tools does not, and is "
+        "refused): for such a template describe the tool in data.system_prompt instead",
+        default=(),
+        converter=tool_schemas,
+        validator=check_tools,
     )
     max_input_seq_length: int = doc("longest prompt in tokens", default=512, validator=positive)
     on_overlong_prompt: Literal["drop", "truncate"] = doc("what to do with longer prompts (counted either way)", default="drop")

@@ -19,7 +19,7 @@ import attrs
 
 from reinforge.core.config import doc
 from reinforge.core.errors import ReinforgeError, read_user_text
-from reinforge.core.run_config import ChatTurn, check_example_turns
+from reinforge.core.run_config import ChatTurn, check_example_turns, check_tools, tool_schemas
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,12 @@ class PromptConfig:
         "worked examples as chat messages between the system message and the problem (user, assistant, ...)",
         default=(),
         validator=check_example_turns,
+    )
+    tools: tuple[dict[str, Any], ...] = doc(
+        "function schemas passed as tools= to the chat template (see DataConfig.tools)",
+        default=(),
+        converter=tool_schemas,
+        validator=check_tools,
     )
     max_prompt_length: int = doc("longest prompt in tokens, chat template included", default=512, validator=attrs.validators.ge(1))
     on_overlong: Literal["drop", "truncate"] = doc(
@@ -118,6 +124,9 @@ def build_prompts(
     `max_prompt_tokens` (after truncation).
     """
     ensure_chat_template(tokenizer)
+    tools = [dict(t) for t in config.tools] or None
+    if tools:
+        check_tool_support(tokenizer, tools)
     template = load_prompt_template(config.prompt_file)
     records = list(records)
     conversations = []
@@ -129,7 +138,7 @@ def build_prompts(
         examples = [{"role": turn.role, "content": turn.content} for turn in config.example_turns]
         conversations.append([*system, *examples, {"role": "user", "content": user}])
 
-    token_ids = _tokenize(tokenizer, conversations)
+    token_ids = _tokenize(tokenizer, conversations, tools=tools)
     limit = config.max_prompt_length
     prompts: list[dict[str, Any]] = []
     dropped = truncated = 0
@@ -159,18 +168,36 @@ def build_prompt_set(data: Any, tokenizer: Any, records: list[dict[str, Any]]) -
         prompt_file=data.prompt_file,
         system_prompt=data.system_prompt,
         example_turns=data.example_turns,
+        tools=data.tools,
         max_prompt_length=data.max_input_seq_length,
         on_overlong=data.on_overlong_prompt,
     )
     return build_prompts(records, tokenizer, prompt_config)
 
 
-def _tokenize(tokenizer: Any, conversations: list[list[dict[str, str]]], chunk: int = 1024) -> list[list[int]]:
+def check_tool_support(tokenizer: Any, tools: list[dict[str, Any]]) -> None:
+    """Raise a ReinforgeError unless the chat template shows the model every tool's name when given `tools=`."""
+    probe = [{"role": "user", "content": "reinforge-probe"}]
+    rendered = tokenizer.apply_chat_template(probe, tools=tools, tokenize=False, add_generation_prompt=True)
+    missing = [t["function"]["name"] for t in tools if t["function"]["name"] not in rendered]
+    if missing:
+        name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+        raise ReinforgeError(
+            f"data.tools is set, but the chat template of {name!r} has no tool support: rendered with tools=, it does "
+            f"not show the tool(s) {missing} to the model. Use a model whose template renders tools (Qwen2.5, "
+            "Llama 3.1, Hermes, ...), set policy.chat_template to such a template, or unset data.tools and "
+            "describe the tool in data.system_prompt (with a worked call in data.example_turns)."
+        )
+
+
+def _tokenize(
+    tokenizer: Any, conversations: list[list[dict[str, str]]], chunk: int = 1024, *, tools: list[dict[str, Any]] | None = None
+) -> list[list[int]]:
     """Chat template + tokenization in one call per chunk (`return_dict=False` gives plain id lists in transformers 4 and 5)."""
     ids: list[list[int]] = []
     for start in range(0, len(conversations), chunk):
         part = conversations[start : start + chunk]
-        out = tokenizer.apply_chat_template(part, add_generation_prompt=True, tokenize=True, return_dict=False)
+        out = tokenizer.apply_chat_template(part, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=False)
         ids.extend(list(map(int, row)) for row in out)
     return ids
 

@@ -81,6 +81,37 @@ def arithmetic_preferences(options: ArithmeticPreferenceConfig | None = None) ->
     return pairs
 
 
+@attrs.define(kw_only=True, frozen=True)
+class SlidingPuzzleDatasetConfig:
+    split: Literal["train", "validation"] = doc("which split (drawn with its own seed)", default="train")
+    num_samples: int = doc("boards in this split", default=200, validator=v.gt(0))
+    scramble_depth: int = doc("random legal moves from the solved board (each board is solvable in at most this many)", default=2, validator=v.gt(0))
+    size: int = doc("board side (3: the 8-puzzle)", default=3, validator=[v.ge(2), v.le(5)])
+    seed: int = doc("seed of the training split", default=0)
+    validation_seed: int = doc("seed of the validation split", default=12345)
+
+
+def sliding_puzzle(options: SlidingPuzzleDatasetConfig | None = None) -> list[dict[str, object]]:
+    """Sliding-tile boards scrambled by random legal moves from solved (so all solvable), for the `sliding_puzzle` environment."""
+    import random
+
+    from reinforge.environments.sliding_puzzle import puzzle_text, scrambled_board
+
+    o = options or SlidingPuzzleDatasetConfig()
+    rng = random.Random(o.validation_seed if o.split == "validation" else o.seed)
+    records: list[dict[str, object]] = []
+    for index in range(o.num_samples):
+        board, solution = scrambled_board(rng, o.scramble_depth, o.size)
+        records.append({
+            "problem": puzzle_text(board),
+            "board": [list(row) for row in board],
+            "solution": solution,  # tiles to slide, in order (one way to solve it; shorter ones may exist)
+            "scramble_depth": o.scramble_depth,
+            "index": index,
+        })
+    return records
+
+
 def _preset(kind: str):  # noqa: ANN202 - returns a reader
     def read(options: DatasetConfig | None = None) -> list[dict[str, object]]:
         config = options or DatasetConfig(kind=kind)

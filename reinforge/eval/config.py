@@ -21,6 +21,11 @@ class EvalSettings:
     batch_size: int = doc("problems per generation call", default=32, validator=v.gt(0))
     seed: int = doc("sampling seed", default=42)
     save_path: str | None = doc("write per-sample results as JSONL here (null = do not)", default=None)
+    max_turns: int = doc(
+        "environment turns per sample (1 = single turn; multi-turn environments such as calculator need more)",
+        default=1,
+        validator=v.ge(1),
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.k_value > self.num_tests_per_prompt:

@@ -34,16 +34,21 @@ def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, 
     generation = executor.generation(model, generation_config, seed=settings.seed)
     environment = guard_environment(executor.environment(config.env), name=config.env.name, config=config.env.guard)
     rollouts = RolloutService(
-        generation, environment, tokenizer, max_total_length=model.max_total_sequence_length, sleep_between=False
+        generation, environment, tokenizer, max_total_length=model.max_total_sequence_length, sleep_between=False,
+        tools=config.data.tools,
     )
     n = settings.num_tests_per_prompt
     try:
+        if settings.max_turns > 1:
+            rollouts.check_turns()
         result = evaluate_prompts(
             rollouts,
             prompts,
             n,
             lambda start: sampling_params(generation_config, settings.seed + start),  # each chunk seeded by its position
             chunk_size=settings.batch_size,
+            max_turns=settings.max_turns,
+            summed_metrics=getattr(environment, "summed_metrics", ()),
         )
     finally:
         generation.shutdown()

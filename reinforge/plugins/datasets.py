@@ -29,6 +29,12 @@ def reinforge_register_datasets(register: Register) -> None:
         description="synthetic preference pairs: a correct worked answer (chosen) vs a wrong one (rejected)",
     )
     register(
+        "sliding_puzzle",
+        f"{_READERS}:sliding_puzzle",
+        config=f"{_READERS}:SlidingPuzzleDatasetConfig",
+        description="3x3 sliding-tile boards scrambled by random legal moves from solved (for the sliding_puzzle environment)",
+    )
+    register(
         "sft_jsonl",
         f"{_READERS}:sft_jsonl",
         config="reinforge.data.sft_records:SFTFileConfig",

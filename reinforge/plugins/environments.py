@@ -16,3 +16,17 @@ def reinforge_register_environments(register: Register) -> None:
         extra="math",
         description="verifiable math reward: 1 if math-verify finds the answer equal to the gold answer, else 0",
     )
+    register(
+        "calculator",
+        "reinforge.environments.calculator:CalculatorEnvironment",
+        config="reinforge.environments.calculator:CalculatorConfig",
+        requires=("math_verify",),
+        extra="math",
+        description="multi-turn tool use: calculator calls answered by a safe evaluator, the final \\boxed{} answer scored by math-verify",
+    )
+    register(
+        "sliding_puzzle",
+        "reinforge.environments.sliding_puzzle:SlidingPuzzleEnvironment",
+        config="reinforge.environments.sliding_puzzle:SlidingPuzzleConfig",
+        description="multi-turn game: a 3x3 sliding-tile puzzle, one move per turn, rewarded when solved",
+    )

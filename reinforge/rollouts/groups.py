@@ -86,6 +86,10 @@ def select_rows(result: RolloutResult, rows: list[int]) -> RolloutResult:
         turns=[result.turns[i] for i in rows],
         info=[result.info[i] for i in rows],
         correct=result.correct[rows],
+        last_rewards=result.last_rewards[rows],
+        max_turns_reached=result.max_turns_reached[rows],
+        reward_components=[result.reward_components[i] for i in rows] if result.reward_components else [],
+        prompt_messages=[result.prompt_messages[i] for i in rows] if result.prompt_messages else [],
     )
 
 
@@ -99,4 +103,8 @@ def concat_results(results: list[RolloutResult]) -> RolloutResult:
         turns=[t for r in results for t in r.turns],
         info=[x for r in results for x in r.info],
         correct=torch.cat([r.correct for r in results]),
+        last_rewards=torch.cat([r.last_rewards for r in results]),
+        max_turns_reached=torch.cat([r.max_turns_reached for r in results]),
+        reward_components=[x for r in results for x in (r.reward_components or [{} for _ in r.rewards])],
+        prompt_messages=[x for r in results for x in (r.prompt_messages or [0 for _ in r.rewards])],
     )

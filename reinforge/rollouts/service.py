@@ -9,11 +9,13 @@ step with the trained policy (`sync`: refit only when stale, in buckets). GRPO, 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBackend
 from reinforge.core.sampling import SamplingParams
 from reinforge.core.timer import Timer
+from reinforge.rollouts.bridge import TurnBridge
 from reinforge.rollouts.turns import RolloutResult, run_rollouts
 
 
@@ -29,6 +31,7 @@ class RolloutService:
         max_total_length: int,
         timer: Timer | None = None,
         sleep_between: bool = True,
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         self.generation = generation
         self.environment = environment
@@ -39,6 +42,8 @@ class RolloutService:
         self.sleep_between = sleep_between
         # The policy version whose weights the generator holds; a fresh generator holds the initial weights (0).
         self.generator_version = 0
+        # What goes between turns, rendered with the run's tool schemas (data.tools) like the prompts.
+        self.bridge = TurnBridge(tokenizer, tools=tools)
 
     def collect(self, prompts: list[dict[str, Any]], sampling: SamplingParams, *, max_turns: int = 1) -> RolloutResult:
         """Roll out every prompt once (repeat prompts beforehand for several samples per prompt).
@@ -57,10 +62,17 @@ class RolloutService:
                 max_total_length=self.max_total_length,
                 max_turns=max_turns,
                 timer=self.timer,
+                bridge=self.bridge,
             )
         finally:
             if self.sleep_between:
                 self.generation.sleep()
+
+    def check_turns(self) -> None:
+        """Fail now, not mid-run, if the chat template cannot bridge the roles the environment's observations
+        take (`observation_roles`, an optional attribute of an environment; undeclared roles are checked on first use)."""
+        for role in getattr(self.environment, "observation_roles", ()):
+            self.bridge.check(role)
 
     def sync(self, policy: TrainingBackend, version: int, *, bucket_bytes: int) -> dict[str, float]:
         """Push `policy`'s weights into the generator unless it already holds `version`; returns refit metrics."""

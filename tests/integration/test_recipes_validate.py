@@ -6,6 +6,7 @@ import pytest
 
 from reinforge.core.load import load_config
 from reinforge.eval.config import EvalConfig
+from tests.integration.example_plugins import recipe_registry
 from tests.integration.grpo_helpers import REPO
 
 RECIPES = sorted((REPO / "examples" / "configs").glob("*.yaml"))
@@ -13,7 +14,7 @@ RECIPES = sorted((REPO / "examples" / "configs").glob("*.yaml"))
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_recipe_validates(recipe):
-    config = load_config(recipe)
+    config = load_config(recipe, registry=recipe_registry(recipe.read_text()))  # the example game's plugin too
     assert config.algorithm in {"grpo", "sft", "dpo"}
 
 

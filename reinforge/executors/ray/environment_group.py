@@ -5,14 +5,15 @@ parallel (math verification, tool calls, game engines). An actor that crashes is
 Ray (`cluster.environment_max_restarts`) and its chunk is sent again once; a second failure
 fails the step with an error naming the environment and the worker.
 
-Merging the chunks' metrics: the seam says metrics are aggregated over the batch (means or
+Merging the chunks: the per-conversation lists (rewards, observations, `correct`, next stop strings,
+reward components) are joined in row order. Merging the chunks' metrics: the seam says metrics are aggregated over the batch (means or
 counts). Means are merged weighted by chunk size; names the environment lists in a
 `summed_metrics` class attribute are counts and are summed; `*_min` / `*_max` take the min / max.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from reinforge.core.interfaces import EnvironmentStep
@@ -73,4 +74,16 @@ def merge_steps(steps: Sequence[EnvironmentStep], sizes: Sequence[int], summed: 
         done=[d for s in steps for d in s.done],
         metrics=metrics,
         info=[x for s in steps for x in s.info],
+        # The environment's verdict, per row; a chunk that gave none counts a reward >= 1 as right, as one
+        # worker would have been judged (the rollout's own fallback).
+        correct=_per_row(steps, "correct", lambda s: [float(r) >= 1.0 for r in s.rewards]),
+        next_stop_strings=_per_row(steps, "next_stop_strings", lambda s: [None] * len(s.rewards)),
+        reward_components=_per_row(steps, "reward_components", lambda s: [{} for _ in s.rewards]),
     )
+
+
+def _per_row(steps: Sequence[EnvironmentStep], field: str, default: Callable[[EnvironmentStep], list[Any]]) -> list[Any] | None:
+    """The chunks' `field` lists joined in row order; None when no chunk gave one."""
+    if all(getattr(s, field) is None for s in steps):
+        return None
+    return [x for s in steps for x in (getattr(s, field) if getattr(s, field) is not None else default(s))]
