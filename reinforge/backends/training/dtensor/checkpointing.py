@@ -76,6 +76,7 @@ def save_checkpoint(
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     model_sd, optim_sd = get_state_dict(causal_lm, optimizer, options=_options(trainable_only))
+    model_sd = _trainable(model_sd, causal_lm) if trainable_only else model_sd
     with _single_process_quiet(ctx):
         dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=path / DCP_DIR, no_dist=not ctx.distributed)
     write_trainer_files(
@@ -102,6 +103,7 @@ def load_checkpoint(
     # get_state_dict gives a fresh optimizer zero-filled state, which DCP then fills in place.
     options = _options(trainable_only)
     model_sd, optim_sd = get_state_dict(causal_lm, optimizer, options=options)
+    model_sd = _trainable(model_sd, causal_lm) if trainable_only else model_sd
     with _single_process_quiet(ctx):
         dcp.load(
             {"model": model_sd, "optimizer": optim_sd},
@@ -119,6 +121,12 @@ def load_checkpoint(
 def _options(trainable_only: bool) -> StateDictOptions | None:
     # Loading the adapters alone is not strict: the frozen base is absent from the checkpoint by design.
     return StateDictOptions(ignore_frozen_params=True, strict=False) if trainable_only else None
+
+
+def _trainable(model_sd: dict[str, Any], causal_lm: torch.nn.Module) -> dict[str, Any]:
+    """Only the parameters that train: `ignore_frozen_params` keeps a frozen tied alias (lm_head.weight)."""
+    names = {name for name, param in causal_lm.named_parameters() if param.requires_grad}
+    return {name: value for name, value in model_sd.items() if name in names}
 
 
 def full_state_dict(causal_lm: torch.nn.Module, ctx: ParallelContext) -> dict[str, torch.Tensor]:
