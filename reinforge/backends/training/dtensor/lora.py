@@ -52,18 +52,29 @@ class LoRALinear(nn.Linear):
     adapters_enabled: bool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
-        base = F.linear(x, self.weight, self.bias)
+        base = F.linear(x, self.weight, self.bias)  # [..., out]
         if not self.adapters_enabled:
             return base
         drop = self.dropout_p > 0 and self.training
         inner = F.dropout(x, self.dropout_p, training=True) if drop and self.dropout_position == "pre" else x
-        update = F.linear(F.linear(inner, self.lora_A), self.lora_B)  # [..., out]
-        if drop and self.dropout_position == "post":
-            update = F.dropout(update, self.dropout_p, training=True)
-        return base + update * self.scale
+        down = F.linear(inner, self.lora_A)  # [..., r]
+        scaled_B = self.lora_B * self.scale  # [out, r]: the scale on the small factor, not on an [..., out] tensor
+        if (drop and self.dropout_position == "post") or _is_dtensor(base):
+            update = F.linear(down, scaled_B)  # [..., out]
+            if drop and self.dropout_position == "post":
+                update = F.dropout(update, self.dropout_p, training=True)
+            return base + update
+        # base + down @ scaled_B^T as one GEMM accumulating into base's copy: no [..., out] temporaries
+        # (CPU, SmolLM2's gate_proj shape, forward + backward: 66 ms -> 61 ms; the frozen layer alone 52 ms).
+        out = torch.addmm(base.reshape(-1, base.shape[-1]), down.reshape(-1, down.shape[-1]), scaled_B.t())
+        return out.view(base.shape)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, lora_rank={self.lora_A.shape[0]}, lora_scale={self.scale}"
+
+
+def _is_dtensor(tensor: torch.Tensor) -> bool:
+    return type(tensor).__name__ == "DTensor"
 
 
 def add_adapter(linear: nn.Linear, config: LoRAConfig) -> LoRALinear:
