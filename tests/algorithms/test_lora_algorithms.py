@@ -103,3 +103,11 @@ def test_sft_recipe_with_lora_converts_merged_and_as_adapter_and_refuses_a_full_
     full = load_config(CONFIGS / "sft-arith-lora-cpu.yaml", [*overrides, "sft.max_num_steps=3", "policy.lora.enabled=false"])
     with pytest.raises(ReinforgeError, match=r"belongs to another run: lora\.alpha.*lora\.enabled: true \(checkpoint\) vs false"):
         Trainer.from_config(full).fit()
+
+
+def test_lora_on_megatron_is_refused_by_the_cli_without_a_traceback(tiny_model_dir, tmp_path, capsys):
+    argv = ["train", "--config", str(CONFIGS / "sft-arith-lora-cpu.yaml"), *_common(tiny_model_dir, tmp_path), "policy.backend=megatron"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "the training backend 'megatron' does not declare LoRA support" in " ".join(err.split())
+    assert "Traceback" not in err
