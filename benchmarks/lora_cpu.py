@@ -9,11 +9,13 @@ Two measurements, each side in its own process (peak RSS is per process):
   gain >= 80 % of the full fine-tune's, peak RSS >= 1.2 GB lower, training phase <= 0.9x, checkpoint <= 5 %).
   About 2 x 18 min on 2 cores.
 - `train`: the training step alone, on the recipe's policy settings and a synthetic GRPO-shaped batch
-  (rows of one-shot-sized prompts and responses), a few steps, then one save: a quick memory and time
-  comparison without generation (about a minute a side on SmolLM2).
+  (rows of one-shot-sized prompts and responses): each side in its own process for a few steps and one
+  save (peak RSS, checkpoint size), then both sides in one process, steps interleaved, for the step time
+  (on a shared machine, separate processes see different loads; pairs of adjacent steps see the same).
+  A few minutes on SmolLM2.
 
     python benchmarks/lora_cpu.py recipe --model results/models/smollm2-135m-instruct [--steps 30] [overrides ...]
-    python benchmarks/lora_cpu.py train --model results/models/smollm2-135m-instruct [--steps 3]
+    python benchmarks/lora_cpu.py train --model results/models/smollm2-135m-instruct [--steps 3] [--pairs 3] [--rows 32]
 
 Writes benchmarks/results/lora_cpu.json (`recipe`) or lora_cpu_train.json (`train`), unless --out says otherwise.
 """
@@ -99,24 +101,12 @@ def train_side(side: str, model: str, steps: int, rows: int, prompt: int, respon
     import torch
 
     from reinforge.algorithms.losses import NLLLoss
-    from reinforge.backends.training.dtensor.backend import DTensorBackend
-    from reinforge.core.batch import Batch
-    from reinforge.core.load import load_config
 
     torch.set_num_threads(threads)
-    config = load_config(RECIPES[side], [f"policy.model_name={model}"])
-    policy = attrs.evolve(config.policy, train_global_batch_size=rows, train_micro_batch_size=min(rows, config.policy.train_micro_batch_size))
     started = time.perf_counter()
-    backend = DTensorBackend(policy.for_training(), policy.backend_cfg, need_reference=False, seed=0)
+    backend = _backend(side, model, rows)
     build = time.perf_counter() - started
-    vocab = backend.model.config.vocab_size
-    generator = torch.Generator().manual_seed(0)
-    width = prompt + response
-    ids = torch.randint(3, vocab, (rows, width), generator=generator)  # [B, T]
-    ids[:, :prompt] = ids[0, :prompt]  # one prompt for every row (share_prompt_forward runs it once)
-    token_mask = torch.zeros(rows, width)
-    token_mask[:, prompt:] = 1.0
-    batch = Batch(input_ids=ids, input_lengths=torch.full((rows,), width), token_mask=token_mask)
+    batch = _batch(backend.model.config.vocab_size, rows, prompt, response)
     seconds = []
     for _ in range(steps):
         begin = time.perf_counter()
@@ -125,11 +115,11 @@ def train_side(side: str, model: str, steps: int, rows: int, prompt: int, respon
     with tempfile.TemporaryDirectory() as folder:
         backend.save(folder)
         checkpoint = folder_bytes(Path(folder))
-    trainable = sum(p.numel() for p in backend.model.parameters() if p.requires_grad)
+    lora = backend.policy.lora
     return {
         "side": side,
-        "lora": attrs.asdict(policy.lora) if policy.lora.enabled else None,
-        "trainable_parameters": trainable,
+        "lora": attrs.asdict(lora) if lora.enabled else None,
+        "trainable_parameters": sum(p.numel() for p in backend.model.parameters() if p.requires_grad),
         "parameters": sum(p.numel() for p in backend.model.parameters()),
         "build_seconds": build,
         "step_seconds": seconds,
@@ -138,6 +128,53 @@ def train_side(side: str, model: str, steps: int, rows: int, prompt: int, respon
         "memory_estimate": backend.memory_estimate.as_dict(),
         "checkpoint_bytes": checkpoint,
     }
+
+
+def _batch(vocab: int, rows: int, prompt: int, response: int) -> Any:
+    """GRPO-shaped rows: one prompt shared by every row (as a group's samples), then the response tokens."""
+    import torch
+
+    from reinforge.core.batch import Batch
+
+    generator = torch.Generator().manual_seed(0)
+    width = prompt + response
+    ids = torch.randint(3, vocab, (rows, width), generator=generator)  # [B, T]
+    ids[:, :prompt] = ids[0, :prompt]
+    token_mask = torch.zeros(rows, width)  # [B, T]
+    token_mask[:, prompt:] = 1.0
+    return Batch(input_ids=ids, input_lengths=torch.full((rows,), width), token_mask=token_mask)
+
+
+def interleaved_steps(model: str, pairs: int, rows: int, prompt: int, response: int, threads: int) -> dict[str, Any]:
+    """Both sides in this process, one train step of each in turn (after one warm-up step each): step seconds and ratios."""
+    import torch
+
+    from reinforge.algorithms.losses import NLLLoss
+
+    torch.set_num_threads(threads)
+    backends = {side: _backend(side, model, rows) for side in ("full", "lora")}
+    batch = _batch(backends["full"].model.config.vocab_size, rows, prompt, response)
+    seconds: dict[str, list[float]] = {side: [] for side in backends}
+    for pair in range(pairs + 1):
+        for side, backend in backends.items():
+            begin = time.perf_counter()
+            backend.train(batch, NLLLoss())
+            if pair:
+                seconds[side].append(time.perf_counter() - begin)
+    ratios = [lora / full for full, lora in zip(seconds["full"], seconds["lora"])]
+    return {"seconds": seconds, "ratios": ratios, "median_ratio": statistics.median(ratios)}
+
+
+def _backend(side: str, model: str, rows: int) -> Any:
+    import attrs
+
+    from reinforge.backends.training.dtensor.backend import DTensorBackend
+    from reinforge.core.load import load_config
+
+    config = load_config(RECIPES[side], [f"policy.model_name={model}"])
+    micro = min(rows, config.policy.train_micro_batch_size)
+    policy = attrs.evolve(config.policy, train_global_batch_size=rows, train_micro_batch_size=micro)
+    return DTensorBackend(policy.for_training(), policy.backend_cfg, need_reference=False, seed=0)
 
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
@@ -149,9 +186,22 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         done = subprocess.run(command, check=True, capture_output=True, text=True)
         sides[side] = json.loads(done.stdout.strip().splitlines()[-1])
     full, lora = sides["full"], sides["lora"]
+    if args.pairs:
+        command = [sys.executable, __file__, "_pairs", "--model", args.model, "--pairs", str(args.pairs), "--rows", str(args.rows),
+                   "--prompt", str(args.prompt), "--response", str(args.response), "--threads", str(args.threads)]  # fmt: skip
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        interleaved = json.loads(done.stdout.strip().splitlines()[-1])
+        full["interleaved_median_step_seconds"] = statistics.median(interleaved["seconds"]["full"])
+        lora["interleaved_median_step_seconds"] = statistics.median(interleaved["seconds"]["lora"])
+    else:
+        interleaved = None
+    time_key = "interleaved_median_step_seconds" if interleaved else "median_step_seconds"
     result = {"mode": "train", "model": args.model, "rows": args.rows, "prompt": args.prompt, "response": args.response,
-              "threads": args.threads, "full": full, "lora": lora,
-              "criteria": criteria(full, lora, time_key="median_step_seconds", rss_key="peak_rss_bytes")}  # fmt: skip
+              "threads": args.threads, "full": full, "lora": lora, "interleaved": interleaved,
+              "criteria": criteria(full, lora, time_key=time_key, rss_key="peak_rss_bytes")}  # fmt: skip
+    if interleaved:
+        result["criteria"]["training_time_ratio"] = interleaved["median_ratio"]  # the median of per-pair ratios
+        result["criteria"]["training_time_ok"] = interleaved["median_ratio"] <= 0.9
     result["criteria"]["checkpoint_ratio"] = lora["checkpoint_bytes"] / full["checkpoint_bytes"]
     result["criteria"]["checkpoint_ok"] = result["criteria"]["checkpoint_ratio"] <= 0.05
     return result
@@ -168,8 +218,12 @@ def run_recipes(args: argparse.Namespace) -> dict[str, Any]:
 def print_table(result: dict[str, Any]) -> None:
     full, lora, crit = result["full"], result["lora"], result["criteria"]
     time_key = "median_training_seconds" if result["mode"] == "recipe" else "median_step_seconds"
+    if result.get("interleaved"):
+        time_key = "interleaved_median_step_seconds"
     print(f"{'':24}{'full':>14}{'LoRA':>14}")
-    print(f"{time_key:24}{full[time_key]:>14.2f}{lora[time_key]:>14.2f}   ratio {crit['training_time_ratio']:.2f}")
+    label = {"median_training_seconds": "training phase (s)", "interleaved_median_step_seconds": "train step, paired (s)"}
+    print(f"{label.get(time_key, 'train step (s)'):24}{full[time_key]:>14.2f}{lora[time_key]:>14.2f}   "
+          f"ratio {crit['training_time_ratio']:.2f}")  # fmt: skip
     print(f"{'peak RSS (GB)':24}{full['peak_rss_bytes'] / GB:>14.2f}{lora['peak_rss_bytes'] / GB:>14.2f}   "
           f"saved {crit['peak_rss_saving_bytes'] / GB:.2f} GB")  # fmt: skip
     if full.get("checkpoint_bytes") and lora.get("checkpoint_bytes"):
@@ -188,12 +242,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     recipe.add_argument("--steps", type=int, default=None, help="grpo.max_num_steps (default: the recipes' 30)")
     recipe.add_argument("--out", type=Path, default=RESULTS / "lora_cpu.json")
     recipe.add_argument("overrides", nargs="*", help="key=value overrides for both runs")
-    for name in ("train", "_side"):
+    for name in ("train", "_side", "_pairs"):
         step = sub.add_parser(name, help="the training step alone" if name == "train" else argparse.SUPPRESS)
         if name == "_side":
             step.add_argument("side", choices=sorted(RECIPES))
         step.add_argument("--model", required=True)
-        step.add_argument("--steps", type=int, default=3)
+        step.add_argument("--steps", type=int, default=3, help="steps of each side in its own process")
+        step.add_argument("--pairs", type=int, default=3, help="interleaved (full, LoRA) step pairs for the time (0 = none)")
         step.add_argument("--rows", type=int, default=32, help="rollouts per step (the recipe: 8 prompts x 4)")
         step.add_argument("--prompt", type=int, default=100, help="prompt tokens (the recipe's one-shot prompt: ~100)")
         step.add_argument("--response", type=int, default=64, help="response tokens (the recipe's max_new_tokens)")
@@ -202,6 +257,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     args = parser.parse_args(argv)
     if args.mode == "_side":
         print(json.dumps(train_side(args.side, args.model, args.steps, args.rows, args.prompt, args.response, args.threads)))
+        return None
+    if args.mode == "_pairs":
+        print(json.dumps(interleaved_steps(args.model, args.pairs, args.rows, args.prompt, args.response, args.threads)))
         return None
     result = run_recipes(args) if args.mode == "recipe" else run_train(args)
     print_table(result)
