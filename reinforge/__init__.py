@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "ClusterConfig": "reinforge.core.run_config:ClusterConfig",
     "OptimizerConfig": "reinforge.core.run_config:OptimizerConfig",
     "SchedulerConfig": "reinforge.core.run_config:SchedulerConfig",
+    "LoRAConfig": "reinforge.core.lora_config:LoRAConfig",
     # the seams, for plugin authors
     "Algorithm": "reinforge.core.interfaces:Algorithm",
     "Environment": "reinforge.core.interfaces:Environment",

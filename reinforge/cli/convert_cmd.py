@@ -1,4 +1,8 @@
-"""`reinforge convert`: a training checkpoint (torch.distributed.checkpoint) -> a Hugging Face folder."""
+"""`reinforge convert`: a training checkpoint (torch.distributed.checkpoint) -> a Hugging Face folder.
+
+A LoRA checkpoint (adapters only) converts to the base model with the adapters merged in, so convert ->
+eval -> the next recipe work as after a full fine-tune; `--adapter` writes a PEFT adapter folder instead.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--dcp-ckpt-path", required=True, help="the checkpoint's policy folder, e.g. results/x/step_40/policy")
     parser.add_argument("--hf-ckpt-path", required=True, help="output folder (new or empty, unless --force)")
     parser.add_argument("--force", action="store_true", help="write into a non-empty output folder, replacing its files")
+    parser.add_argument(
+        "--adapter",
+        action="store_true",
+        help="LoRA checkpoints: write the adapter as a PEFT folder (adapter_config.json + adapter_model.safetensors) "
+        "instead of the base model with the adapter merged in (the default)",
+    )
     parser.add_argument(
         "--allow-unverified",
         action="store_true",
@@ -40,8 +50,15 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(config_path, (), registry, schema=ComposedRunConfig if composed else None)
     backend = registry.get("training_backend", config.policy.backend)
     convert = _converter(backend.load())
-    out = convert(str(dcp), config.policy.model_name, str(args.hf_ckpt_path), tokenizer_dir=config.policy.tokenizer_name)
-    console.print(f"wrote a Hugging Face folder to {out}", markup=False)
+    extra = {"adapter": True} if args.adapter else {}
+    if args.adapter and not _accepts_adapter(convert):
+        raise ReinforgeError(
+            f"the training backend '{config.policy.backend}' cannot write adapter folders (its checkpoint_to_hf takes no "
+            "adapter=); convert without --adapter"
+        )
+    out = convert(str(dcp), config.policy.model_name, str(args.hf_ckpt_path), tokenizer_dir=config.policy.tokenizer_name, **extra)
+    what = "a PEFT adapter folder" if args.adapter else "a Hugging Face folder"
+    console.print(f"wrote {what} to {out}", markup=False)
     return 0
 
 
@@ -50,6 +67,15 @@ def _converter(backend_cls: type):  # noqa: ANN202
     if convert is None:
         raise ReinforgeError(f"the training backend {backend_cls.__name__} cannot convert checkpoints (no checkpoint_to_hf)")
     return convert
+
+
+def _accepts_adapter(convert: object) -> bool:
+    import inspect
+
+    try:
+        return "adapter" in inspect.signature(convert).parameters  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
 
 
 def verify_before_reading(dcp: Path, *, allow_unverified: bool) -> None:

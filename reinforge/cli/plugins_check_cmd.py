@@ -42,6 +42,11 @@ def training_backend_factory():
 @pytest.fixture
 def conformance_data_parallel():
     return {data_parallel!r}
+
+
+@pytest.fixture
+def conformance_lora():
+    return {lora!r}
 '''
 _SUITES = {"generation_backend": _GENERATION, "training_backend": _TRAINING}
 _CONFTEST = '''pytest_plugins = ["reinforge.testing.fixtures"]
@@ -76,7 +81,9 @@ def conformance_module(registry: Registry, name: str, kind: str | None = None) -
     # A backend that declared no data parallelism skips the 2-rank test (the executors never run it so);
     # one that declared nothing is tested, since the executors would let it run on several ranks.
     data_parallel = spec.capabilities is None or spec.capabilities.data_parallel
-    return _HEADER.format(settings=registry.settings) + "\n" + _SUITES[kinds[0]].format(name=name, data_parallel=data_parallel)
+    lora = spec.capabilities is not None and spec.capabilities.lora  # the LoRA tests run where it is declared
+    suite = _SUITES[kinds[0]].format(name=name, data_parallel=data_parallel, lora=lora)
+    return _HEADER.format(settings=registry.settings) + "\n" + suite
 
 
 def run_check(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import attrs
 from rich.markup import escape
 from rich.table import Table
 
@@ -44,7 +45,18 @@ def spec_record(spec: PluginSpec) -> dict[str, Any]:
         "install": spec.install_hint() if missing else None,
         "description": spec.description,
         "implementation": spec.implementation if isinstance(spec.implementation, str) else repr(spec.implementation),
+        "capabilities": attrs.asdict(spec.capabilities) if spec.capabilities is not None else None,
     }
+
+
+def capability_summary(record: dict[str, Any]) -> str:
+    """A backend's declared capabilities in words ('' when it declared none), e.g. 'LoRA, data parallel; cpu, cuda'."""
+    declared = record.get("capabilities")
+    if declared is None:
+        return ""
+    words = {"lora": "LoRA", "data_parallel": "data parallel", "tensor_parallel": "tensor parallel"}
+    can = [word for key, word in words.items() if declared.get(key)]
+    return f"{', '.join(can) or 'single process, full fine-tuning only'}; {', '.join(declared.get('devices', ()))}"
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -64,7 +76,9 @@ def run_list(args: argparse.Namespace) -> int:
     table.add_column("description", overflow="fold")
     for r in records:
         status = "[green]available[/]" if r["available"] else f"[yellow]needs: {escape(r['install'])}[/]"
-        table.add_row(r["kind"].replace("_", " "), r["name"], escape(r["source"]), status, escape(r["description"]))
+        summary = capability_summary(r)
+        description = f"{r['description']} [can: {summary}]" if summary else r["description"]
+        table.add_row(r["kind"].replace("_", " "), r["name"], escape(r["source"]), status, escape(description))
     console.print(table)
     if args.all:
         modules = sorted(name for name, plugin in registry.plugin_manager.list_name_plugin() if plugin is not None)
@@ -95,6 +109,9 @@ def run_show(args: argparse.Namespace) -> int:
     console.print(f"[bold]{spec.kind.replace('_', ' ')} '{spec.name}'[/] from {escape(str(spec.source))}")
     if spec.description:
         console.print(escape(spec.description))
+    summary = capability_summary(spec_record(spec))
+    if summary:
+        console.print(f"can: {escape(summary)}")
     if not spec.available:
         console.print(f"[yellow]not available here; install with: {escape(spec.install_hint())}[/]")
     if config_cls is None:

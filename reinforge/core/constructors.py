@@ -158,7 +158,8 @@ class Capabilities:
     The executor checks a run against it before starting any worker, so that, for example, a
     training backend without data parallelism run on two training workers fails at once instead
     of training two drifting copies that write the same checkpoint. A backend that declares
-    nothing is not checked.
+    nothing is not checked, except for LoRA: with `policy.lora.enabled` only a backend that
+    declared `lora=True` may run.
     """
 
     data_parallel: bool = False  # shards each batch over several ranks and keeps their weights identical
@@ -166,8 +167,10 @@ class Capabilities:
     lora: bool = False  # trains low-rank adapters
     devices: tuple[str, ...] = ("cpu",)  # "cpu", "cuda"
 
-    def check_training(self, backend: str, *, workers: int, tensor_parallel: int, gpus: bool) -> None:
-        """Raise a ReinforgeError naming what `backend` cannot do in this layout."""
+    def check_training(self, backend: str, *, workers: int, tensor_parallel: int, gpus: bool, lora: bool = False) -> None:
+        """Raise a ReinforgeError naming what `backend` cannot do in this layout (LoRA first: same message on any device)."""
+        if lora:
+            self.check_lora(backend)
         device = "cuda" if gpus else "cpu"
         if device not in self.devices and not (device == "cpu" and "cuda" in self.devices and cuda_emulated_on_cpu()):
             raise ReinforgeError(
@@ -190,6 +193,21 @@ class Capabilities:
                 f"make {replicas} replicas, each training its own drifting copy; set cluster.training_workers="
                 f"{max(tensor_parallel, 1)}, or use a backend that shards the batch (e.g. dtensor)"
             )
+
+
+    def check_lora(self, backend: str) -> None:
+        """Raise a ReinforgeError unless `backend` declared that it trains LoRA adapters."""
+        if not self.lora:
+            raise ReinforgeError(lora_refusal(backend))
+
+
+def lora_refusal(backend: str) -> str:
+    """Why a backend without `Capabilities(lora=True)` may not run with `policy.lora.enabled` (declared or not)."""
+    return (
+        f"policy.lora.enabled is true, but the training backend '{backend}' does not declare LoRA support "
+        "(Capabilities(lora=True)), so it would silently train every weight; use policy.backend: dtensor, which "
+        "trains adapters, or set policy.lora.enabled: false for full fine-tuning"
+    )
 
 
 # Set to "1" only by a test harness that routes a CUDA-only library's CUDA calls to the CPU in this

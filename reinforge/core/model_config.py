@@ -16,11 +16,12 @@ import attrs
 from attrs import validators as v
 
 from reinforge.core.config import doc
+from reinforge.core.lora_config import LoRAConfig
 
 
 @attrs.define(kw_only=True, frozen=True)
 class ModelConfig:
-    """Which model, which tokenizer and chat template, what precision, how long a sequence may be."""
+    """Which model, which tokenizer and chat template, what precision, how long a sequence may be, which adapters."""
 
     model_name: str = doc("Hugging Face model folder or hub name")
     tokenizer_name: str | None = doc("tokenizer folder (default: model_name)", default=None)
@@ -31,6 +32,9 @@ class ModelConfig:
     )
     precision: Literal["float32", "bfloat16"] = doc("parameter and compute dtype", default="float32")
     max_total_sequence_length: int = doc("prompt + response tokens", default=1024, validator=v.gt(0))
+    lora: LoRAConfig = doc(
+        "low-rank adapters the trainer trains on this model (generators receive merged weights)", factory=LoRAConfig
+    )
 
     @property
     def tokenizer_folder(self) -> str:

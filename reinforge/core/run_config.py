@@ -15,6 +15,7 @@ from attrs import validators as v
 
 from reinforge.core.config import MovedKey, doc, plugin_options, plugin_options_map
 from reinforge.core.env_guard import EnvGuardConfig
+from reinforge.core.lora_config import LoRAConfig
 from reinforge.core.model_config import ModelConfig
 from reinforge.core.sampling import check_stop_strings, check_stop_token_ids, top_k_off
 
@@ -82,6 +83,10 @@ class PolicyConfig:
     max_grad_norm: float | None = doc("gradient clipping (null = off)", default=1.0, validator=_optional(positive))
     optimizer: OptimizerConfig = doc("optimizer", factory=OptimizerConfig)
     scheduler: SchedulerConfig = doc("learning-rate schedule", factory=SchedulerConfig)
+    lora: LoRAConfig = doc(
+        "low-rank adapters (NeMo-RL: policy.dtensor_cfg.lora_cfg); enabled: train only them, the base stays frozen",
+        factory=LoRAConfig,
+    )
     backend: str = doc("training backend plugin: dtensor, megatron, ...", default="dtensor")
     backend_cfg: Any = plugin_options("training_backend", "backend", "options of the chosen training backend")
     generation: GenerationConfig = doc("rollout generation", factory=GenerationConfig)
@@ -103,6 +108,7 @@ class PolicyConfig:
             chat_template=self.chat_template,
             precision=self.precision,
             max_total_sequence_length=self.max_total_sequence_length,
+            lora=self.lora,
         )
 
     def __attrs_post_init__(self) -> None:

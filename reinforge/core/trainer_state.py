@@ -85,6 +85,8 @@ def run_fingerprint(config: dict[str, Any]) -> dict[str, Any]:
         "precision": policy.get("precision"),
         "train_global_batch_size": policy.get("train_global_batch_size"),
         "optimizer": policy.get("optimizer"),
+        # Off is recorded as {"enabled": false}, so a switch to or from adapters differs at lora.enabled.
+        "lora": (policy.get("lora") or {}) if (policy.get("lora") or {}).get("enabled") else {"enabled": False},
     }
 
 

@@ -7,6 +7,7 @@ refuse the same layouts with the same message wherever the run is started.
 
 from __future__ import annotations
 
+from reinforge.core.constructors import Capabilities
 from reinforge.core.registry import Registry
 from reinforge.core.run_config import PolicyConfig
 
@@ -20,8 +21,15 @@ def check_training_layout(registry: Registry, policy: PolicyConfig, *, workers: 
     """Raise a ReinforgeError when `policy.backend` declared it cannot run on `workers` ranks / this device.
 
     A backend that declared no capabilities is not checked (it may still guard itself, see the kit's
-    `require_single_process`).
+    `require_single_process`), except that it may not run with `policy.lora.enabled`: it would train
+    every weight instead of adapters.
     """
     capabilities = registry.get("training_backend", policy.backend).capabilities
-    if capabilities is not None:
-        capabilities.check_training(policy.backend, workers=workers, tensor_parallel=tensor_parallel_size(policy), gpus=gpus)
+    lora = policy.lora.enabled
+    if capabilities is None:
+        if lora:
+            Capabilities().check_lora(policy.backend)
+        return
+    capabilities.check_training(
+        policy.backend, workers=workers, tensor_parallel=tensor_parallel_size(policy), gpus=gpus, lora=lora
+    )

@@ -15,7 +15,7 @@ def reinforge_register_training_backends(register: Register) -> None:
         config="reinforge.backends.training.dtensor.config:DTensorConfig",
         requires=("torch", "transformers"),
         description="Hugging Face causal LM on PyTorch FSDP2 + DTensor tensor parallel (CPU and GPU)",
-        capabilities=Capabilities(data_parallel=True, tensor_parallel=True, devices=("cpu", "cuda")),
+        capabilities=Capabilities(data_parallel=True, tensor_parallel=True, lora=True, devices=("cpu", "cuda")),
     )
     register(
         "megatron",
@@ -30,5 +30,6 @@ def reinforge_register_training_backends(register: Register) -> None:
         # hundreds of places, so on a CPU-only machine the executor refuses it with a device error before
         # any worker starts. The test suite's CPU shim sets REINFORGE_TEST_CUDA_ON_CPU (see
         # core/constructors.py: cuda_emulated_on_cpu), which lets exactly those shimmed runs through.
+        # No LoRA yet (lora=False): policy.lora.enabled is refused before any worker starts.
         capabilities=Capabilities(data_parallel=True, tensor_parallel=True, devices=("cuda",)),
     )

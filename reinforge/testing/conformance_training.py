@@ -17,7 +17,12 @@ Use from a plugin's test module:
 
 Override `conformance_model_dir` to test another (small, float32) Hugging Face model folder.
 
-One test (marked `distributed`) runs the backend on 2 data-parallel ranks in 2 processes
+A backend that trains LoRA adapters (registered with `Capabilities(lora=True)`) overrides the
+`conformance_lora` fixture to return True; the `test_lora_*` tests then build it with `policy.lora`
+and check that it starts at the base, keeps the base as the reference, sends merged weights under
+the base's names, and checkpoints (and resumes) the adapters alone. Otherwise they are skipped.
+
+Two tests (marked `distributed`) run the backend on 2 data-parallel ranks in 2 processes
 (`reinforge.testing.two_ranks`): the factory must then be picklable by cloudpickle (a closure over
 importable classes and plain options is), and whatever the backend needs in a fresh process
 (e.g. a test shim) must happen inside the factory.
@@ -37,6 +42,7 @@ import torch
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.interfaces import TrainingBackend
+from reinforge.core.lora_config import LoRAConfig
 from reinforge.core.run_config import OptimizerConfig, PolicyConfig, SchedulerConfig
 
 BackendFactory = Callable[..., TrainingBackend]  # (policy, *, need_reference=False) -> backend
@@ -47,12 +53,17 @@ __all__ = [
     "ConformanceNLLLoss",
     "conformance_batch",
     "conformance_data_parallel",
+    "conformance_lora",
     "conformance_model_dir",
     "make_training_backend",
     "naive_logprobs",
     "test_empty_batch_raises",
     "test_export_hf_loads_with_the_same_logprobs",
     "test_logprobs_are_aligned_padded_and_match_hugging_face",
+    "test_lora_checkpoint_is_small_and_resumes_identically",
+    "test_lora_named_weights_keep_the_base_names_and_shapes",
+    "test_lora_start_is_the_base_and_the_reference_stays_the_base",
+    "test_lora_two_data_parallel_ranks_match_one_and_save_one_checkpoint",
     "test_loss_decreases_on_a_fixed_batch",
     "test_microbatch_split_does_not_change_the_update",
     "test_named_weights_cover_the_model_in_bounded_buckets",
@@ -184,6 +195,12 @@ def conformance_data_parallel() -> bool:
     """Whether the backend shards batches over data-parallel ranks; override with False (as `reinforge plugins
     check` does for a backend registered with `Capabilities(data_parallel=False)`) to skip the 2-rank test."""
     return True
+
+
+@pytest.fixture
+def conformance_lora() -> bool:
+    """Whether the backend trains LoRA adapters (`Capabilities(lora=True)`); override with True to run the LoRA tests."""
+    return False
 
 
 @pytest.fixture
@@ -382,6 +399,10 @@ def test_two_data_parallel_ranks_match_one_and_save_one_checkpoint(make_training
     loads (weights, optimizer and schedule state) and continues identically."""
     if not conformance_data_parallel:
         pytest.skip("the backend declares no data parallelism: the executors refuse to run it on 2 ranks")
+    _check_two_ranks(make_training_backend, training_backend_factory, conformance_model_dir, tmp_path)
+
+
+def _check_two_ranks(make_training_backend, training_backend_factory, model_dir: Path, tmp_path: Path, **extra: Any) -> None:  # noqa: ANN001
     pytest.importorskip("cloudpickle", reason="the 2-rank test sends the factory with cloudpickle: pip install 'reinforge[test]'")
     from reinforge.testing.two_ranks import run_two_ranks
 
@@ -391,13 +412,14 @@ def test_two_data_parallel_ranks_match_one_and_save_one_checkpoint(make_training
     fields = {
         "optimizer": OptimizerConfig(name="adam", lr=0.05, weight_decay=0.0, eps=1.0),
         "scheduler": SchedulerConfig(name="linear_warmup", warmup_steps=4, warmup_start_factor=0.25),
+        **extra,
     }
-    batch = conformance_batch(_vocab(conformance_model_dir), rows=8, seed=3)
-    second_batch = conformance_batch(_vocab(conformance_model_dir), rows=8, seed=4)
+    batch = conformance_batch(_vocab(model_dir), rows=8, seed=3)
+    second_batch = conformance_batch(_vocab(model_dir), rows=8, seed=4)
     single = make_training_backend(**fields)
     initial = weights(single)
     ranks = run_two_ranks(
-        {"factory": training_backend_factory, "policy": _conformance_policy(conformance_model_dir, **fields),
+        {"factory": training_backend_factory, "policy": _conformance_policy(model_dir, **fields),
          "batch": batch, "second_batch": second_batch, "checkpoint_dir": str(tmp_path / "ckpt")},
         tmp_path,
     )  # fmt: skip
@@ -419,6 +441,85 @@ def test_two_data_parallel_ranks_match_one_and_save_one_checkpoint(make_training
     assert continued["loss"] == pytest.approx(ranks[0]["second"]["loss"], abs=1e-5)
     _assert_weights_close(ranks[0]["after_second"], ranks[1]["after_second"], atol=0.0)
     _assert_weights_close(weights(resumed), ranks[0]["after_second"], atol=1e-5)
+
+
+# --------------------------------------------------------------------------- LoRA (backends with Capabilities(lora=True))
+_LORA = LoRAConfig(enabled=True, dim=4, alpha=8.0)
+
+
+def _require_lora(conformance_lora: bool) -> None:
+    if not conformance_lora:
+        pytest.skip("the backend declares no LoRA support (Capabilities(lora=False)): the executors refuse policy.lora")
+
+
+def _checkpoint_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def test_lora_start_is_the_base_and_the_reference_stays_the_base(make_training_backend, conformance_model_dir, conformance_lora):
+    _require_lora(conformance_lora)
+    backend = make_training_backend(need_reference=True, lora=_LORA, optimizer=OptimizerConfig(name="adamw", lr=1e-2, weight_decay=0.0))
+    batch = conformance_batch(_vocab(conformance_model_dir))
+    base = naive_logprobs(_hf_model(conformance_model_dir), batch)
+    start = backend.reference_logprobs(batch)
+    assert torch.equal(backend.logprobs(batch), start)  # B = 0: the adapters add nothing, exactly
+    torch.testing.assert_close(start, base, atol=1e-5, rtol=0)
+    for _ in range(2):
+        backend.train(batch, ConformanceNLLLoss())
+    assert (backend.logprobs(batch) - start).abs().max() > 1e-3  # the policy moved
+    assert torch.equal(backend.reference_logprobs(batch), start)  # the reference is still the base
+
+
+def test_lora_named_weights_keep_the_base_names_and_shapes(make_training_backend, conformance_model_dir, conformance_lora):
+    _require_lora(conformance_lora)
+    backend = make_training_backend(lora=_LORA, optimizer=OptimizerConfig(name="adamw", lr=1e-2, weight_decay=0.0))
+    batch = conformance_batch(_vocab(conformance_model_dir))
+    backend.train(batch, ConformanceNLLLoss())
+    expected = _hf_model(conformance_model_dir).state_dict()
+    got = weights(backend)
+    assert got.keys() <= expected.keys(), f"not Hugging Face names: {sorted(got.keys() - expected.keys())[:5]}"
+    pointers = {t.data_ptr() for name, t in expected.items() if name in got}
+    for name in expected.keys() - got.keys():  # only tied aliases of a sent tensor may be left out
+        assert expected[name].data_ptr() in pointers, f"{name} is missing and is not tied to a sent tensor"
+    moved = [name for name, tensor in got.items() if tuple(tensor.shape) == tuple(expected[name].shape)
+             and not torch.equal(tensor, expected[name].float())]  # fmt: skip
+    assert all(tuple(t.shape) == tuple(expected[n].shape) for n, t in got.items())
+    assert moved and all(name.endswith("proj.weight") for name in moved), moved  # merged linear weights only
+
+
+def test_lora_checkpoint_is_small_and_resumes_identically(make_training_backend, conformance_model_dir, conformance_lora, tmp_path):
+    _require_lora(conformance_lora)
+    fields = {
+        "lora": _LORA,
+        "optimizer": OptimizerConfig(name="adamw", lr=1e-2, weight_decay=0.01),
+        "scheduler": SchedulerConfig(name="linear_warmup", warmup_steps=4, warmup_start_factor=0.25),
+    }
+    batch = conformance_batch(_vocab(conformance_model_dir))
+    first = make_training_backend(**fields)
+    first.train(batch, ConformanceNLLLoss())
+    first.save(str(tmp_path / "lora"))
+    expected = first.train(batch, ConformanceNLLLoss())
+    full = make_training_backend(optimizer=fields["optimizer"])
+    full.train(batch, ConformanceNLLLoss())
+    full.save(str(tmp_path / "full"))
+    assert _checkpoint_bytes(tmp_path / "lora") < 0.25 * _checkpoint_bytes(tmp_path / "full")  # adapters, not the base
+
+    second = make_training_backend(**fields)
+    second.load(str(tmp_path / "lora"))
+    resumed = second.train(batch, ConformanceNLLLoss())
+    assert resumed["lr"] == pytest.approx(expected["lr"]) and resumed["loss"] == pytest.approx(expected["loss"], abs=1e-6)
+    _assert_weights_close(weights(first), weights(second), atol=1e-6)
+
+
+@pytest.mark.distributed
+def test_lora_two_data_parallel_ranks_match_one_and_save_one_checkpoint(make_training_backend, training_backend_factory,
+                                                                        conformance_model_dir, conformance_data_parallel,
+                                                                        conformance_lora, tmp_path):  # fmt: skip
+    """The 2-rank test with adapters: replicas agree, match one process (1e-5), and save one adapter checkpoint."""
+    _require_lora(conformance_lora)
+    if not conformance_data_parallel:
+        pytest.skip("the backend declares no data parallelism: the executors refuse to run it on 2 ranks")
+    _check_two_ranks(make_training_backend, training_backend_factory, conformance_model_dir, tmp_path, lora=_LORA)
 
 
 def _conformance_policy(model_dir: Path, **fields: Any) -> PolicyConfig:

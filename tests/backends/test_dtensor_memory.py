@@ -74,6 +74,21 @@ def test_estimate_hand_worked_variants() -> None:
     assert longest.activations == 2 * 5 * (2 * 624 + 100)
 
 
+def test_estimate_hand_worked_lora() -> None:
+    from reinforge.core.lora_config import LoRAConfig
+
+    # 1000 parameters of which 60 adapters (largest 20): weights count all, gradients and moments the adapters only
+    shape = attrs.evolve(SHAPE, num_parameters=1060, trainable_parameters=60, largest_trainable=20)
+    lora = _policy(lora=LoRAConfig(enabled=True))
+    estimate = estimate_training_memory(shape, lora, DTensorConfig(logprob_chunk_size=4), need_reference=True)
+    assert (estimate.weights, estimate.gradients, estimate.optimizer_state) == (4240, 240, 480)
+    assert estimate.optimizer_step == 2 * 20 * 4  # AdamW's per-tensor temporaries of the largest adapter
+    assert estimate.reference == 0  # the reference is the base with adapters off, not a copy
+    assert estimate.training_peak == 4240 + 240 + 480 + 26960 + 2048
+    full = estimate_training_memory(SHAPE, _policy(), DTensorConfig(logprob_chunk_size=4), need_reference=True)
+    assert full.training_peak - estimate.training_peak == (4000 + 4000 + 8000 + 4000) - (4240 + 240 + 480)
+
+
 def test_model_shape_counts_the_real_parameters(tiny_model_dir, tiny_model) -> None:
     from transformers import AutoConfig
 

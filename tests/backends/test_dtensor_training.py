@@ -35,6 +35,11 @@ def dtensor_options() -> DTensorConfig:
 
 
 @pytest.fixture
+def conformance_lora() -> bool:
+    return True  # dtensor registers Capabilities(lora=True): the suite's LoRA tests run
+
+
+@pytest.fixture
 def training_backend_factory(dtensor_options):
     def make(policy: PolicyConfig, *, need_reference: bool = False) -> TrainingBackend:
         return DTensorBackend(policy, dtensor_options, need_reference=need_reference)

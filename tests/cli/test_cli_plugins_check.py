@@ -52,11 +52,15 @@ def test_the_two_rank_test_is_skipped_only_for_a_backend_declared_without_data_p
     assert fixture.format(False) in conformance_module(registry, "one_rank")
     assert fixture.format(True) in conformance_module(registry, "undeclared")  # the executors would run it on 2 ranks
     assert fixture.format(True) in conformance_module(registry, "dtensor")
+    lora = "def conformance_lora():\n    return {}\n"  # the LoRA tests run only where Capabilities(lora=True) says so
+    assert lora.format(True) in conformance_module(registry, "dtensor")
+    assert lora.format(False) in conformance_module(registry, "one_rank")
+    assert lora.format(False) in conformance_module(registry, "undeclared")
 
 
 @pytest.mark.integration
 @pytest.mark.distributed
 def test_the_check_of_dtensor_runs_the_two_rank_data_parallel_test():
-    done = check("dtensor", "-k", "two_data_parallel")
+    done = check("dtensor", "-k", "two_data_parallel and not lora")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "1 passed" in done.stdout

@@ -46,3 +46,18 @@ def test_megatron_without_megatron_core_shows_the_extra_to_install(in_empty_dir,
     assert main(["plugins", "list", "--kind", "training_backend"]) == 0
     table = capsys.readouterr().out
     assert "needs: pip install 'reinforge[megatron]'" in " ".join(table.split())
+
+
+def test_capabilities_are_reported_and_say_which_backends_train_lora(in_empty_dir, capsys):
+    backends = _training_backends(capsys)
+    assert backends["dtensor"]["capabilities"] == {
+        "data_parallel": True, "tensor_parallel": True, "lora": True, "devices": ["cpu", "cuda"]
+    }
+    assert backends["megatron"]["capabilities"]["lora"] is False
+    assert main(["plugins", "list", "--kind", "training_backend"]) == 0
+    table = " ".join(capsys.readouterr().out.split())
+    assert "[can: LoRA, data" in table and "[can: data parallel, tensor" in table  # dtensor's and megatron's rows
+    assert main(["plugins", "show", "dtensor", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["capabilities"]["lora"] is True
+    assert main(["plugins", "show", "megatron"]) == 0
+    assert "can: data parallel, tensor parallel; cuda" in capsys.readouterr().out

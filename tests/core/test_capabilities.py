@@ -28,7 +28,7 @@ def test_a_declaration_reaches_the_registry_and_the_built_ins_declare_their_para
     registry = Registry.create(plugins=[("single", SingleProcessPlugin())])
     assert registry.get("training_backend", "one_rank").capabilities == Capabilities()
     dtensor = registry.get("training_backend", "dtensor").capabilities
-    assert dtensor == Capabilities(data_parallel=True, tensor_parallel=True, devices=("cpu", "cuda"))
+    assert dtensor == Capabilities(data_parallel=True, tensor_parallel=True, lora=True, devices=("cpu", "cuda"))
     megatron = registry.get("training_backend", "megatron").capabilities
     assert megatron == Capabilities(data_parallel=True, tensor_parallel=True, devices=("cuda",))
 

@@ -7,6 +7,11 @@ method below is collective when a process group exists, so all ranks must call i
 
 Shapes: rows are right-padded `input_ids  # [B, T]` with `input_lengths  # [B]`; logprobs
 `# [B, T]` are aligned with `input_ids` (column 0 and padding are 0). See `reinforge.core.interfaces`.
+
+With `policy.lora.enabled` (see `lora.py`): adapters are added after loading and before parallelising,
+only they train and have optimizer state, the reference policy is this same module with its adapters
+off (no copy), refits and `export_hf` send merged weights under the base's names, and checkpoints hold
+the adapters and their optimizer state only.
 """
 
 from __future__ import annotations
@@ -31,6 +36,14 @@ from reinforge.backends.training.dtensor.checkpointing import (
 from reinforge.backends.training.dtensor.config import DTensorConfig, check_option_combinations, shares_prompts
 from reinforge.backends.training.dtensor.distributed import ParallelContext
 from reinforge.backends.training.dtensor.logprobs import PolicyModule, check_packing, check_shared_prompts
+from reinforge.backends.training.dtensor.lora import (
+    LoRALinear,
+    adapters_disabled,
+    check_saved_lora,
+    inject_adapters,
+    merge_state_dict,
+    merged_weight,
+)
 from reinforge.backends.training.dtensor.memory import ModelShape, estimate_training_memory, measured_peak
 from reinforge.backends.training.dtensor.optim import build_optimizer, build_scheduler, restore_kernel_options
 from reinforge.backends.training.dtensor.parallelize import check_tensor_parallel, is_dtensor, parallelize, reshard
@@ -87,7 +100,7 @@ class DTensorBackend:
             # What build_optimizer chose (fused or foreach), put back after a checkpoint's load_state_dict.
             self._kernel = {key: self.optimizer.param_groups[0].get(key) for key in ("fused", "foreach")}
             self.scheduler = build_scheduler(self.optimizer, policy.scheduler)
-            if need_reference:
+            if need_reference and not policy.lora.enabled:  # with LoRA the reference is the base: adapters off
                 self._reference_module()
             # Reported with the first train() metrics (train/memory_estimate_bytes), beside what was measured.
             self.memory_estimate = estimate_training_memory(
@@ -122,6 +135,10 @@ class DTensorBackend:
         module = PolicyModule(causal_lm, self.options.logprob_chunk_size)
         if not train:
             module.requires_grad_(False)
+        elif self.policy.lora.enabled:
+            layers = inject_adapters(causal_lm, self.policy.lora)  # before parallelize: TP and FSDP place the adapters too
+            trainable = sum(p.numel() for p in causal_lm.parameters() if p.requires_grad)
+            log.info("LoRA: %d adapted layers, %d trainable parameters (rank %d)", len(layers), trainable, self.policy.lora.dim)
         parallelize(module, causal_lm, self.ctx, self.options, train=train)
         if self.options.sequence_packing:
             check_packing(module, self.ctx.device)
@@ -184,9 +201,13 @@ class DTensorBackend:
         return self._score(self._live(), batch, temperature, "logprobs")
 
     def reference_logprobs(self, batch: Batch, temperature: float = 1.0) -> torch.Tensor:
-        """Per-token logprobs `# [B, T]` under the frozen reference (loaded on first call)."""
+        """Per-token logprobs `# [B, T]` under the frozen reference (loaded on first call; with LoRA, the
+        live module with its adapters off, which is the base model)."""
         check_temperature(temperature)
-        self._live()
+        live = self._live()
+        if self.policy.lora.enabled:
+            with adapters_disabled(live):
+                return self._score(live, batch, temperature, "reference_logprobs")
         return self._score(self._reference_module(), batch, temperature, "reference_logprobs")
 
     def _score(self, module: PolicyModule, batch: Batch, temperature: float, what: str) -> torch.Tensor:
@@ -206,24 +227,40 @@ class DTensorBackend:
 
         Tensors are gathered one at a time (`DTensor.full_tensor()`, collective), on the compute
         device, in the parameters' dtype. A tensor may share memory with the live parameter:
-        copy it if you keep it past the next `train`.
+        copy it if you keep it past the next `train`. With LoRA an adapted layer's weight is sent
+        merged, `W + alpha/dim * B A` (computed in float32), and the adapters themselves are not sent.
         """
         limit = self.options.refit_bucket_bytes if bucket_bytes is None else bucket_bytes
         yield from stream_buckets(self._full_tensors(), limit)
 
     def _full_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        for name, tensor in _hf_tensors(self.model):
-            if is_dtensor(tensor):
-                tensor = tensor.to(self.ctx.device).full_tensor()
-            yield name, tensor.detach()
+        model = self.model
+        for name, tensor in _hf_tensors(model):
+            owner, _, leaf = name.rpartition(".")
+            layer = model.get_submodule(owner) if owner else model
+            if isinstance(layer, LoRALinear):
+                if leaf in ("lora_A", "lora_B"):
+                    continue  # merged into the layer's weight
+                if leaf == "weight":
+                    full = [self._full(t) for t in (layer.weight, layer.lora_A, layer.lora_B)]
+                    yield name, merged_weight(*full, layer.scale)
+                    continue
+            yield name, self._full(tensor)
+
+    def _full(self, tensor: torch.Tensor) -> torch.Tensor:
+        if is_dtensor(tensor):
+            tensor = tensor.to(self.ctx.device).full_tensor()
+        return tensor.detach()
 
     def save(self, directory: str) -> None:
         """Model + optimizer (DCP), scheduler, step and RNG state; see `checkpointing` for the layout."""
+        lora = self.policy.lora
         info = {
             "model_name": self.policy.model_name,
             "precision": self.policy.precision,
             "world_size": self.ctx.world_size,
             "tensor_parallel_size": self.ctx.tp_size,
+            "lora": attrs.asdict(lora) if lora.enabled else None,  # dcp_to_hf merges with its alpha / dim
         }
         save_checkpoint(
             directory,
@@ -233,18 +270,27 @@ class DTensorBackend:
             step=self.step,
             ctx=self.ctx,
             info=info,
+            trainable_only=lora.enabled,
         )
 
     def load(self, directory: str) -> None:
         """Restore `save`'s state into this backend (any world size; DCP reshards)."""
+        check_saved_lora(directory, self.policy.lora)
         self.step = load_checkpoint(
-            directory, causal_lm=self.model, optimizer=self.optimizer, scheduler=self.scheduler, ctx=self.ctx
+            directory,
+            causal_lm=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            ctx=self.ctx,
+            trainable_only=self.policy.lora.enabled,
         )
         restore_kernel_options(self.optimizer, self._kernel)
 
     def export_hf(self, directory: str) -> None:
-        """Write the current weights as a Hugging Face folder (rank 0 writes; every rank must call)."""
+        """Write the current weights as a Hugging Face folder (rank 0 writes; every rank must call); with LoRA, merged."""
         state_dict = full_state_dict(self.model, self.ctx)
+        if self.policy.lora.enabled and self.ctx.is_writer:
+            state_dict = merge_state_dict(state_dict, self.policy.lora.scale)
         if self.ctx.is_writer:
             write_hf_folder(
                 state_dict,

@@ -8,7 +8,8 @@ knows which knob to turn, and it is the yardstick the benchmarks measure peak me
 What it counts, in bytes, for the steady state (after the first optimizer step has created the
 optimizer state):
 - weights, gradients and optimizer state (AdamW/Adam: two tensors per parameter; SGD: none), in the
-  parameters' dtype, divided over the ranks that shard them (FSDP x tensor parallel);
+  parameters' dtype, divided over the ranks that shard them (FSDP x tensor parallel); gradients and
+  optimizer state only for trainable parameters (with LoRA: the adapters, not the frozen base);
 - the optimizer step's temporaries: AdamW's per-tensor path holds two parameter-sized temporaries of
   the largest tensor; the foreach path (GPU DTensors) one of every tensor; the fused kernel (plain
   tensors, see optim.py) updates in place and holds none;
@@ -56,12 +57,17 @@ class ModelShape:
     head_dim: int
     intermediate_size: int
     vocab_size: int
+    # Parameters that get gradients and optimizer state (None: all of them), and the largest such tensor.
+    trainable_parameters: int | None = None
+    largest_trainable: int | None = None
 
     @classmethod
     def from_model(cls, model: Any) -> ModelShape:
         """From a Hugging Face causal LM (its config, and its parameters counted once each, tied ones once)."""
         config = model.config
         sizes = [p.numel() for p in model.parameters()]  # a DTensor reports its global size
+        trainable = [p.numel() for p in model.parameters() if p.requires_grad]
+        frozen = len(trainable) < len(sizes)
         heads = config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
         return cls(
@@ -73,6 +79,8 @@ class ModelShape:
             head_dim=head_dim,
             intermediate_size=config.intermediate_size,
             vocab_size=config.vocab_size,
+            trainable_parameters=sum(trainable) if frozen else None,
+            largest_trainable=max(trainable, default=0) if frozen else None,
         )
 
     @classmethod
@@ -96,7 +104,7 @@ class MemoryEstimate:
     optimizer_step: int  # temporaries while the optimizer steps
     activations: int  # decoder layers, largest micro-batch
     logits: int  # one output-layer chunk in backward
-    reference: int  # frozen reference weights (KL penalty only)
+    reference: int  # frozen reference weights (KL penalty only; 0 with LoRA: the base with adapters off)
     logprob_pass: int  # activations and logits of the no-grad logprob pass
 
     @property
@@ -158,13 +166,16 @@ def estimate_training_memory(
     b = DTYPE_BYTES[policy.precision]
     length = sequence_length or policy.max_total_sequence_length
     parameter_bytes = shape.num_parameters * b // shards
+    trainable = shape.num_parameters if shape.trainable_parameters is None else shape.trainable_parameters
+    largest_trainable = shape.largest_parameter if shape.largest_trainable is None else shape.largest_trainable
+    trainable_bytes = trainable * b // shards
     adam = policy.optimizer.name in ("adam", "adamw")
     if not adam or fused_optimizer:
         step_temporaries = 0
     elif foreach_optimizer:
-        step_temporaries = parameter_bytes
+        step_temporaries = trainable_bytes
     else:
-        step_temporaries = 2 * shape.largest_parameter * b
+        step_temporaries = 2 * largest_trainable * b
 
     tokens = microbatch_tokens(policy, options, length)
     per_layer = layer_activation_bytes(shape, b)
@@ -192,12 +203,12 @@ def estimate_training_memory(
 
     return MemoryEstimate(
         weights=parameter_bytes,
-        gradients=parameter_bytes,
-        optimizer_state=2 * parameter_bytes if adam else 0,
+        gradients=trainable_bytes,
+        optimizer_state=2 * trainable_bytes if adam else 0,
         optimizer_step=step_temporaries,
         activations=activations,
         logits=logits,
-        reference=parameter_bytes if need_reference else 0,
+        reference=parameter_bytes if need_reference and not policy.lora.enabled else 0,
         logprob_pass=logprob_pass,
     )
 

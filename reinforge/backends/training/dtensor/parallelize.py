@@ -15,6 +15,7 @@ from torch import nn
 
 from reinforge.backends.training.dtensor.config import DTensorConfig
 from reinforge.backends.training.dtensor.distributed import ParallelContext
+from reinforge.backends.training.dtensor.lora import shard_adapters_for_tensor_parallel
 from reinforge.core.errors import ReinforgeError
 
 # Megatron-style split of a Llama/Qwen2 decoder layer: the first matmul of each block is split by
@@ -68,6 +69,7 @@ def apply_tensor_parallel(causal_lm: nn.Module, ctx: ParallelContext) -> None:
                 f"tensor parallel needs the Llama/Qwen2 layer layout; {type(layer).__name__} lacks {', '.join(missing)}"
             )
         parallelize_module(layer, ctx.tp_mesh, plan)
+        shard_adapters_for_tensor_parallel(layer, ctx.tp_mesh, _COLWISE, _ROWWISE)  # LoRA: no-op without adapters
 
 
 def _has_submodule(module: nn.Module, name: str) -> bool:
