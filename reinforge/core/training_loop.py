@@ -137,7 +137,8 @@ class TrainingLoop:
             training_info={
                 "step": step,
                 "consumed_prompts": step * self.run.loader.batch_size,
-                "fingerprint": run_fingerprint(plain),
+                "fingerprint": run_fingerprint(plain, cache_dir=self.checkpoints.root),
+                "model_name": (plain.get("policy") or {}).get("model_name"),  # named when another run resumes from it
             },
             config_yaml=dump_yaml(self.config) if self.config is not None else dump_yaml(plain),
             metrics=metrics,
@@ -154,10 +155,17 @@ class TrainingLoop:
         if path is None:
             return False
         info = self.checkpoints.load_training_info(path)
-        differences = fingerprint_differences(info.get("fingerprint") or {}, run_fingerprint(self._plain_config()))
+        plain = self._plain_config()
+        differences = fingerprint_differences(info.get("fingerprint") or {}, run_fingerprint(plain, cache_dir=self.checkpoints.root))
         if differences and self.loop.resume != "force":
+            models = ""
+            if any(d.startswith(("model:", "weights:")) for d in differences):
+                models = (
+                    f" It was trained from the model folder {_checkpoint_model(path, info)}; this run loads "
+                    f"{(plain.get('policy') or {}).get('model_name')}: the weights differ."
+                )
             raise ReinforgeError(
-                f"{path} belongs to another run: {'; '.join(differences)}. Nothing was loaded. Use another "
+                f"{path} belongs to another run: {'; '.join(differences)}.{models} Nothing was loaded. Use another "
                 "checkpointing.checkpoint_dir, pass checkpointing.resume=false to start over, or "
                 "checkpointing.resume=force to continue from it anyway"
             )
@@ -171,6 +179,18 @@ class TrainingLoop:
         if resume_logs is not None:
             resume_logs(step, info.get("metrics") or {})
         return True
+
+
+def _checkpoint_model(path: Path, info: dict[str, Any]) -> str:
+    """The model folder a checkpoint was trained from (older checkpoints: from its verified config.yaml)."""
+    if info.get("model_name"):
+        return str(info["model_name"])
+    import yaml
+
+    try:
+        return str(((yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}).get("policy") or {}).get("model_name"))
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return "(not recorded)"
 
 
 def seed_everything(seed: int) -> None:
