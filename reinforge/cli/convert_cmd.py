@@ -7,6 +7,7 @@ from pathlib import Path
 
 from reinforge.cli.output import console
 from reinforge.core.errors import ReinforgeError
+from reinforge.core.output_paths import check_output_folder
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -107,3 +108,4 @@ def check_output(out: Path, *, force: bool) -> None:
             f"--hf-ckpt-path '{out}' is not empty: it holds {what}, which the export would overwrite; name a new "
             "folder, empty this one, or pass --force to replace its files"
         )
+    check_output_folder(out, "--hf-ckpt-path")  # before minutes of converting, not after

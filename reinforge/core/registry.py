@@ -554,4 +554,9 @@ def _import_object(path: str | Any, *, what: str) -> Any:
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
         raise PluginError(f"cannot import {what} from '{path}': {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # the plugin's own module raised while importing: its bug, not ours
+        raise PluginError(
+            f"{what} could not be loaded: importing its module '{module_name}' raised {type(exc).__name__}: {exc}. "
+            "Fix that module or its environment (the error is the plugin's), or pick another plugin"
+        ) from exc
     return obj

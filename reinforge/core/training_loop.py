@@ -24,7 +24,7 @@ from reinforge.core.errors import ReinforgeError
 from reinforge.core.interfaces import Algorithm
 from reinforge.core.loop import ComposedRunConfig
 from reinforge.core.run import RunParts
-from reinforge.core.run_guard import StopRequests, check_logged_metric, check_metric_name, warn
+from reinforge.core.run_guard import StopRequests, ZeroSignalWatch, check_logged_metric, check_metric_name, warn
 from reinforge.core.timer import idle_times
 from reinforge.core.trainer_state import (
     fingerprint_differences,
@@ -45,6 +45,7 @@ class TrainingLoop:
         self.last_metrics: dict[str, float] = {}
         self._last_val: dict[str, float] = {}
         self.stopped_early: str | None = None  # why fit() left the loop before max_steps (SIGTERM, time budget)
+        self.zero_signal = ZeroSignalWatch()  # warns when every advantage stays 0 (a run learning nothing)
         algorithm.setup(run)
 
     # ------------------------------------------------------------------ the loop
@@ -67,12 +68,24 @@ class TrainingLoop:
                     self.step += 1
                     metrics = self._one_step(self.step)
                     self._log(metrics, self.step)
+                    self.zero_signal.observe(self.step, metrics)
                     if stop.requested(self.step) and self.step < self.loop.max_steps:
                         self._stop_early(stop.reason)
                         break
+        except KeyboardInterrupt:  # Ctrl-C: a save in progress was finished (or abandoned) first; say what is kept
+            self._interrupted()
+            raise
         finally:
             run.shutdown()
         return self.last_metrics
+
+    def _interrupted(self) -> None:
+        ckpt = self.checkpoints.config
+        latest = self.checkpoints.latest_step() if ckpt.enabled else None
+        if latest is not None:
+            warn(f"interrupted; last complete checkpoint: step {latest} in {self.checkpoints.root}; run the same command to resume")
+        else:
+            warn("interrupted; " + ("no checkpoint was saved yet" if ckpt.enabled else "checkpointing is off: nothing was saved"))
 
     def _stop_early(self, reason: str) -> None:
         """SIGTERM or the wall-clock budget: make sure this step is saved, then leave the loop (exit 0)."""

@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from reinforge.core.config import doc
+from reinforge.core.run_config import check_seed
 from reinforge.data.datasets import open_dataset
 from reinforge.data.file_checks import DEFAULT_MAX_ROW_BYTES
 from reinforge.data.messages import Message, RowLocation, as_messages, check_response, column_error, select_rows
@@ -38,7 +39,7 @@ class SFTFileConfig:
     )
     system_prompt: str | None = doc("system message put before input/output rows (null: none)", default=None)
     max_samples: int | None = doc("keep at most this many rows, after shuffling (null: all)", default=None, validator=_optional_positive)
-    seed: int | None = doc("shuffle the rows with this seed before max_samples (null: keep the file order)", default=None)
+    seed: int | None = doc("shuffle the rows with this seed before max_samples (null: keep the file order)", default=None, validator=check_seed)
     cache_dir: str | None = doc("where `datasets` keeps its Arrow cache (null: its default)", default=None)
     max_row_bytes: int = doc(
         "longest .jsonl line accepted, in bytes; a longer row is an error naming its line", default=DEFAULT_MAX_ROW_BYTES, validator=attrs.validators.ge(1)
