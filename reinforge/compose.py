@@ -14,7 +14,7 @@ from reinforge.core.errors import ReinforgeError, read_user_text
 from reinforge.core.interfaces import Algorithm, Logger
 from reinforge.core.loop import LoopConfig
 from reinforge.core.model_config import ModelConfig
-from reinforge.core.model_folder import check_model_folder
+from reinforge.core.model_folder import check_model_folder, tokenizer_setting
 from reinforge.core.registry import Registry
 from reinforge.core.run import RunParts
 from reinforge.core.run_config import ClusterConfig, DataConfig, LoggerConfig
@@ -32,10 +32,15 @@ def load_tokenizer(model: ModelConfig, *, setting: str = "policy.model_name") ->
 
     check_model_folder(model.model_name, setting=setting, tokenizer_folder=model.tokenizer_name)
     name = model.tokenizer_folder
-    tokenizer_key = setting.rsplit(".", 1)[0] + ".tokenizer_name"  # policy.tokenizer_name, or eval's generation.tokenizer_name
+    tokenizer_key = tokenizer_setting(setting)  # policy.tokenizer_name, or eval's generation.tokenizer_name
     if name.startswith(("/", ".", "~")) and not Path(name).expanduser().exists():
+        if model.tokenizer_name:
+            raise ReinforgeError(
+                f"tokenizer folder '{name}' does not exist; check {tokenizer_key} (or leave it unset to read the "
+                f"tokenizer from {setting})"
+            )
         raise ReinforgeError(
-            f"model folder '{name}' does not exist; check {setting} (or {tokenizer_key}), "
+            f"model folder '{name}' does not exist; check {setting}, "
             "e.g. the hf/ folder that `reinforge convert` wrote for the previous stage"
         )
     try:

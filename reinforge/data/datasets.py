@@ -152,6 +152,13 @@ def open_dataset(
         args: tuple[Any, ...] = (builder,)
         kwargs: dict[str, Any] = {"data_files": {"train": str(local)}, "split": "train"}
         what = f"file {str(local)!r}"
+    elif local.is_file():  # a local file of a format no reader takes: not a hub name to look up
+        raise ReinforgeError(
+            f"dataset file {str(local)!r} is a {local.suffix or 'suffix-less'} file; the dataset readers read .json, "
+            f".jsonl and .parquet files (or a saved dataset folder). Convert it, e.g. for a CSV: python -c \"import "
+            f"pandas as pd; pd.read_csv('{local}').to_json('{local.with_suffix('.jsonl')}', orient='records', "
+            "lines=True)\", and set the dataset's `path` (data.dataset_cfg.path) to the new file"
+        )
     else:
         name = str(local) if local.is_dir() else source
         args = (name,) if subset is None else (name, subset)

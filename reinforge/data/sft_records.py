@@ -52,6 +52,14 @@ def sft_conversation(row: dict[str, Any], config: SFTFileConfig, where: RowLocat
     `template` (the text of config.prompt_file) wraps the input of input/output rows.
     """
     if row.get(config.messages_key) is not None or config.input_key not in row:
+        if isinstance(row.get(config.messages_key), str):  # read as one user message it would "lack an assistant"
+            raise where.error(
+                config.messages_key,
+                "the value is a plain string, not a list of {role, content} messages",
+                f"An SFT conversation is a list like [{{\"role\": \"user\", \"content\": \"...\"}}, {{\"role\": \"assistant\", "
+                f"\"content\": \"...\"}}]; for plain-text rows use an input and an output column (input_key / output_key, "
+                f"now {config.input_key!r} / {config.output_key!r}) and set messages_key to a column the data does not have.",
+            )
         messages = as_messages(row.get(config.messages_key), where, config.messages_key, role="user")
         if not any(m["role"] == "assistant" for m in messages):
             raise where.error(config.messages_key, "the conversation has no assistant message", "SFT trains on assistant turns; drop the row.")
