@@ -65,11 +65,11 @@ def read_trainer_state(folder: Path) -> dict[str, Any]:
 _SCHEDULE_KEYS = ("max_num_steps", "max_num_epochs", "val_period", "val_at_start", "val_at_end", "max_val_samples")
 
 
-def run_fingerprint(config: dict[str, Any], *, cache_dir: str | Path | None = None) -> dict[str, Any]:
+def run_fingerprint(config: dict[str, Any], *, weights: str | None = None) -> dict[str, Any]:
     """What a checkpoint belongs to, from the run's config as plain data (`to_dict(config)`).
 
-    `weights` digests the model folder's weights files (`weights_fingerprint`), cached in `cache_dir`
-    (the checkpoint folder) so that it is computed once per model folder."""
+    `weights` is the digest of the model folder's weights (`weights_fingerprint`), when the caller
+    already has it (the training loop computes it once per run); None reads the folder now."""
     algorithm = config.get("algorithm")
     policy = config.get("policy") or {}
     data = config.get("data") or {}
@@ -79,7 +79,7 @@ def run_fingerprint(config: dict[str, Any], *, cache_dir: str | Path | None = No
     return {
         "algorithm": algorithm,
         "model": _folder_identity(model, ("config.json",)),
-        "weights": weights_digest(model, cache_dir),
+        "weights": weights if weights is not None else weights_digest(model),
         "tokenizer": _folder_identity(tokenizer, ("tokenizer.json", "tokenizer_config.json", "vocab.json")),
         "dataset": {
             k: data.get(k)

@@ -26,6 +26,7 @@ from reinforge.core.loop import ComposedRunConfig
 from reinforge.core.run import RunParts
 from reinforge.core.run_guard import StopRequests, ZeroSignalWatch, check_logged_metric, check_metric_name, warn
 from reinforge.core.timer import idle_times
+from reinforge.core.weights_fingerprint import WeightsRecord, weights_record
 from reinforge.core.trainer_state import (
     fingerprint_differences,
     read_trainer_state,
@@ -46,6 +47,7 @@ class TrainingLoop:
         self._last_val: dict[str, float] = {}
         self.stopped_early: str | None = None  # why fit() left the loop before max_steps (SIGTERM, time budget)
         self.zero_signal = ZeroSignalWatch()  # warns when every advantage stays 0 (a run learning nothing)
+        self._weights_record: WeightsRecord | None = None  # the model's weights digest, for the run fingerprint
         algorithm.setup(run)
 
     # ------------------------------------------------------------------ the loop
@@ -119,6 +121,13 @@ class TrainingLoop:
         metrics.update(idle_times(phases))
         return metrics
 
+    def _weights(self, plain: dict[str, Any], known: Any = None) -> WeightsRecord:
+        """The model folder's weights digest, computed once per run (or taken from a checkpoint's record)."""
+        if self._weights_record is None:
+            model = (plain.get("policy") or {}).get("model_name")
+            self._weights_record = weights_record(model, known if isinstance(known, dict) else None)
+        return self._weights_record
+
     def _plain_config(self) -> dict[str, Any]:
         """The run's settings as plain data: the YAML run config, else the loop and the policy."""
         if self.config is not None:
@@ -150,8 +159,9 @@ class TrainingLoop:
             training_info={
                 "step": step,
                 "consumed_prompts": step * self.run.loader.batch_size,
-                "fingerprint": run_fingerprint(plain, cache_dir=self.checkpoints.root),
+                "fingerprint": run_fingerprint(plain, weights=self._weights(plain).digest),
                 "model_name": (plain.get("policy") or {}).get("model_name"),  # named when another run resumes from it
+                "weights": self._weights(plain).as_dict(),  # digest + stamp: a resume of the same folder need not re-read it
             },
             config_yaml=dump_yaml(self.config) if self.config is not None else dump_yaml(plain),
             metrics=metrics,
@@ -169,7 +179,8 @@ class TrainingLoop:
             return False
         info = self.checkpoints.load_training_info(path)
         plain = self._plain_config()
-        differences = fingerprint_differences(info.get("fingerprint") or {}, run_fingerprint(plain, cache_dir=self.checkpoints.root))
+        weights = self._weights(plain, known=info.get("weights"))
+        differences = fingerprint_differences(info.get("fingerprint") or {}, run_fingerprint(plain, weights=weights.digest))
         if differences and self.loop.resume != "force":
             models = ""
             if any(d.startswith(("model:", "weights:")) for d in differences):

@@ -11,24 +11,38 @@ holds a digest of every weights file:
   apart; reading 4 MiB keeps this quick for a 100 GB model;
 - any other weights file (`pytorch_model*.bin`): its size and the same kind of sample.
 
-The digest is computed once per model folder and kept in `weights_fingerprint_cache.json` in the
-checkpoint folder, keyed by each file's size and modification time, so later saves and resumes
-reuse it, and a file rewritten in place is hashed again.
+It is computed once per model folder: the training loop keeps it for the run, and each checkpoint
+records it beside the folder's *stamp* (every weights file's name, size and modification time),
+so a resume whose model folder still has that stamp reuses the recorded digest instead of reading
+the weights again; a file rewritten in place changes its stamp and is hashed again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import struct
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-CACHE_FILE = "weights_fingerprint_cache.json"
+import attrs
+
 WHOLE_FILE_BYTES = 16 << 20
 SAMPLE_BLOCKS = 64
 BLOCK_BYTES = 64 << 10
 _PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+
+
+@attrs.frozen
+class WeightsRecord:
+    """A model folder's weights digest and the stamp it was computed for (both plain data, kept in training_info)."""
+
+    digest: str | None
+    stamp: dict[str, list[int]] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"digest": self.digest, "stamp": self.stamp}
 
 
 def weight_files(folder: Path) -> list[Path]:
@@ -37,31 +51,36 @@ def weight_files(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
-def weights_digest(folder: str | os.PathLike[str] | None, cache_dir: str | os.PathLike[str] | None = None) -> str | None:
-    """"sha256:..." over the folder's weights files (see the module docstring); None when it has none
-    (a hub name, or a folder without weights)."""
-    if folder is None:
+def weights_stamp(folder: str | os.PathLike[str] | None) -> dict[str, list[int]] | None:
+    """{file name: [size, mtime_ns]} of the folder's weights files; None for a hub name or a folder without weights."""
+    if folder is None or not Path(folder).expanduser().is_dir():
         return None
-    root = Path(folder).expanduser()
-    if not root.is_dir():
+    files = weight_files(Path(folder).expanduser())
+    return {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files} or None
+
+
+def weights_record(folder: str | os.PathLike[str] | None, known: Mapping[str, Any] | None = None) -> WeightsRecord:
+    """The digest of the folder's weights (see the module docstring); `known` is a record from a checkpoint,
+    reused when the folder's stamp is the one it was computed for."""
+    stamp = weights_stamp(folder)
+    if stamp is None:
+        return WeightsRecord(None, None)
+    if known and known.get("stamp") == stamp and isinstance(known.get("digest"), str):
+        return WeightsRecord(str(known["digest"]), stamp)
+    return WeightsRecord(weights_digest(folder), stamp)
+
+
+def weights_digest(folder: str | os.PathLike[str] | None) -> str | None:
+    """"sha256:..." over the folder's weights files, read now; None when it has none."""
+    if folder is None or not Path(folder).expanduser().is_dir():
         return None
-    files = weight_files(root)
+    files = weight_files(Path(folder).expanduser())
     if not files:
         return None
-    stamp = {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
-    key = str(root.resolve())
-    cache = _read_cache(cache_dir)
-    entry = cache.get(key)
-    if isinstance(entry, dict) and entry.get("files") == stamp and isinstance(entry.get("digest"), str):
-        return entry["digest"]
     digest = hashlib.sha256()
     for file in files:
         digest.update(file.name.encode() + b"\0" + _file_digest(file).encode() + b"\n")
-    value = f"sha256:{digest.hexdigest()[:16]}"
-    if cache_dir is not None:
-        cache[key] = {"files": stamp, "digest": value}
-        _write_cache(cache_dir, cache)
-    return value
+    return f"sha256:{digest.hexdigest()[:16]}"
 
 
 def _file_digest(file: Path) -> str:
@@ -83,24 +102,3 @@ def _file_digest(file: Path) -> str:
             handle.seek(start + span * i // (SAMPLE_BLOCKS - 1))
             digest.update(handle.read(BLOCK_BYTES))
     return digest.hexdigest()
-
-
-def _read_cache(cache_dir: str | os.PathLike[str] | None) -> dict[str, object]:
-    if cache_dir is None:
-        return {}
-    try:
-        data = json.loads((Path(cache_dir) / CACHE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}  # absent or damaged: computed again
-    return data if isinstance(data, dict) else {}
-
-
-def _write_cache(cache_dir: str | os.PathLike[str], cache: dict[str, object]) -> None:
-    path = Path(cache_dir) / CACHE_FILE
-    tmp = path.with_name(f".{CACHE_FILE}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # only a cache: the next save computes it again

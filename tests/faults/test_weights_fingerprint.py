@@ -17,7 +17,7 @@ import pytest
 from reinforge.core import weights_fingerprint
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.load import load_config
-from reinforge.core.weights_fingerprint import CACHE_FILE, weights_digest
+from reinforge.core.weights_fingerprint import weights_digest, weights_record
 from reinforge.testing import build_model
 from reinforge.trainer import Trainer
 from tests.integration.grpo_helpers import CPU_RECIPE, tiny_overrides
@@ -41,23 +41,31 @@ def test_the_two_models_differ_only_in_their_weights(tiny_model_dir, seed1_model
     assert weights_digest(tiny_model_dir) != weights_digest(seed1_model_dir)
 
 
-def test_a_checkpoint_of_another_model_folder_is_refused_naming_both_unless_forced(tiny_model_dir, seed1_model_dir, tmp_path, capsys):
+def test_a_checkpoint_of_another_model_folder_is_refused_naming_both_unless_forced(
+    tiny_model_dir, seed1_model_dir, tmp_path, capsys, monkeypatch
+):
+    reads = []
+    real = weights_fingerprint._file_digest
+    monkeypatch.setattr(weights_fingerprint, "_file_digest", lambda f: reads.append(f.parent) or real(f))
     trainer(tiny_model_dir, tmp_path, 1).fit()
-    assert (tmp_path / "ckpt" / CACHE_FILE).is_file()  # computed once, kept beside the checkpoints
+    assert reads == [tiny_model_dir]  # computed once for the run, though saved with every checkpoint
+    again = trainer(tiny_model_dir, tmp_path, 2)
+    again.fit()
+    assert again.step == 2 and reads == [tiny_model_dir]  # the resume reused the checkpoint's record: same stamp
     capsys.readouterr()
 
-    other = trainer(seed1_model_dir, tmp_path, 2)
+    other = trainer(seed1_model_dir, tmp_path, 3)
     with pytest.raises(ReinforgeError) as refused:
         other.fit()
     message = " ".join(str(refused.value).split())
-    assert f"{tmp_path / 'ckpt' / 'step_1'} belongs to another run: weights: " in message
+    assert f"{tmp_path / 'ckpt' / 'step_2'} belongs to another run: weights: " in message
     assert f"trained from the model folder {tiny_model_dir}; this run loads {seed1_model_dir}" in message
     assert "checkpointing.resume=force" in message
     assert other.step == 0 and "resuming from" not in capsys.readouterr().err
 
-    forced = trainer(seed1_model_dir, tmp_path, 2, "checkpointing.resume=force")
+    forced = trainer(seed1_model_dir, tmp_path, 3, "checkpointing.resume=force")
     forced.fit()
-    assert forced.step == 2
+    assert forced.step == 3
 
 
 def test_the_same_weights_in_a_moved_folder_are_the_same_model(tiny_model_dir, tmp_path):
@@ -70,19 +78,18 @@ def test_the_same_weights_in_a_moved_folder_are_the_same_model(tiny_model_dir, t
     assert weights_digest(moved) != weights_digest(tiny_model_dir)  # small files are hashed whole
 
 
-def test_a_large_file_is_sampled_and_the_digest_is_cached_by_size_and_mtime(tmp_path, monkeypatch):
+def test_a_large_file_is_sampled_and_a_record_is_reused_only_for_the_same_stamp(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
     header = b'{"w": {"dtype": "F32", "shape": [5242880], "data_offsets": [0, 20971520]}}'
     file = model / "model.safetensors"
     file.write_bytes(struct.pack("<Q", len(header)) + header + bytes(20 << 20))
-    cache = tmp_path / "ckpt"
-    calls = []
-    real = weights_fingerprint._file_digest
-    monkeypatch.setattr(weights_fingerprint, "_file_digest", lambda f: calls.append(f) or real(f))
-    first = weights_digest(model, cache)
-    assert weights_digest(model, cache) == first and len(calls) == 1  # the second one read the cache
+    first = weights_record(model)
+    assert first.digest == weights_digest(model) and first.stamp == {"model.safetensors": [file.stat().st_size, file.stat().st_mtime_ns]}
+    assert weights_record(model, {"digest": "sha256:recorded", "stamp": first.stamp}).digest == "sha256:recorded"
     with file.open("r+b") as handle:  # a change inside a sampled block (the first data block)
         handle.seek(8 + len(header) + 10)
         handle.write(b"\x01")
-    assert weights_digest(model, cache) != first and len(calls) == 2
+    assert weights_digest(model) != first.digest
+    changed = weights_record(model, {"digest": "sha256:recorded", "stamp": first.stamp})
+    assert changed.digest == weights_digest(model)  # the stamp moved on: read again, the record is not trusted
