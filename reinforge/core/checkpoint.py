@@ -301,7 +301,10 @@ class CheckpointManager:
             # A second Ctrl-C abandons the save: libraries turn the KeyboardInterrupt into their own errors
             # (torch.save's "unexpected pos", DCP's CheckpointException), which are that interrupt, not a failure.
             interrupted = isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit) or interrupt.abandoned
-            os_error = exc if isinstance(exc, OSError) and not interrupted else (None if interrupted else _probe_write(self.root))
+            if interrupted:
+                os_error = None
+            else:
+                os_error = exc if isinstance(exc, OSError) else _probe_write(self.root)
             shutil.rmtree(tmp, ignore_errors=True)
             if os_error is not None:
                 where = (os_error.filename if os_error is exc else None) or tmp

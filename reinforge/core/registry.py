@@ -7,8 +7,8 @@ Plugins come from three places and all go through the same path:
 3. the user's project: the `plugins.toml` named by `--plugins` / `REINFORGE_PLUGINS`, else the one
    next to the `--config` file, else the one in the working directory (the project root), with
    `local = [...]` modules or files and `block = [...]` names. A found (not named) one that imports
-   local code is loaded only once trusted (`reinforge plugins trust`, see `plugin_trust`). Whichever is used is reported
-   (`reinforge plugins list` prints its path; `train` announces it). Its folder is appended to
+   local code is loaded only once trusted (`reinforge plugins trust`, see `plugin_trust`).
+   Whichever is used is reported (`reinforge plugins list` prints its path; `train` announces it). Its folder is appended to
    `sys.path`, never put first, and a local `.py` file is imported from its own path: a local
    file cannot shadow an installed package (`math_verify.py`, `json.py`, ...) or be shadowed by one.
 

@@ -26,13 +26,13 @@ from reinforge.core.loop import ComposedRunConfig
 from reinforge.core.run import RunParts
 from reinforge.core.run_guard import StopRequests, ZeroSignalWatch, check_logged_metric, check_metric_name, warn
 from reinforge.core.timer import idle_times
-from reinforge.core.weights_fingerprint import WeightsRecord, weights_record
 from reinforge.core.trainer_state import (
     fingerprint_differences,
     read_trainer_state,
     run_fingerprint,
     write_trainer_state,
 )
+from reinforge.core.weights_fingerprint import WeightsRecord, weights_record
 
 
 class TrainingLoop:
@@ -186,7 +186,7 @@ class TrainingLoop:
             if any(d.startswith(("model:", "weights:")) for d in differences):
                 models = (
                     f" It was trained from the model folder {_checkpoint_model(path, info)}; this run loads "
-                    f"{(plain.get('policy') or {}).get('model_name')}: the weights differ."
+                    f"{(plain.get('policy') or {}).get('model_name')}."
                 )
             raise ReinforgeError(
                 f"{path} belongs to another run: {'; '.join(differences)}.{models} Nothing was loaded. Use another "
