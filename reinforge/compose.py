@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from reinforge.core.errors import ReinforgeError, read_user_text
 from reinforge.core.interfaces import Algorithm, Logger
 from reinforge.core.loop import LoopConfig
 from reinforge.core.model_config import ModelConfig
-from reinforge.core.model_folder import check_model_folder
+from reinforge.core.model_folder import check_model_folder, tokenizer_setting
 from reinforge.core.registry import Registry
 from reinforge.core.run import RunParts
 from reinforge.core.run_config import ClusterConfig, DataConfig, LoggerConfig
@@ -24,6 +24,7 @@ from reinforge.data.loader import PromptLoader
 from reinforge.rollouts.service import RolloutService
 from reinforge.data.preparation import prepare_records
 from reinforge.data.prompts import build_prompt_set, ensure_chat_template, report_overlong
+from reinforge.data.startup_checks import check_column_types, check_sequence_limits
 
 
 def load_tokenizer(model: ModelConfig, *, setting: str = "policy.model_name") -> Any:
@@ -31,10 +32,15 @@ def load_tokenizer(model: ModelConfig, *, setting: str = "policy.model_name") ->
 
     check_model_folder(model.model_name, setting=setting, tokenizer_folder=model.tokenizer_name)
     name = model.tokenizer_folder
-    tokenizer_key = setting.rsplit(".", 1)[0] + ".tokenizer_name"  # policy.tokenizer_name, or eval's generation.tokenizer_name
+    tokenizer_key = tokenizer_setting(setting)  # policy.tokenizer_name, or eval's generation.tokenizer_name
     if name.startswith(("/", ".", "~")) and not Path(name).expanduser().exists():
+        if model.tokenizer_name:
+            raise ReinforgeError(
+                f"tokenizer folder '{name}' does not exist; check {tokenizer_key} (or leave it unset to read the "
+                f"tokenizer from {setting})"
+            )
         raise ReinforgeError(
-            f"model folder '{name}' does not exist; check {setting} (or {tokenizer_key}), "
+            f"model folder '{name}' does not exist; check {setting}, "
             "e.g. the hf/ folder that `reinforge convert` wrote for the previous stage"
         )
     try:
@@ -110,18 +116,48 @@ def quiet_library_progress_bars() -> None:
         pass
 
 
-def read_records(data: Any, registry: Registry) -> tuple[list[dict[str, Any]], str]:
-    """Records from a list of dicts, a Hugging Face `datasets.Dataset` (any iterable of mappings) or a
-    `DatasetSpec` naming a registered reader; returns them and a name for messages."""
+_ACCEPTED = (
+    "a list of dicts (one per row), a dict of equal-length columns, a datasets.Dataset or a DatasetSpec; e.g. "
+    "train_data=[{'problem': 'What is 2 + 3?', 'answer': '5'}, ...] or {'problem': [...], 'answer': [...]}"
+)
+
+
+def read_records(data: Any, registry: Registry, *, argument: str = "train_data") -> tuple[list[dict[str, Any]], str]:
+    """Records from a list of dicts, a dict of equal-length columns (as `datasets.Dataset.from_dict` takes), a
+    Hugging Face `datasets.Dataset` (any iterable of mappings) or a `DatasetSpec` naming a registered reader;
+    returns them and a name for messages. `argument` names the data in errors (train_data, val_data)."""
     if isinstance(data, DatasetSpec):
         return load_dataset_records(registry, data.name, data.options), f"dataset {data.name!r}"
+    if isinstance(data, Mapping):
+        return _columns_to_rows(data, argument), f"the columns passed as {argument}"
     if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
-        raise ReinforgeError(
-            f"training or validation data must be a list of dicts, a datasets.Dataset or a DatasetSpec, got "
-            f"{type(data).__name__}; e.g. train_data=[{{'problem': 'What is 2 + 3?', 'answer': '5'}}, ...]"
-        )
-    records = [dict(record) for record in data]
+        raise ReinforgeError(f"{argument} must be {_ACCEPTED}; got {type(data).__name__}")
+    records = []
+    for row, record in enumerate(data):
+        if not isinstance(record, Mapping):
+            raise ReinforgeError(f"{argument} row {row} is a {type(record).__name__}, not a dict; {argument} must be {_ACCEPTED}")
+        records.append(dict(record))
     return records, "the data passed in"
+
+
+def _columns_to_rows(columns: Mapping[Any, Any], argument: str) -> list[dict[str, Any]]:
+    """{'problem': [...], 'answer': [...]} -> one dict per row; every column a list (or array) of one length."""
+    values = {}
+    for name, column in columns.items():
+        if hasattr(column, "tolist") and not isinstance(column, (str, bytes)):
+            column = column.tolist()  # numpy arrays, pandas Series
+        if not isinstance(column, (list, tuple)):
+            raise ReinforgeError(
+                f"{argument} is a dict, read as columns, but its '{name}' is a {type(column).__name__}, not a list; "
+                f"{argument} must be {_ACCEPTED}"
+            )
+        values[str(name)] = list(column)
+    lengths = {name: len(column) for name, column in values.items()}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"'{name}': {n}" for name, n in lengths.items())
+        raise ReinforgeError(f"{argument} is a dict of columns of different lengths ({shown}); every column needs one value per row")
+    count = next(iter(lengths.values()), 0)
+    return [{name: column[i] for name, column in values.items()} for i in range(count)]
 
 
 def build_run_parts(
@@ -153,13 +189,17 @@ def build_run_parts(
     executor = make_executor(cluster, registry)
     tokenizer = load_tokenizer(model)
     prepared = []
-    for part in (train_data, val_data):
+    for part, split, argument in ((train_data, "training", "train_data"), (val_data, "validation", "val_data")):
         if part is None:
             prepared.append(([], {}))
             continue
-        records, source = read_records(part, registry)
+        records, source = read_records(part, registry, argument=argument)
+        check_column_types(records, source=source, split=split)
         prepared.append(_prepare(algorithm, records, tokenizer, data=data, policy=policy_config, source=source))
     (train_prompts, train_stats), (val_prompts, val_stats) = prepared
+    if "prompts" in train_stats:  # RL prompts: the response must fit after the prompt
+        lengths = [len(p["input_ids"]) for p in train_prompts if isinstance(p, dict) and "input_ids" in p]
+        check_sequence_limits(data.max_input_seq_length, policy_config.max_total_sequence_length, lengths)
     for split, stats in (("training", train_stats), ("validation", val_stats)):
         # RL prompts (build_prompts' stats count "prompts") are limited by the prompt length; whole examples
         # (SFT conversations, DPO pairs) by the sequence length.

@@ -19,7 +19,7 @@ from reinforge.core.config import doc
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.records import RecordFormat
 from reinforge.core.run import RunParts
-from reinforge.core.run_config import CheckpointingConfig, ClusterConfig, DataConfig, LoggerConfig, PolicyConfig
+from reinforge.core.run_config import CheckpointingConfig, ClusterConfig, DataConfig, LoggerConfig, PolicyConfig, check_seed
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -28,7 +28,7 @@ class DPOConfig:
     val_period: int = doc("validation every N steps (0 = never)", default=10, validator=v.ge(0))
     val_at_start: bool = doc("validate before the first step", default=True)
     val_at_end: bool = doc("validate after the last step", default=True)
-    seed: int = doc("seed for data order", default=42)
+    seed: int = doc("seed for data order", default=42, validator=check_seed)
 
 
 @attrs.define(kw_only=True, frozen=True)

@@ -17,16 +17,28 @@ from reinforge.core.run_config import (
     EnvConfig,
     LoggerConfig,
     PolicyConfig,
+    check_seed,
 )
 
 _positive = v.gt(0)
 _optional_positive = v.optional(v.gt(0))
 
 
+def _check_group_size(config: GRPOConfig, attribute: attrs.Attribute, value: int) -> None:
+    """A group of one sample is its own baseline (leave-one-out has nobody left; the group mean is the sample):
+    every advantage is 0 and the run would train nothing, whatever the normalisation."""
+    if value < 2:
+        raise ValueError(
+            f"must be >= 2: with {value} response per prompt every advantage is 0 (the leave-one-out baseline needs "
+            "at least 2 samples per prompt, and a group mean of one sample is its own reward), so the run would train "
+            "nothing; set grpo.num_generations_per_prompt to 2 or more"
+        )
+
+
 @attrs.define(kw_only=True, frozen=True)
 class GRPOConfig:
     num_prompts_per_step: int = doc("prompts per step", default=8, validator=_positive)
-    num_generations_per_prompt: int = doc("responses per prompt (G)", default=4, validator=_positive)
+    num_generations_per_prompt: int = doc("responses per prompt (G, at least 2)", default=4, validator=_check_group_size)
     max_num_steps: int = doc("training steps", default=100, validator=_positive)
     max_rollout_turns: int = doc("environment turns per rollout (1 = single turn)", default=1, validator=_positive)
     multi_turn_reward: Literal["sum", "last"] = doc(
@@ -69,7 +81,7 @@ class GRPOConfig:
         default=True,
     )
     refit_buffer_size_mb: float = doc("bucket size of trainer -> generator weight transfers", default=256.0, validator=_positive)
-    seed: int = doc("seed for data order, sampling and initialisation", default=42)
+    seed: int = doc("seed for data order, sampling and initialisation", default=42, validator=check_seed)
 
     def __attrs_post_init__(self) -> None:
         low, high = self.advantage_clip_low, self.advantage_clip_high
@@ -105,5 +117,3 @@ class GRPORunConfig:
                 "the second one on the samples are off-policy; set policy.train_global_batch_size to "
                 f"{rollouts} or turn force_on_policy_ratio off"
             )
-        if self.grpo.use_dynamic_sampling and self.grpo.num_generations_per_prompt < 2:
-            raise ValueError("dynamic sampling needs grpo.num_generations_per_prompt >= 2")

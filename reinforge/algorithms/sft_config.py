@@ -8,7 +8,7 @@ import attrs
 from attrs import validators as v
 
 from reinforge.core.config import doc
-from reinforge.core.run_config import CheckpointingConfig, ClusterConfig, DataConfig, LoggerConfig, PolicyConfig
+from reinforge.core.run_config import CheckpointingConfig, ClusterConfig, DataConfig, LoggerConfig, PolicyConfig, check_seed
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -18,7 +18,7 @@ class SFTConfig:
     val_at_start: bool = doc("validation loss before the first step", default=True)
     val_at_end: bool = doc("validation loss after the last step", default=True)
     only_unmask_final: bool = doc("train on the final assistant turn only (else on every assistant turn)", default=False)
-    seed: int = doc("seed for data order and initialisation", default=42)
+    seed: int = doc("seed for data order and initialisation", default=42, validator=check_seed)
 
 
 @attrs.define(kw_only=True, frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from reinforge.cli.output import console
 from reinforge.core.errors import ReinforgeError
+from reinforge.core.output_paths import check_output_folder
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     # A recipe's config names its algorithm; a run composed in Python writes a ComposedRunConfig.
     composed = config_path.is_file() and "algorithm" not in (load_yaml(config_path) or {})
     config = load_config(config_path, (), registry, schema=ComposedRunConfig if composed else None)
+    check_base_model(config.policy.model_name, config_path, given=args.config is not None)
     backend = registry.get("training_backend", config.policy.backend)
     convert = _converter(backend.load())
     extra = {"adapter": True} if args.adapter else {}
@@ -60,6 +62,21 @@ def run(args: argparse.Namespace) -> int:
     what = "a PEFT adapter folder" if args.adapter else "a Hugging Face folder"
     console.print(f"wrote {what} to {out}", markup=False)
     return 0
+
+
+def check_base_model(name: str, config_path: Path, *, given: bool) -> None:
+    """The export reads the base model's config.json and tokenizer: a local folder that is gone is named with
+    the key and file that point at it (not transformers' "Repo id must be ..." for a missing path)."""
+    folder = Path(name).expanduser()
+    local = name.startswith(("/", ".", "~")) or name.count("/") > 1  # hub ids are "name" or "org/name"
+    if local and not (folder / "config.json").is_file():
+        what = "does not exist" if not folder.exists() else "has no config.json"
+        fix = "set policy.model_name in that file" if given else f"pass --config with a copy of {config_path} whose policy.model_name points"
+        raise ReinforgeError(
+            f"the base model folder '{name}' (policy.model_name in {config_path}) {what}; the export takes the model's "
+            f"config.json and tokenizer from it. Restore that folder, or {fix} to the base model's folder (the one "
+            "the run trained from)"
+        )
 
 
 def _converter(backend_cls: type):  # noqa: ANN202
@@ -80,11 +97,14 @@ def _accepts_adapter(convert: object) -> bool:
 
 def verify_before_reading(dcp: Path, *, allow_unverified: bool) -> None:
     """The checkpoint holding `dcp` must match its manifest before anything in it is deserialised."""
-    from reinforge.core.checkpoint_manifest import find_manifest_root, verify_checkpoint
+    from reinforge.core.checkpoint_manifest import find_manifest_root, unsafe_entries, verify_checkpoint
 
     root = find_manifest_root(dcp)
     if root is None:
         if allow_unverified:
+            unsafe = unsafe_entries(dcp)  # unverified still never means reading files from elsewhere
+            if unsafe:
+                raise ReinforgeError(f"checkpoint {dcp} cannot be converted: {'; '.join(unsafe[:5])}. Nothing was read")
             return
         raise ReinforgeError(
             f"'{dcp}' is not inside a checkpoint with a manifest.json, so reinforge cannot check it before reading it "
@@ -133,3 +153,4 @@ def check_output(out: Path, *, force: bool) -> None:
             f"--hf-ckpt-path '{out}' is not empty: it holds {what}, which the export would overwrite; name a new "
             "folder, empty this one, or pass --force to replace its files"
         )
+    check_output_folder(out, "--hf-ckpt-path")  # before minutes of converting, not after

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from reinforge.core.load import load_config
     from reinforge.core.registry import Registry
     from reinforge.eval.config import EvalConfig
-    from reinforge.eval.runner import evaluate
+    from reinforge.eval.runner import ResultsNotSaved, evaluate
 
     registry = Registry.create(project_file=args.plugins, config_file=args.config)
     path = args.config or default_config()
@@ -52,14 +53,22 @@ def run(args: argparse.Namespace) -> int:
             markup=False,
         )
     config = load_config(path, args.overrides, registry, schema=EvalConfig)
-    metrics = evaluate(config, registry)
-    if args.json:
+    try:
+        metrics = evaluate(config, registry)
+    except ResultsNotSaved as exc:  # the samples went to stdout; show the metrics too, then the error (exit 1)
+        _print_metrics(exc.metrics, config, as_json=args.json)
+        raise
+    _print_metrics(metrics, config, as_json=args.json)
+    return 0
+
+
+def _print_metrics(metrics: dict[str, float], config: Any, *, as_json: bool) -> None:
+    if as_json:
         print(json.dumps(metrics, indent=2))
-        return 0
+        return
     table = Table(title=f"evaluation of {escape(config.generation.model_name)}", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
         table.add_row(escape(key), f"{value:.4f}" if not key.startswith("num_") else f"{int(value)}")
     console.print(table)
-    return 0

@@ -21,7 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"reinforge {__version__}")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
-    parser.add_argument("--plugins", metavar="FILE", help="project plugins.toml (default: $REINFORGE_PLUGINS or ./plugins.toml)")
+    parser.add_argument(
+        "--plugins",
+        metavar="FILE",
+        help="project plugins.toml, consent to import its local modules for this run "
+        "(default: $REINFORGE_PLUGINS, else a trusted ./plugins.toml; see `plugins trust`)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"reinforge.cli.{name}_cmd").add_parser(sub)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from reinforge.cli.output import console, print_json
 from reinforge.cli.plugins_check_cmd import add_check_parser
+from reinforge.cli.plugins_trust_cmd import add_trust_parser, untrusted_records
 from reinforge.core.config import describe_fields
 from reinforge.core.errors import PluginError
 from reinforge.core.registry import KINDS, PluginSpec, Registry, unknown_name_message
@@ -30,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=run_show)
     add_check_parser(actions)
+    add_trust_parser(actions)
 
 
 def spec_record(spec: PluginSpec) -> dict[str, Any]:
@@ -60,15 +62,18 @@ def capability_summary(record: dict[str, Any]) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    registry = Registry.create(project_file=args.plugins)
+    registry = Registry.create(project_file=args.plugins, untrusted="skip")  # an untrusted file is shown, not imported
     records = [spec_record(s) for s in registry.specs(args.kind)]
     failures = [{"module": f.source.module, "source": str(f.source), "error": f.error} for f in registry.load_failures]
-    project = registry.settings.project_file
+    project, untrusted = registry.settings.project_file, registry.untrusted_project_file
     if args.json:
-        print_json({"plugins": records, "load_failures": failures, "project_file": project})
+        print_json({"plugins": records, "load_failures": failures, "project_file": project, "untrusted": untrusted_records(untrusted)})
         return 0
     # Local plugins run code from that folder: always say which file (or that none) was loaded.
-    console.print(f"project plugins: {escape(project)}" if project else "project plugins: none (no plugins.toml here or named by --plugins)")
+    if untrusted:
+        console.print(f"project plugins: {escape(untrusted)} [yellow](untrusted: not loaded; `reinforge plugins trust` loads it)[/]")
+    else:
+        console.print(f"project plugins: {escape(project)}" if project else "project plugins: none (no plugins.toml here or named by --plugins)")
     table = Table(title="reinforge plugins", title_justify="left")
     table.add_column("kind", min_width=11)  # wraps between its words ("advantage / estimator"), never cut off
     for column in ("name", "source", "status"):
@@ -79,6 +84,8 @@ def run_list(args: argparse.Namespace) -> int:
         summary = capability_summary(r)
         description = f"{r['description']} [can: {summary}]" if summary else r["description"]
         table.add_row(r["kind"].replace("_", " "), r["name"], escape(r["source"]), status, escape(description))
+    for u in untrusted_records(untrusted):  # what it registers is unknown until its code runs
+        table.add_row("local module", escape(u["module"]), escape(f"local {u['file'] or u['module']}"), "[red]untrusted[/]", "not imported")
     console.print(table)
     if args.all:
         modules = sorted(name for name, plugin in registry.plugin_manager.list_name_plugin() if plugin is not None)

@@ -28,8 +28,12 @@ import math
 import os
 import re
 import shutil
+import signal
+import sys
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 from reinforge.core.checkpoint_manifest import verify_checkpoint, write_manifest
@@ -135,6 +139,44 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+class DeferredInterrupt:
+    """Holds a Ctrl-C (SIGINT) that arrives during a checkpoint save until the save is published.
+
+    Interrupted halfway, a save used to die inside torch.save or DCP with their own traceback (exit 1).
+    The first SIGINT now only says that the save is finishing; the save completes (or fails on its
+    own), then KeyboardInterrupt is raised as usual (exit 130). A second SIGINT abandons the save: the
+    partial folder is removed and the checkpoints already published are untouched either way.
+    Outside the main thread (a notebook's worker) signals cannot be caught and nothing changes.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.pending = False
+        self.abandoned = False
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._installed = True
+        return self
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self.pending:
+            self.abandoned = True
+            raise KeyboardInterrupt
+        self.pending = True
+        print(f"reinforge: interrupted while saving {self.what}; finishing the save first (Ctrl-C again abandons it)", file=sys.stderr, flush=True)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+        if self.pending and exc_type is None:
+            raise KeyboardInterrupt  # the save is published: now stop, as the user asked
+
+
 class CheckpointManager:
     """Writes, finds and prunes `step_{N}/` folders under `config.checkpoint_dir`.
 
@@ -226,6 +268,19 @@ class CheckpointManager:
         """
         if step < 0:
             raise ValueError(f"checkpoint step must be >= 0, got {step}")
+        with DeferredInterrupt(f"checkpoint step {step}") as interrupt:
+            return self._save(step, write, interrupt, training_info=training_info, config_yaml=config_yaml, metrics=metrics)
+
+    def _save(
+        self,
+        step: int,
+        write: Callable[[Path], None],
+        interrupt: DeferredInterrupt,
+        *,
+        training_info: Mapping[str, Any],
+        config_yaml: str,
+        metrics: Mapping[str, Any],
+    ) -> Path:
         final = self.root / f"step_{step}"
         tmp = self.root / f"tmp_step_{step}"
         try:
@@ -243,12 +298,19 @@ class CheckpointManager:
             # Libraries often hide the OS error (DCP turns ENOSPC into "unexpected pos" inside its own
             # exception): while the partial save still fills the disk, a small probe write recovers it.
             # (DCP's CheckpointException derives from BaseException, so only interrupts are left out.)
-            interrupted = isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit)
-            os_error = exc if isinstance(exc, OSError) else (None if interrupted else _probe_write(self.root))
+            # A second Ctrl-C abandons the save: libraries turn the KeyboardInterrupt into their own errors
+            # (torch.save's "unexpected pos", DCP's CheckpointException), which are that interrupt, not a failure.
+            interrupted = isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit) or interrupt.abandoned
+            if interrupted:
+                os_error = None
+            else:
+                os_error = exc if isinstance(exc, OSError) else _probe_write(self.root)
             shutil.rmtree(tmp, ignore_errors=True)
             if os_error is not None:
                 where = (os_error.filename if os_error is exc else None) or tmp
                 raise self._save_failed(step, Path(where), os_error) from exc
+            if interrupt.abandoned and not isinstance(exc, KeyboardInterrupt):
+                raise KeyboardInterrupt from exc
             raise
         self.apply_retention()
         return final

@@ -9,7 +9,10 @@ rename that publishes the checkpoint. Nothing in a checkpoint is deserialised be
 - a file that the manifest does not list is damage too, so a file dropped into a checkpoint
   later (a crafted `trainer_state.pt`, an extra rank file) is never read;
 - a checkpoint without a manifest was written by an older reinforge or by someone else; it is
-  refused rather than loaded silently.
+  refused rather than loaded silently;
+- a symbolic link, a device or pipe, or a file hard-linked from outside the folder is refused before
+  anything is hashed (a shard linked to a file elsewhere would be read as the checkpoint's own, one
+  linked to /dev/zero would be hashed forever), and hashing reads no more than the listed size.
 
 The manifest proves integrity, not authorship: whoever can write the folder can also write a
 matching manifest. That is why the readers behind it never unpickle arbitrary objects either
@@ -22,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +34,48 @@ MANIFEST_FORMAT = 1
 _CHUNK = 1 << 20
 
 
-def sha256_of(file: Path) -> str:
+def sha256_of(file: Path, limit: int | None = None) -> str:
+    """SHA-256 of `file`, reading at most `limit` + 1 bytes when a limit is given (a file that grows, or a
+    device, cannot make the hash run forever; one byte past the limit already changes the digest)."""
     digest = hashlib.sha256()
+    left = None if limit is None else limit + 1
     with open(file, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
+        while left is None or left > 0:
+            chunk = handle.read(_CHUNK if left is None else min(_CHUNK, left))
+            if not chunk:
+                break
             digest.update(chunk)
+            if left is not None:
+                left -= len(chunk)
     return digest.hexdigest()
+
+
+def unsafe_entries(folder: Path) -> list[str]:
+    """Entries of a checkpoint folder that are not plain files or folders of its own: symbolic links
+    (a shard pointing at a file elsewhere, or at /dev/zero), devices and pipes, and files hard-linked
+    from outside the folder (more links than the folder holds). A checkpoint never contains these."""
+    problems: list[str] = []
+    inodes: dict[tuple[int, int], list[str]] = {}
+    for root, dirs, files in os.walk(folder):  # never follows links: a linked folder is reported, not entered
+        dirs.sort()
+        for name in sorted([*dirs, *files]):
+            path = Path(root, name)
+            rel = path.relative_to(folder).as_posix()
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                problems.append(f"{rel} is a symbolic link (to {os.readlink(path)}); a checkpoint holds only its own regular files")
+            elif not stat.S_ISDIR(info.st_mode) and not stat.S_ISREG(info.st_mode):
+                problems.append(f"{rel} is not a regular file (a device, pipe or socket)")
+            elif stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+                inodes.setdefault((info.st_dev, info.st_ino), []).append(rel)
+    for (dev, ino), names in sorted(inodes.items(), key=lambda item: item[1]):
+        links = os.stat(Path(folder, names[0])).st_nlink
+        if links > len(names):
+            problems.append(
+                f"{names[0]} is hard-linked from outside the checkpoint ({links} links, {len(names)} inside it); "
+                "copy the checkpoint with its own files (cp -r, not cp -al)"
+            )
+    return problems
 
 
 def _files_under(folder: Path) -> list[str]:
@@ -76,7 +116,9 @@ def verify_checkpoint(folder: str | os.PathLike[str]) -> list[str]:
         expected = {str(rel): (int(entry["size"]), str(entry["sha256"])) for rel, entry in files.items()}
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
         return [f"{MANIFEST} is unreadable ({type(exc).__name__}: {exc})"]
-    problems = []
+    problems = unsafe_entries(root)
+    if problems:  # checked before anything is opened: a link or a device is never read, whatever the manifest says
+        return problems
     present = set(_files_under(root))
     for rel, (size, digest) in sorted(expected.items()):
         file = root / rel
@@ -84,7 +126,7 @@ def verify_checkpoint(folder: str | os.PathLike[str]) -> list[str]:
             problems.append(f"{rel} is missing")
         elif (actual := file.stat().st_size) != size:
             problems.append(f"{rel} has {actual} bytes, the manifest says {size} (truncated or replaced)")
-        elif sha256_of(file) != digest:
+        elif sha256_of(file, limit=size) != digest:
             problems.append(f"{rel} does not match its SHA-256 in the manifest (corrupted or altered)")
     for rel in sorted(present - set(expected)):
         problems.append(f"{rel} is not listed in the manifest (added after the save; it is never read)")

@@ -4,7 +4,8 @@ function costs its own rewards, never the run or the machine.
 An environment is user code (a reward function, a tool, a game, a remote judge); it can hang,
 raise, or answer nonsense. The guard:
 
-- gives every `step` call a wall-clock deadline (`env.guard.timeout_s`). The call runs in a
+- gives every `step` call a wall-clock deadline (`env.guard.timeout_s`; by default 60 s plus 2 s per
+  conversation in the call, printed when the first call starts). The call runs in a
   daemon worker thread, so a call that never returns cannot block the training loop (threads
   cannot be killed: a hung call keeps its thread until the process exits, which is why the run
   also stops once too many calls fail; environments doing CPU-heavy work should bound it
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -45,18 +47,39 @@ GUARD_ERROR = "env_error"  # info key holding why a conversation scored 0
 class EnvGuardConfig:
     """Deadlines and the failure budget every environment runs under (`env.guard`)."""
 
-    # Generous by default: the math environment alone may take num_answers x verify_timeout /
-    # num_workers on a batch of pathological answers (its own per-answer deadline is what bounds it).
-    timeout_s: float = doc(
-        "wall-clock seconds one environment call (a whole batch) may take; after that each conversation is retried alone",
-        default=1800.0,
-        validator=v.gt(0),
+    # Proportional by default: a fixed 30 minutes held a run with a hung reward for half an hour on a
+    # batch of 8. The math environment needs at most about verify_timeout / num_workers per answer on
+    # pathological answers (2.5 s with its defaults; its own per-answer deadline is what bounds it).
+    timeout_s: float | None = doc(
+        "wall-clock seconds one environment call (a whole batch) may take; after that each conversation is retried "
+        "alone. null = timeout_base_s + timeout_per_conversation_s x the conversations in the call (printed at start)",
+        default=None,
+        validator=v.optional(v.gt(0)),
+    )
+    timeout_base_s: float = doc("fixed part of the default deadline of a call (see timeout_s)", default=60.0, validator=v.gt(0))
+    timeout_per_conversation_s: float = doc(
+        "allowance per conversation of the default deadline of a call (see timeout_s)", default=2.0, validator=v.ge(0)
     )
     sample_timeout_s: float = doc(
         "wall-clock seconds one conversation may take when retried alone; then it scores 0 (counted in env/timeouts)",
-        default=120.0,
+        default=60.0,
         validator=v.gt(0),
     )
+
+    def deadline_s(self, conversations: int) -> float:
+        """The deadline of one call on `conversations` conversations."""
+        if self.timeout_s is not None:
+            return self.timeout_s
+        return self.timeout_base_s + self.timeout_per_conversation_s * conversations
+
+    def describe_deadline(self, conversations: int) -> str:
+        """e.g. "76 s for a call on 8 conversations (60 s + 2 s per conversation; env.guard.timeout_s sets it)"."""
+        how = (
+            "env.guard.timeout_s"
+            if self.timeout_s is not None
+            else f"{self.timeout_base_s:g} s + {self.timeout_per_conversation_s:g} s per conversation; env.guard.timeout_s sets it"
+        )
+        return f"{self.deadline_s(conversations):g} s for a call on {conversations} conversations ({how})"
     max_failure_rate: float = doc(
         "share of a step's conversations that may fail (raise or time out, scored 0) before the run stops with an error",
         default=0.1,
@@ -102,17 +125,26 @@ class GuardedEnvironment:
         self.summed_metrics = frozenset((*inner, FAILURES, TIMEOUTS))
         # the roles its observations take, when it declares them (checked against the chat template at start)
         self.observation_roles = tuple(getattr(environment, "observation_roles", ()))
+        self._announced: set[int] = set()  # batch sizes whose deadline was printed
 
     def step(self, conversations: list[list[dict[str, str]]], metadata: list[dict[str, Any]]) -> EnvironmentStep:
         n = len(conversations)
-        outcome = call_with_deadline(lambda: self.environment.step(conversations, metadata), self.config.timeout_s, name=self.name)
+        deadline = self.config.deadline_s(n)
+        if n not in self._announced:  # at start (and once per other batch size, e.g. validation's)
+            self._announced.add(n)
+            # stderr like run_guard.warn (not imported: run_guard -> checkpoint -> run_config imports this module)
+            print(f"reinforge: environment '{self.name}': deadline {self.config.describe_deadline(n)}", file=sys.stderr, flush=True)
+        outcome = call_with_deadline(lambda: self.environment.step(conversations, metadata), deadline, name=self.name)
         if _is_user_error(outcome.error):
             raise outcome.error  # type: ignore[misc] - a ReinforgeError already says what to fix
         if outcome.error is None and not outcome.timed_out:
             result = self._checked(outcome.result, n, rows=range(n))
             return attrs.evolve(result, metrics={**result.metrics, FAILURES: 0.0, TIMEOUTS: 0.0})
-        why = _describe(outcome, self.config.timeout_s)
-        log.warning("environment '%s': a call on %d conversations %s; retrying each conversation alone", self.name, n, why)
+        why = _describe(outcome, deadline)
+        log.warning(
+            "environment '%s': a call on %d conversations %s; retrying each conversation alone (each within "
+            "env.guard.sample_timeout_s=%g s) to find the one at fault", self.name, n, why, self.config.sample_timeout_s
+        )
         return self._one_by_one(conversations, metadata)
 
     def shutdown(self) -> None:

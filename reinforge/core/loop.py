@@ -14,7 +14,7 @@ import attrs
 from attrs import validators as v
 
 from reinforge.core.config import doc
-from reinforge.core.run_config import CheckpointingConfig, PolicyConfig
+from reinforge.core.run_config import CheckpointingConfig, PolicyConfig, check_seed
 
 _optional_positive = v.optional(v.gt(0))
 
@@ -31,7 +31,7 @@ class LoopConfig:
     val_period: int = doc("validate every N steps (0 = never)", default=0, validator=v.ge(0))
     val_at_start: bool = doc("validate before the first step", default=False)
     val_at_end: bool = doc("validate after the last step (when there is validation data)", default=True)
-    seed: int = doc("seed for data order, sampling and initialisation", default=42)
+    seed: int = doc("seed for data order, sampling and initialisation", default=42, validator=check_seed)
     shuffle: bool = doc("reshuffle the training records every epoch", default=True)
     checkpoint_dir: str | None = doc("where step_N/ checkpoint folders go (null = no checkpoints)", default=None)
     save_period: int = doc("save every N steps (and after the last)", default=10, validator=v.gt(0))

@@ -9,6 +9,7 @@ each safetensors header (a few KB) tells these apart before anything heavy is lo
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -66,11 +67,18 @@ def check_model_folder(name: str, *, setting: str, tokenizer_folder: str | None 
     for json_file in sorted({*folder.glob("*.json"), *(tokenizer.glob("*.json") if tokenizer.is_dir() else ())}):
         _check_json(json_file, setting)  # config, tokenizer, generation config: transformers' errors are tracebacks
     if tokenizer.is_dir() and not any((tokenizer / f).is_file() for f in TOKENIZER_FILES):
-        where = f"policy.tokenizer_name '{tokenizer_folder}'" if tokenizer_folder else f"{setting} '{name}'"
+        tokenizer_key = tokenizer_setting(setting)
+        where = f"{tokenizer_key} '{tokenizer_folder}'" if tokenizer_folder else f"{setting} '{name}'"
         raise ReinforgeError(
             f"{where} has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}); copy the tokenizer of the model "
-            "into that folder, or set policy.tokenizer_name to a folder that has one"
+            f"into that folder, or set {tokenizer_key} to a folder that has one"
         )
+
+
+def tokenizer_setting(setting: str) -> str:
+    """The tokenizer key beside a model key: policy.model_name -> policy.tokenizer_name, generation.model_name ->
+    generation.tokenizer_name (eval's), so each message names the key of the command that was run."""
+    return setting.rsplit(".", 1)[0] + ".tokenizer_name" if "." in setting else "policy.tokenizer_name"
 
 
 def _check_json(path: Path, setting: str) -> None:
@@ -130,3 +138,18 @@ def safetensors_problem(path: Path) -> str | None:
     if held > described:
         return f"it holds {held - described:,} bytes more than its header describes (corrupt or two files joined)"
     return None
+
+
+def refused_weights(name: str, exc: BaseException, *, setting: str) -> ReinforgeError:
+    """The error for a pickled weights file (`pytorch_model*.bin`) that torch's safe loader refused while
+    transformers loaded `name`: which file(s) and why, instead of torch's traceback."""
+    folder = Path(name).expanduser()
+    pickled = sorted(str(p) for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth") and p.is_file()) if folder.is_dir() else []
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    reason = f"it would call {found.group(1)}" if found else str(exc).strip().splitlines()[0][:200]
+    where = ", ".join(pickled) or f"the weights of {name}"
+    return ReinforgeError(
+        f"weights file {where} (from {setting}) was refused by the safe loader: {reason}. A pickled weights file may "
+        "hold only tensors and plain data; this one holds code, so nothing in it was run. Use the model's safetensors "
+        "weights (model.safetensors), or re-download it from its source"
+    )

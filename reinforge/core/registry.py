@@ -6,8 +6,9 @@ Plugins come from three places and all go through the same path:
 2. installed packages exposing an entry point in the group `reinforge`;
 3. the user's project: the `plugins.toml` named by `--plugins` / `REINFORGE_PLUGINS`, else the one
    next to the `--config` file, else the one in the working directory (the project root), with
-   `local = [...]` modules or files and `block = [...]` names. Whichever is used is reported
-   (`reinforge plugins list` prints its path; `train` announces it). Its folder is appended to
+   `local = [...]` modules or files and `block = [...]` names. A found (not named) one that imports
+   local code is loaded only once trusted (`reinforge plugins trust`, see `plugin_trust`).
+   Whichever is used is reported (`reinforge plugins list` prints its path; `train` announces it). Its folder is appended to
    `sys.path`, never put first, and a local `.py` file is imported from its own path: a local
    file cannot shadow an installed package (`math_verify.py`, `json.py`, ...) or be shadowed by one.
 
@@ -32,12 +33,13 @@ import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import attrs
 import pluggy
 
 from reinforge.core import hookspecs
+from reinforge.core import plugin_trust
 from reinforge.core.constructors import (
     AdvantageEstimatorClass,
     AlgorithmClass,
@@ -208,6 +210,7 @@ class Registry:
         self._specs: dict[tuple[str, str], PluginSpec] = {}
         self._sources: dict[str, PluginSource] = {}
         self._blocked_names: set[str] = set()
+        self.untrusted_project_file: str | None = None  # a found plugins.toml left unloaded (see `create`)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -218,16 +221,26 @@ class Registry:
         project_file: str | os.PathLike[str] | None = None,
         config_file: str | os.PathLike[str] | None = None,
         plugins: Iterable[tuple[str, object]] = (),
+        untrusted: Literal["refuse", "skip"] = "refuse",
     ) -> Registry:
         """Load built-ins, installed packages and the project's plugins; validate; return the registry.
 
         `plugins` adds in-process plugin objects as (name, object) pairs (tests, notebooks); they are
-        not part of `settings`, so a worker process does not see them.
+        not part of `settings`, so a worker process does not see them. A project file that was found
+        rather than named (`project_file`, $REINFORGE_PLUGINS) must be trusted (`plugin_trust`): an
+        untrusted one is refused, or with `untrusted="skip"` left unloaded and kept in `untrusted_project_file`.
         """
+        untrusted_file = None
         if settings is None:
             found = find_project_file(project_file, config_file=config_file)
+            named = project_file is not None or bool(os.environ.get(PROJECT_FILE_ENV))
+            if found is not None and not named and plugin_trust.untrusted_reason(found) is not None:
+                if untrusted == "refuse":
+                    plugin_trust.check_trusted(found)
+                found, untrusted_file = None, str(found)
             settings = RegistrySettings(project_file=str(found) if found else None)
         registry = cls(settings)
+        registry.untrusted_project_file = untrusted_file
         registry._load(list(plugins))
         return registry
 
@@ -552,4 +565,9 @@ def _import_object(path: str | Any, *, what: str) -> Any:
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
         raise PluginError(f"cannot import {what} from '{path}': {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # the plugin's own module raised while importing: its bug, not ours
+        raise PluginError(
+            f"{what} could not be loaded: importing its module '{module_name}' raised {type(exc).__name__}: {exc}. "
+            "Fix that module or its environment (the error is the plugin's), or pick another plugin"
+        ) from exc
     return obj

@@ -27,12 +27,24 @@ def _optional(validator: Any) -> Any:
     return v.optional(validator)
 
 
+def check_seed(_: Any, attribute: attrs.Attribute, value: int | None) -> None:
+    """Seeds are non-negative integers below 2**32 (what numpy and torch accept); checked at load, not deep in numpy."""
+    if value is not None and not 0 <= value < 2**32:
+        raise ValueError(f"must be a non-negative integer below 2**32, got {value}")
+
+
+def check_betas(_: Any, attribute: attrs.Attribute, value: tuple[float, float]) -> None:
+    """Adam's betas are decay rates in [0, 1); AdamW would refuse others only after the model loads."""
+    if not all(0.0 <= b < 1.0 for b in value):
+        raise ValueError(f"each beta must be in [0, 1), got [{', '.join(f'{b:g}' for b in value)}]; the usual values are [0.9, 0.999]")
+
+
 @attrs.define(kw_only=True, frozen=True)
 class OptimizerConfig:
     name: Literal["adamw", "adam", "sgd"] = doc("optimizer (torch.optim)", default="adamw")
     lr: float = doc("peak learning rate", default=1e-5, validator=positive)
     weight_decay: float = doc("decoupled weight decay", default=0.01, validator=non_negative)
-    betas: tuple[float, float] = doc("Adam betas", default=(0.9, 0.999))
+    betas: tuple[float, float] = doc("Adam betas, each in [0, 1)", default=(0.9, 0.999), validator=check_betas)
     eps: float = doc("Adam epsilon", default=1e-8, validator=positive)
 
 

@@ -101,3 +101,69 @@ def _unknown_metric(name: str, known: list[str]) -> ReinforgeError:
         f"checkpointing.metric_name '{name}' is never logged by this algorithm, so keep_top_k could not rank "
         f"checkpoints by it; use one of its validation metrics: {spelled} (or null to keep the latest)"
     )
+
+
+ZERO_ADVANTAGE_STEPS = 5
+
+
+class ZeroSignalWatch:
+    """Warns once when `train/advantages_max_abs` was 0 for `patience` consecutive steps.
+
+    Every advantage 0 means no gradient: the run goes on and exits 0 having learned nothing. The
+    usual causes are a reward that never varies within a group (a constant reward function, a
+    verifier that never parses), responses that are all cut at max_new_tokens, or an answer format
+    the policy never meets; the warning names them with the run's own numbers. Algorithms that do
+    not log advantages are never warned about.
+    """
+
+    KEY = "train/advantages_max_abs"
+
+    def __init__(self, patience: int = ZERO_ADVANTAGE_STEPS) -> None:
+        self.patience = patience
+        self.warned = False
+        self._window: list[tuple[int, dict[str, float]]] = []
+
+    def observe(self, step: int, metrics: dict[str, Any]) -> str | None:
+        """Record one step's metrics; returns (and prints) the warning the first time the streak reaches `patience`."""
+        value = metrics.get(self.KEY)
+        if value is None or self.warned or self.patience <= 0:
+            return None
+        if value != 0:
+            self._window.clear()
+            return None
+        self._window.append((step, metrics))
+        if len(self._window) < self.patience:
+            return None
+        self.warned = True
+        message = self._message()
+        warn(message)
+        return message
+
+    def _message(self) -> str:
+        steps = [s for s, _ in self._window]
+        rows = [m for _, m in self._window]
+
+        def mean(key: str) -> float | None:
+            values = [float(m[key]) for m in rows if isinstance(m.get(key), int | float)]
+            return sum(values) / len(values) if values else None
+
+        reward, spread, truncated = mean("train/reward_mean"), mean("train/reward_std"), mean("train/truncation_rate")
+        env = {k: mean(k) for k in sorted({k for m in rows for k in m}) if k.startswith("env/")}
+        counters = ", ".join(f"{k}={v:.3g}" for k, v in env.items() if v is not None) or "none logged"
+        causes = [
+            f"a reward that never varies within a prompt's group (mean reward {_fmt(reward)}, spread within the batch "
+            f"{_fmt(spread)}): a constant reward function, or a verifier that never parses an answer",
+            f"every response cut at the length limit (truncation rate {_fmt(truncated)}; raise "
+            "policy.generation.max_new_tokens)",
+            "an answer format the policy never meets (e.g. a required \\boxed{}): check the prompt template and the "
+            "logged samples",
+        ]
+        return (
+            f"{self.KEY} was 0 for {len(steps)} consecutive steps (steps {steps[0]}-{steps[-1]}): every advantage is 0, "
+            f"so the policy gets no gradient and is learning nothing. Likely causes: {'; '.join(causes)}. The "
+            f"environment's counters (mean per step): {counters}"
+        )
+
+
+def _fmt(value: float | None) -> str:
+    return "not logged" if value is None else f"{value:.3g}"

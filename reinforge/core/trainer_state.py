@@ -7,9 +7,9 @@ Why not `torch.save`: a pickle runs code when it is loaded, and a checkpoint fol
 shared storage or downloaded. Python's `random.getstate()` is a tuple of ints and torch's RNG
 state is a byte tensor, so JSON and safetensors hold them exactly.
 
-The fingerprint names what a checkpoint belongs to (algorithm, model, tokenizer, data and the
-settings that change the math); resume refuses a checkpoint whose fingerprint differs unless
-`checkpointing.resume=force`.
+The fingerprint names what a checkpoint belongs to (algorithm, model config and weights, tokenizer,
+data and the settings that change the math); resume refuses a checkpoint whose fingerprint differs
+unless `checkpointing.resume=force`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from reinforge.core.errors import ReinforgeError
+from reinforge.core.weights_fingerprint import weights_digest
 
 STATE_JSON = "trainer_state.json"
 RNG_FILE = "trainer_rng.safetensors"
@@ -64,8 +65,11 @@ def read_trainer_state(folder: Path) -> dict[str, Any]:
 _SCHEDULE_KEYS = ("max_num_steps", "max_num_epochs", "val_period", "val_at_start", "val_at_end", "max_val_samples")
 
 
-def run_fingerprint(config: dict[str, Any]) -> dict[str, Any]:
-    """What a checkpoint belongs to, from the run's config as plain data (`to_dict(config)`)."""
+def run_fingerprint(config: dict[str, Any], *, weights: str | None = None) -> dict[str, Any]:
+    """What a checkpoint belongs to, from the run's config as plain data (`to_dict(config)`).
+
+    `weights` is the digest of the model folder's weights (`weights_fingerprint`), when the caller
+    already has it (the training loop computes it once per run); None reads the folder now."""
     algorithm = config.get("algorithm")
     policy = config.get("policy") or {}
     data = config.get("data") or {}
@@ -75,6 +79,7 @@ def run_fingerprint(config: dict[str, Any]) -> dict[str, Any]:
     return {
         "algorithm": algorithm,
         "model": _folder_identity(model, ("config.json",)),
+        "weights": weights if weights is not None else weights_digest(model),
         "tokenizer": _folder_identity(tokenizer, ("tokenizer.json", "tokenizer_config.json", "vocab.json")),
         "dataset": {
             k: data.get(k)

@@ -24,7 +24,7 @@ from reinforge.core.errors import ReinforgeError
 from reinforge.core.interfaces import Algorithm
 from reinforge.core.loop import ComposedRunConfig
 from reinforge.core.run import RunParts
-from reinforge.core.run_guard import StopRequests, check_logged_metric, check_metric_name, warn
+from reinforge.core.run_guard import StopRequests, ZeroSignalWatch, check_logged_metric, check_metric_name, warn
 from reinforge.core.timer import idle_times
 from reinforge.core.trainer_state import (
     fingerprint_differences,
@@ -32,6 +32,7 @@ from reinforge.core.trainer_state import (
     run_fingerprint,
     write_trainer_state,
 )
+from reinforge.core.weights_fingerprint import WeightsRecord, weights_record
 
 
 class TrainingLoop:
@@ -45,6 +46,8 @@ class TrainingLoop:
         self.last_metrics: dict[str, float] = {}
         self._last_val: dict[str, float] = {}
         self.stopped_early: str | None = None  # why fit() left the loop before max_steps (SIGTERM, time budget)
+        self.zero_signal = ZeroSignalWatch()  # warns when every advantage stays 0 (a run learning nothing)
+        self._weights_record: WeightsRecord | None = None  # the model's weights digest, for the run fingerprint
         algorithm.setup(run)
 
     # ------------------------------------------------------------------ the loop
@@ -67,12 +70,24 @@ class TrainingLoop:
                     self.step += 1
                     metrics = self._one_step(self.step)
                     self._log(metrics, self.step)
+                    self.zero_signal.observe(self.step, metrics)
                     if stop.requested(self.step) and self.step < self.loop.max_steps:
                         self._stop_early(stop.reason)
                         break
+        except KeyboardInterrupt:  # Ctrl-C: a save in progress was finished (or abandoned) first; say what is kept
+            self._interrupted()
+            raise
         finally:
             run.shutdown()
         return self.last_metrics
+
+    def _interrupted(self) -> None:
+        ckpt = self.checkpoints.config
+        latest = self.checkpoints.latest_step() if ckpt.enabled else None
+        if latest is not None:
+            warn(f"interrupted; last complete checkpoint: step {latest} in {self.checkpoints.root}; run the same command to resume")
+        else:
+            warn("interrupted; " + ("no checkpoint was saved yet" if ckpt.enabled else "checkpointing is off: nothing was saved"))
 
     def _stop_early(self, reason: str) -> None:
         """SIGTERM or the wall-clock budget: make sure this step is saved, then leave the loop (exit 0)."""
@@ -106,6 +121,13 @@ class TrainingLoop:
         metrics.update(idle_times(phases))
         return metrics
 
+    def _weights(self, plain: dict[str, Any], known: Any = None) -> WeightsRecord:
+        """The model folder's weights digest, computed once per run (or taken from a checkpoint's record)."""
+        if self._weights_record is None:
+            model = (plain.get("policy") or {}).get("model_name")
+            self._weights_record = weights_record(model, known if isinstance(known, dict) else None)
+        return self._weights_record
+
     def _plain_config(self) -> dict[str, Any]:
         """The run's settings as plain data: the YAML run config, else the loop and the policy."""
         if self.config is not None:
@@ -137,7 +159,9 @@ class TrainingLoop:
             training_info={
                 "step": step,
                 "consumed_prompts": step * self.run.loader.batch_size,
-                "fingerprint": run_fingerprint(plain),
+                "fingerprint": run_fingerprint(plain, weights=self._weights(plain).digest),
+                "model_name": (plain.get("policy") or {}).get("model_name"),  # named when another run resumes from it
+                "weights": self._weights(plain).as_dict(),  # digest + stamp: a resume of the same folder need not re-read it
             },
             config_yaml=dump_yaml(self.config) if self.config is not None else dump_yaml(plain),
             metrics=metrics,
@@ -154,10 +178,18 @@ class TrainingLoop:
         if path is None:
             return False
         info = self.checkpoints.load_training_info(path)
-        differences = fingerprint_differences(info.get("fingerprint") or {}, run_fingerprint(self._plain_config()))
+        plain = self._plain_config()
+        weights = self._weights(plain, known=info.get("weights"))
+        differences = fingerprint_differences(info.get("fingerprint") or {}, run_fingerprint(plain, weights=weights.digest))
         if differences and self.loop.resume != "force":
+            models = ""
+            if any(d.startswith(("model:", "weights:")) for d in differences):
+                models = (
+                    f" It was trained from the model folder {_checkpoint_model(path, info)}; this run loads "
+                    f"{(plain.get('policy') or {}).get('model_name')}."
+                )
             raise ReinforgeError(
-                f"{path} belongs to another run: {'; '.join(differences)}. Nothing was loaded. Use another "
+                f"{path} belongs to another run: {'; '.join(differences)}.{models} Nothing was loaded. Use another "
                 "checkpointing.checkpoint_dir, pass checkpointing.resume=false to start over, or "
                 "checkpointing.resume=force to continue from it anyway"
             )
@@ -171,6 +203,18 @@ class TrainingLoop:
         if resume_logs is not None:
             resume_logs(step, info.get("metrics") or {})
         return True
+
+
+def _checkpoint_model(path: Path, info: dict[str, Any]) -> str:
+    """The model folder a checkpoint was trained from (older checkpoints: from its verified config.yaml)."""
+    if info.get("model_name"):
+        return str(info["model_name"])
+    import yaml
+
+    try:
+        return str(((yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}).get("policy") or {}).get("model_name"))
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return "(not recorded)"
 
 
 def seed_everything(seed: int) -> None:

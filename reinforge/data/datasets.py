@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from reinforge.core.config import doc
+from reinforge.core.run_config import check_seed
 from reinforge.core.errors import ReinforgeError
 from reinforge.data.file_checks import DEFAULT_MAX_ROW_BYTES, check_dataset_file
 
@@ -65,7 +66,7 @@ class DatasetConfig:
     input_key: str | None = doc("column holding the problem (null: the kind's default)", default=None)
     output_key: str | None = doc("column holding the reference answer (null: the kind's default)", default=None)
     max_samples: int | None = doc("keep at most this many rows, after shuffling (null: all)", default=None, validator=_optional_positive)
-    seed: int | None = doc("shuffle the rows with this seed before max_samples (null: keep the file order)", default=None)
+    seed: int | None = doc("shuffle the rows with this seed before max_samples (null: keep the file order)", default=None, validator=check_seed)
     repeat: int = doc("repeat the whole list this many times, e.g. 16 for avg@16 on AIME", default=1, validator=attrs.validators.ge(1))
     cache_dir: str | None = doc("where `datasets` keeps its Arrow cache (null: its default, ~/.cache/huggingface)", default=None)
     max_row_bytes: int = doc(
@@ -151,6 +152,13 @@ def open_dataset(
         args: tuple[Any, ...] = (builder,)
         kwargs: dict[str, Any] = {"data_files": {"train": str(local)}, "split": "train"}
         what = f"file {str(local)!r}"
+    elif local.is_file():  # a local file of a format no reader takes: not a hub name to look up
+        raise ReinforgeError(
+            f"dataset file {str(local)!r} is a {local.suffix or 'suffix-less'} file; the dataset readers read .json, "
+            f".jsonl and .parquet files (or a saved dataset folder). Convert it, e.g. for a CSV: python -c \"import "
+            f"pandas as pd; pd.read_csv('{local}').to_json('{local.with_suffix('.jsonl')}', orient='records', "
+            "lines=True)\", and set the dataset's `path` (data.dataset_cfg.path) to the new file"
+        )
     else:
         name = str(local) if local.is_dir() else source
         args = (name,) if subset is None else (name, subset)

@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from reinforge.core.config import doc
+from reinforge.core.run_config import check_seed
 from reinforge.data.datasets import open_dataset
 from reinforge.data.file_checks import DEFAULT_MAX_ROW_BYTES
 from reinforge.data.messages import Message, RowLocation, as_messages, check_response, column_error, select_rows
@@ -48,7 +49,7 @@ class PreferenceFileConfig(PreferenceKeys):
     subset: str | None = doc("hub dataset configuration name (hub datasets only)", default=None)
     split: str = doc("split to read from a hub dataset or folder; a single local file is one split", default="train")
     max_samples: int | None = doc("keep at most this many rows, after shuffling (null: all)", default=None, validator=_optional_positive)
-    seed: int | None = doc("shuffle the rows with this seed before max_samples (null: keep the file order)", default=None)
+    seed: int | None = doc("shuffle the rows with this seed before max_samples (null: keep the file order)", default=None, validator=check_seed)
     cache_dir: str | None = doc("where `datasets` keeps its Arrow cache (null: its default)", default=None)
     max_row_bytes: int = doc(
         "longest .jsonl line accepted, in bytes; a longer row is an error naming its line", default=DEFAULT_MAX_ROW_BYTES, validator=attrs.validators.ge(1)
@@ -63,7 +64,7 @@ class HelpSteer3Config:
     subset: str | None = doc("hub configuration holding the preference rows", default="preference")
     split: str = doc("train (about 38 k rows) or validation (about 2 k)", default="train")
     max_samples: int | None = doc("keep at most this many rows, after shuffling (null: all)", default=None, validator=_optional_positive)
-    seed: int | None = doc("shuffle the rows with this seed before max_samples (null: keep the file order)", default=None)
+    seed: int | None = doc("shuffle the rows with this seed before max_samples (null: keep the file order)", default=None, validator=check_seed)
     cache_dir: str | None = doc("where `datasets` keeps its Arrow cache (null: its default)", default=None)
 
 

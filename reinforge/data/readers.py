@@ -10,6 +10,7 @@ import attrs
 from attrs import validators as v
 
 from reinforge.core.config import doc
+from reinforge.core.run_config import check_seed
 from reinforge.data.arithmetic import make_arithmetic_records
 from reinforge.data.datasets import DatasetConfig, load_records
 from reinforge.data.preference_records import HelpSteer3Config, PreferenceFileConfig, read_helpsteer3, read_preference_records
@@ -22,8 +23,8 @@ class ArithmeticDatasetConfig:
     # 500: with the default ops (+, -) and max_operand 20 there are 608 distinct problems, 64 of them validation.
     num_samples: int = doc("problems in this split", default=500, validator=v.gt(0))
     num_validation_samples: int = doc("size of the validation split (kept out of the training split)", default=64, validator=v.gt(0))
-    seed: int = doc("seed of the training split", default=0)
-    validation_seed: int = doc("seed of the validation split", default=12345)
+    seed: int = doc("seed of the training split", default=0, validator=check_seed)
+    validation_seed: int = doc("seed of the validation split", default=12345, validator=check_seed)
     ops: tuple[str, ...] = doc("operators: + - * /", default=("+", "-"))
     kinds: tuple[str, ...] = doc("problem kinds: arith ('What is 7 + 12?'), linear ('Solve for x: 3x + 4 = 19')", default=("arith",))
     max_operand: int = doc("largest operand", default=20, validator=v.gt(0))

@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from reinforge.core.config import doc
+from reinforge.core.run_config import check_seed
 from reinforge.data.datasets import open_dataset
 from reinforge.data.file_checks import DEFAULT_MAX_ROW_BYTES
 from reinforge.data.messages import Message, RowLocation, as_messages, check_response, column_error, select_rows
@@ -38,7 +39,7 @@ class SFTFileConfig:
     )
     system_prompt: str | None = doc("system message put before input/output rows (null: none)", default=None)
     max_samples: int | None = doc("keep at most this many rows, after shuffling (null: all)", default=None, validator=_optional_positive)
-    seed: int | None = doc("shuffle the rows with this seed before max_samples (null: keep the file order)", default=None)
+    seed: int | None = doc("shuffle the rows with this seed before max_samples (null: keep the file order)", default=None, validator=check_seed)
     cache_dir: str | None = doc("where `datasets` keeps its Arrow cache (null: its default)", default=None)
     max_row_bytes: int = doc(
         "longest .jsonl line accepted, in bytes; a longer row is an error naming its line", default=DEFAULT_MAX_ROW_BYTES, validator=attrs.validators.ge(1)
@@ -51,6 +52,14 @@ def sft_conversation(row: dict[str, Any], config: SFTFileConfig, where: RowLocat
     `template` (the text of config.prompt_file) wraps the input of input/output rows.
     """
     if row.get(config.messages_key) is not None or config.input_key not in row:
+        if isinstance(row.get(config.messages_key), str):  # read as one user message it would "lack an assistant"
+            raise where.error(
+                config.messages_key,
+                "the value is a plain string, not a list of {role, content} messages",
+                f"An SFT conversation is a list like [{{\"role\": \"user\", \"content\": \"...\"}}, {{\"role\": \"assistant\", "
+                f"\"content\": \"...\"}}]; for plain-text rows use an input and an output column (input_key / output_key, "
+                f"now {config.input_key!r} / {config.output_key!r}) and set messages_key to a column the data does not have.",
+            )
         messages = as_messages(row.get(config.messages_key), where, config.messages_key, role="user")
         if not any(m["role"] == "assistant" for m in messages):
             raise where.error(config.messages_key, "the conversation has no assistant message", "SFT trains on assistant turns; drop the row.")

@@ -9,7 +9,7 @@ from attrs import validators as v
 
 from reinforge.core.config import doc, plugin_options
 from reinforge.core.model_config import ModelConfig
-from reinforge.core.run_config import ClusterConfig, DataConfig, EnvConfig, GenerationConfig
+from reinforge.core.run_config import ClusterConfig, DataConfig, EnvConfig, GenerationConfig, check_seed
 from reinforge.core.sampling import check_stop_strings, check_stop_token_ids, top_k_off
 
 
@@ -19,7 +19,7 @@ class EvalSettings:
     num_tests_per_prompt: int = doc("samples per problem (n)", default=1, validator=v.gt(0))
     k_value: int = doc("k of the metric (<= num_tests_per_prompt)", default=1, validator=v.gt(0))
     batch_size: int = doc("problems per generation call", default=32, validator=v.gt(0))
-    seed: int = doc("sampling seed", default=42)
+    seed: int = doc("sampling seed", default=42, validator=check_seed)
     save_path: str | None = doc("write per-sample results as JSONL here (null = do not)", default=None)
     max_turns: int = doc(
         "environment turns per sample (1 = single turn; multi-turn environments such as calculator need more)",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 from reinforge.compose import load_dataset_records, load_tokenizer
 from reinforge.core.env_guard import guard_environment
 from reinforge.core.errors import ReinforgeError
+from reinforge.core.output_paths import check_output_file
 from reinforge.core.registry import Registry
 from reinforge.core.sampling import sampling_params
 from reinforge.data.prompts import build_prompt_set, report_overlong
@@ -20,8 +23,8 @@ from reinforge.rollouts.service import RolloutService
 def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, float]:
     registry = registry or Registry.create()
     settings, gen = config.eval, config.generation
-    if settings.save_path and Path(settings.save_path).is_dir():  # checked now, not after the whole evaluation
-        raise ReinforgeError(f"eval.save_path '{settings.save_path}' is a directory; name a .jsonl file to write the samples to")
+    if settings.save_path:  # checked now, not after the whole evaluation
+        check_output_file(settings.save_path, "eval.save_path")
     model, generation_config = gen.model(), gen.sampling()
     tokenizer = load_tokenizer(model, setting="generation.model_name")
     records = load_dataset_records(registry, config.data.dataset, config.data.dataset_cfg)
@@ -66,7 +69,32 @@ def evaluate(config: EvalConfig, registry: Registry | None = None) -> dict[str, 
     score_key = {"pass@k": f"pass@{k}", "avg@k": f"avg@{n}", "cons@k": cons_name}[settings.metric]
     metrics["score"] = metrics[score_key]
     if settings.save_path:
-        path = Path(settings.save_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r) + "\n" for r in result.samples))
+        save_samples(settings.save_path, result.samples, metrics)
     return metrics
+
+
+class ResultsNotSaved(ReinforgeError):
+    """The evaluation finished but its samples could not be written; `metrics` holds its results."""
+
+    def __init__(self, message: str, metrics: dict[str, float]) -> None:
+        super().__init__(message)
+        self.metrics = metrics
+
+
+def save_samples(save_path: str, samples: list[dict[str, Any]], metrics: dict[str, float]) -> None:
+    """Write the samples as JSONL; when that fails (a disk filled, a folder replaced mid-run), print them
+    to stdout instead, so the finished evaluation is not lost, and raise saying where they could not go."""
+    lines = "".join(json.dumps(r) + "\n" for r in samples)
+    path = Path(save_path).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(lines)
+    except OSError as exc:
+        sys.stdout.write(lines)
+        sys.stdout.flush()
+        raise ResultsNotSaved(
+            f"the evaluation finished, but its {len(samples)} samples could not be written to eval.save_path "
+            f"'{save_path}': {exc.strerror or exc} ({exc.filename or path}). They were printed to stdout above as JSON "
+            f"lines, and the metrics are {json.dumps(metrics)}; point eval.save_path at a writable file next time",
+            metrics,
+        ) from None

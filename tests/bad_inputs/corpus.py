@@ -49,6 +49,16 @@ def reinforge_register_environments(register):
 '''
 
 
+# A plugin whose registration is fine but whose implementation module raises when imported.
+RAISING_ENV_PLUGIN = '''
+from reinforge.core.hookspecs import hookimpl
+
+@hookimpl
+def reinforge_register_environments(register):
+    register("licensed_env", "licensed_env_impl:Env")
+'''
+
+
 def build_corpus(root: Path, model: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(BASE_CONFIG, sort_keys=False).replace("$M", str(model)).replace("$C", str(root))
@@ -100,6 +110,8 @@ def _data(root: Path) -> None:
     (root / "fake.parquet").write_text("a text file with a parquet name\n")
     (root / "sft-nocols.jsonl").write_text('{"question": "1 + 1", "reply": "2"}\n')
     (root / "prefs-latin1.jsonl").write_bytes(b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n')
+    (root / "sft-string-messages.jsonl").write_text('{"messages": "What is 1 + 1? It is 2."}\n')
+    (root / "data.csv").write_text("problem,answer\nWhat is 1 + 1?,2\n")
 
 
 def _models(root: Path, model: Path) -> None:
@@ -159,6 +171,9 @@ def _plugins(root: Path) -> None:
     (plugins / "broken.toml").write_text('[plugins]\nlocal = ["broken_plugin.py"]\n')
     (plugins / "bad-syntax.toml").write_text("[plugins\nlocal = \n")
     (plugins / "missing-local.toml").write_text('[plugins]\nlocal = ["not_written_yet.py"]\n')
+    (plugins / "licensed_env_plugin.py").write_text(RAISING_ENV_PLUGIN)
+    (plugins / "licensed_env_impl.py").write_text('raise RuntimeError("the licence server is down")\n')
+    (plugins / "raising-impl.toml").write_text('[plugins]\nlocal = ["licensed_env_plugin.py"]\n')
 
 
 def _runs(root: Path) -> None:

@@ -82,6 +82,13 @@ CASES = [
     case("negative-stop-token", (*SHOW, "policy.generation.stop_token_ids=[-1]"), "integers >= 0", "@ policy.generation.stop_token_ids"),
     case("infinite-learning-rate", (*SHOW, "policy.optimizer.lr=.inf"), "expected a finite number, got inf", "@ policy.optimizer.lr"),
     case("nan-temperature", (*SHOW, "policy.generation.temperature=.nan"), "@ policy.generation.temperature"),
+    case("adam-beta-above-one", (*TRAIN, "policy.optimizer.betas=[1.5, 0.999]"), "each beta must be in [0, 1), got [1.5, 0.999]", "@ policy.optimizer.betas"),
+    case("negative-seed", (*TRAIN, "grpo.seed=-1"), "must be a non-negative integer", "@ grpo.seed"),
+    case(
+        "one-generation-per-prompt",
+        (*TRAIN, "grpo.num_generations_per_prompt=1", "grpo.num_prompts_per_step=8"),
+        "every advantage is 0", "leave-one-out baseline needs at least 2 samples per prompt", "@ grpo.num_generations_per_prompt",
+    ),
     case("unknown-logger", (*SHOW, "logger.loggers=[jsonl, tensorbord]"), "unknown logger 'tensorbord'", "did you mean 'tensorboard'?", "@ logger.loggers"),
     case("eval-config-given-to-train", ("train", "--config", str(REPO / "reinforge/eval/aime24.yaml")), "cannot tell which algorithm"),
     case("batch-not-a-multiple", (*SHOW, "grpo.num_generations_per_prompt=3"), "must be a multiple of policy.train_global_batch_size"),
@@ -108,6 +115,11 @@ CASES = [
         "broken_plugin.py: ModuleNotFoundError: No module named 'not_a_real_module_xyz'",
     ),
     case("plugins-show-unknown", "plugins show nosuchplugin", "unknown plugin 'nosuchplugin'"),
+    case(
+        "plugin-implementation-raises-on-import",
+        ("--plugins", "$C/plugins/raising-impl.toml", *TRAIN, "env.name=licensed_env", "env.env_cfg=null"),
+        "environment 'licensed_env' could not be loaded", "its module 'licensed_env_impl' raised RuntimeError: the licence server is down",
+    ),
     case(
         "install-hint-keeps-extra",
         (*TRAIN, "policy.generation.backend=sglang"),
@@ -140,6 +152,7 @@ CASES = [
         "reinforge convert --dcp-ckpt-path",
     ),
     case("tokenizer-folder-without-tokenizer", (*TRAIN, "policy.tokenizer_name=$C/models/tokenizer-less"), "policy.tokenizer_name", "has no tokenizer files"),
+    case("tokenizer-folder-missing", (*TRAIN, "policy.tokenizer_name=$C/models/nope"), "tokenizer folder", "does not exist; check policy.tokenizer_name"),
     case("chat-template-not-utf8", (*TRAIN, "policy.chat_template=$C/latin1-prompt.txt"), "policy.chat_template file", "is not UTF-8 text"),
     case("chat-template-directory", (*TRAIN, "policy.chat_template=$C/models"), "policy.chat_template", "is neither null, 'default', nor an existing file"),
     case("prompt-file-not-utf8", (*TRAIN, "data.prompt_file=$C/latin1-prompt.txt"), "prompt file", "is not UTF-8 text"),
@@ -169,6 +182,13 @@ CASES = [
     case("prompt-file-is-a-device", (*TRAIN, "data.prompt_file=/dev/zero"), "prompt file '/dev/zero' is not a regular file"),
     case("prompt-file-is-a-directory", (*TRAIN, "data.prompt_file=$C/models"), "prompt file", "is a directory"),
     case("data-file-missing", (*TRAIN, DS, "data.dataset_cfg={path: $C/missing.jsonl}"), "missing.jsonl' does not exist"),
+    case("data-file-csv", (*TRAIN, DS, "data.dataset_cfg={path: $C/data.csv}"), "data.csv' is a .csv file", "data.dataset_cfg.path"),
+    case(
+        "sft-messages-a-plain-string",
+        ("train", "--config", str(REPO / "examples/configs/sft-arith-cpu.yaml"), "policy.model_name=$M", "data.dataset=sft_jsonl",
+         "data.dataset_cfg={path: $C/sft-string-messages.jsonl}", "data.val_dataset=null", "data.val_dataset_cfg=null", "logger.log_dir=$C/out/sft"),
+        "key 'messages': the value is a plain string, not a list of {role, content} messages", "input_key / output_key",
+    ),
     case(
         "prompts-dropped-for-length",
         (*TRAIN, "data.max_input_seq_length=16"),
@@ -214,6 +234,21 @@ CASES = [
     case("eval-missing-model", "eval generation.model_name=$C/models/nope", "does not exist", "generation.model_name"),
     case("eval-k-above-n", "eval generation.model_name=$M eval.num_tests_per_prompt=2 eval.k_value=4", "k_value (4) cannot exceed num_tests_per_prompt (2)"),
     case("eval-save-path-directory", "eval generation.model_name=$M eval.save_path=$C/models", "eval.save_path", "is a directory"),
+    case(
+        "eval-save-path-under-a-file",
+        "eval generation.model_name=$M eval.save_path=$C/an-existing-file/samples.jsonl",
+        "eval.save_path", "is under", "an-existing-file', which is a file",
+    ),
+    case(
+        "eval-tokenizer-folder-missing",
+        "eval generation.model_name=$M generation.tokenizer_name=$C/models/nope",
+        "tokenizer folder", "does not exist; check generation.tokenizer_name",
+    ),
+    case(
+        "eval-tokenizer-folder-without-tokenizer",
+        "eval generation.model_name=$M generation.tokenizer_name=$C/models/tokenizer-less",
+        "generation.tokenizer_name", "has no tokenizer files", "set generation.tokenizer_name to a folder",
+    ),
     # ---------------------------------------------------------------- plot, model build
     case("plot-missing-run", "plot $C/no-such-run", "run directory", "does not exist"),
     case("plot-no-metrics", "plot $C/run-no-metrics", "no metrics.jsonl"),

@@ -13,6 +13,7 @@ import pytest
 
 from reinforge import __version__
 from reinforge.cli.main import main
+from reinforge.core import plugin_trust
 
 LOCAL_PLUGIN = '''
 from __future__ import annotations
@@ -46,6 +47,7 @@ def project(tmp_path, monkeypatch):
     """A user project folder with a local plugin registering the algorithm 'toy'."""
     (tmp_path / "toy_plugin.py").write_text(LOCAL_PLUGIN)
     (tmp_path / "plugins.toml").write_text('[plugins]\nlocal = ["toy_plugin.py"]\n')
+    plugin_trust.trust(tmp_path / "plugins.toml")  # found in the working directory: loaded once trusted
     (tmp_path / "run.yaml").write_text(
         textwrap.dedent(
             """
@@ -117,6 +119,7 @@ def test_plugins_list_and_show_the_advantage_estimators(project, capsys):
 
 def test_plugins_list_all_shows_modules_and_blocked(project, capsys):
     (project / "plugins.toml").write_text('[plugins]\nlocal = ["toy_plugin.py"]\nblock = ["hf"]\n')
+    plugin_trust.trust(project / "plugins.toml")
     assert main(["plugins", "list", "--all"]) == 0
     out = capsys.readouterr().out
     assert "toy_plugin" in out and "blocked: hf" in out

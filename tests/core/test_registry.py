@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from reinforge.core import plugin_trust
 from reinforge.core.errors import PluginError
 from reinforge.core.hookspecs import hookimpl
 from reinforge.core.registry import Registry, RegistrySettings
@@ -80,6 +81,7 @@ def test_local_plugin_from_project_file(tmp_path):
 def test_project_file_found_in_working_directory(tmp_path, monkeypatch):
     write_module(tmp_path, "cwd_envs", ENV_PLUGIN.format(name="cwd_env"))
     (tmp_path / "plugins.toml").write_text('[plugins]\nlocal = ["cwd_envs.py"]\n')
+    plugin_trust.trust(tmp_path / "plugins.toml")  # found, not named: loaded once trusted
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("REINFORGE_PLUGINS", raising=False)
     assert "cwd_env" in Registry.create().names("environment")

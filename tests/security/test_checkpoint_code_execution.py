@@ -10,6 +10,7 @@ import pickle
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,96 @@ def test_dcp_byte_entries_load_without_pickled_code(tmp_path):
     with pytest.raises(ReinforgeError, match="will not unpickle"):
         planner.load_bytes(Item, evil)
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------- payloads the safe loader refuses (issue 30)
+@pytest.mark.parametrize("name", ["trainer_state.pt", "rng_rank0.pt"])
+def test_a_backend_payload_the_safe_loader_refuses_is_named_with_the_reason(tiny_model_dir, run_dir, name):
+    """With a manifest forged to match, the backend's .pt files meet `weights_only=True`: refused, named, no traceback."""
+    marker = run_dir / "marker"
+    step = run_dir / "ckpt" / "step_1"
+    torch.save({"format": 1, "step": Payload(marker)}, step / "policy" / name)
+    write_manifest(step)
+    with pytest.raises(ReinforgeError) as refused:
+        resume(tiny_model_dir, run_dir)
+    message = str(refused.value)
+    assert f"checkpoint file {step / 'policy' / name} cannot be loaded: the safe loader refused it: it would call exec" in message
+    assert "checkpointing.resume=false" in message
+    assert not marker.exists()
+
+
+def test_a_pickled_weights_file_in_a_model_folder_is_refused_naming_it(tiny_model_dir, tmp_path):
+    marker = tmp_path / "marker"
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "model.safetensors").unlink()
+    torch.save({"model.embed_tokens.weight": Payload(marker)}, model / "pytorch_model.bin")
+    done = subprocess.run(
+        [REINFORGE, "train", "--config", str(CPU_RECIPE), *tiny_overrides(model, tmp_path / "run", steps=1)],
+        capture_output=True, text=True, env={**os.environ, **OFFLINE_ENV},
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    flat = " ".join(done.stderr.split())
+    assert f"weights file {model / 'pytorch_model.bin'} (from policy.model_name) was refused by the safe loader: it would call exec" in flat
+    assert not marker.exists()
+
+
+# ---------------------------------------------------------------- files that point elsewhere (issue 30)
+def test_a_shard_replaced_by_a_symlink_to_an_outside_file_is_refused_by_resume_and_convert(tiny_model_dir, run_dir, tmp_path):
+    shard = run_dir / "ckpt" / "step_1" / "policy" / "dcp" / "__0_0.distcp"
+    outside = tmp_path / "elsewhere.distcp"
+    shutil.copy(shard, outside)  # the same bytes: the manifest's size and hash match through the link
+    shard.unlink()
+    shard.symlink_to(outside)
+    problems = verify_checkpoint(run_dir / "ckpt" / "step_1")
+    assert problems == [f"policy/dcp/__0_0.distcp is a symbolic link (to {outside}); a checkpoint holds only its own regular files"]
+    done = convert(run_dir)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "policy/dcp/__0_0.distcp is a symbolic link" in " ".join(done.stderr.split())
+    assert not (run_dir / "hf").exists()
+    with pytest.raises(ReinforgeError, match="no intact checkpoint .*is a symbolic link"):
+        resume(tiny_model_dir, run_dir)
+
+
+def test_a_shard_hard_linked_from_outside_is_refused(run_dir, tmp_path):
+    shard = run_dir / "ckpt" / "step_1" / "policy" / "dcp" / "__0_0.distcp"
+    os.link(shard, tmp_path / "a-second-name")
+    problems = verify_checkpoint(run_dir / "ckpt" / "step_1")
+    assert problems == [
+        "policy/dcp/__0_0.distcp is hard-linked from outside the checkpoint (2 links, 1 inside it); copy the checkpoint "
+        "with its own files (cp -r, not cp -al)"
+    ]
+
+
+def test_a_forged_manifest_listing_a_link_to_dev_zero_does_not_hash_forever(tmp_path):
+    step = tmp_path / "step_1"
+    step.mkdir()
+    (step / "training_info.json").write_text('{"step": 1}')
+    (step / "zero.bin").symlink_to("/dev/zero")  # size 0 by stat, endless to read
+    write_manifest_by_hand(step, {"training_info.json": None, "zero.bin": (0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")})
+    check = "from reinforge.core.checkpoint_manifest import verify_checkpoint; import sys; print(verify_checkpoint(sys.argv[1]))"
+    done = subprocess.run([sys.executable, "-c", check, str(step)], capture_output=True, text=True, timeout=60)
+    assert "zero.bin is a symbolic link (to /dev/zero)" in done.stdout, done.stderr[-2000:]
+
+
+def test_hashing_reads_no_more_than_the_listed_size(tmp_path):
+    from reinforge.core.checkpoint_manifest import sha256_of
+
+    data = tmp_path / "data"
+    data.write_bytes(b"x" * 10)
+    assert sha256_of(data, limit=10) == sha256_of(data)
+    assert sha256_of(data, limit=4) != sha256_of(data)  # 5 bytes read: one past the limit changes the digest
+
+
+def write_manifest_by_hand(step: Path, entries: dict[str, tuple[int, str] | None]) -> None:
+    """A manifest as an attacker would write it: `None` entries get their real size and hash."""
+    import hashlib
+    import json
+
+    files = {}
+    for rel, entry in entries.items():
+        if entry is None:
+            raw = (step / rel).read_bytes()
+            entry = (len(raw), hashlib.sha256(raw).hexdigest())
+        files[rel] = {"size": entry[0], "sha256": entry[1]}
+    (step / MANIFEST).write_text(json.dumps({"format": 1, "files": files}))

@@ -13,6 +13,8 @@ The `.pt` files load with `weights_only=True`: no arbitrary unpickling.
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +49,37 @@ def write_trainer_files(
 
 def read_trainer_files(path: Path, *, rank: int) -> dict[str, Any]:
     """Restore this rank's RNG state (when saved: not with more ranks than saved) and return the trainer state."""
-    state = torch.load(path / STATE_FILE, weights_only=True)
+    state = load_pt(path / STATE_FILE)
     rng_file = path / f"rng_rank{rank}.pt"
     if rng_file.is_file():  # absent when loading with more ranks than saved: keep this rank's seed
-        _set_rng_state(torch.load(rng_file, weights_only=True))
+        rng = load_pt(rng_file)
+        try:
+            _set_rng_state(rng)
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise _unreadable(rng_file, f"it does not hold an RNG state ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict):
+        raise _unreadable(path / STATE_FILE, f"it holds a {type(state).__name__}, not the trainer state")
     return state
+
+
+def load_pt(file: Path) -> Any:
+    """`torch.load(file, weights_only=True)`, with a refusal (a crafted or foreign pickle) or damage reported
+    as a ReinforgeError naming the file and the reason, not torch's traceback."""
+    try:
+        return torch.load(file, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        what = f"it would call {found.group(1)}" if found else str(exc).strip().splitlines()[0][:200]
+        raise _unreadable(file, f"the safe loader refused it: {what}, and reinforge never unpickles anything but tensors and plain data") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise _unreadable(file, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else 'unreadable'}") from None
+
+
+def _unreadable(file: Path, reason: str) -> ReinforgeError:
+    return ReinforgeError(
+        f"checkpoint file {file} cannot be loaded: {reason}. The checkpoint is damaged or was altered; nothing in it "
+        "ran. Resume from another step_N folder (delete this one) or pass checkpointing.resume=false to start over"
+    )
 
 
 def _rng_state() -> dict[str, Any]:

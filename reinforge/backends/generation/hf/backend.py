@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import gc
+import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ from reinforge.backends.generation.sampling_utils import (
 from reinforge.backends.kit import cache_keyword, own_weights
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
+from reinforge.core.model_folder import refused_weights
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -368,6 +370,8 @@ def _load_model(model_config: ModelConfig, options: HFGenerationConfig) -> PreTr
         return AutoModelForCausalLM.from_pretrained(
             name, dtype=_DTYPES[model_config.precision], attn_implementation=options.attn_implementation
         ).eval()
+    except pickle.UnpicklingError as exc:  # a pytorch_model.bin holding more than tensors
+        raise refused_weights(name, exc, setting="the generator's model_name") from None
     except OSError as exc:
         raise ReinforgeError(
             f"could not load model {name!r} with transformers: {str(exc).rstrip('.')}. Nothing is downloaded when HF_HUB_OFFLINE=1; "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import pickle
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,7 @@ from reinforge.backends.training.hf_folders import read_model_config, write_hf_f
 from reinforge.backends.training.seam_checks import as_batch, check_temperature
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
+from reinforge.core.model_folder import refused_weights
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -125,6 +127,8 @@ class DTensorBackend:
         name = self.policy.model_name
         try:
             causal_lm = AutoModelForCausalLM.from_pretrained(name, dtype=_DTYPES[self.policy.precision])
+        except pickle.UnpicklingError as exc:  # a pytorch_model.bin holding more than tensors
+            raise refused_weights(name, exc, setting="policy.model_name") from None
         except (OSError, ValueError) as exc:
             raise ReinforgeError(
                 f"cannot load the model '{name}' ({exc.__class__.__name__}: {str(exc).splitlines()[0]}); "
