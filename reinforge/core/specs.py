@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from reinforge.core.config import structure, to_dict
+from reinforge.core.config import is_config_class, structure, to_dict
 from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBackend
 from reinforge.core.registry import Registry
 from reinforge.core.run_config import EnvConfig, GenerationConfig, PolicyConfig
@@ -105,5 +105,5 @@ def _lookup(registry: Registry | None, options: dict[str, Any]) -> Any:
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
-    """attrs instances (e.g. optimizer=OptimizerConfig(...)) as the mappings the converter structures."""
-    return {k: to_dict(v) if attrs.has(type(v)) else v for k, v in values.items()}
+    """Config instances (e.g. optimizer=OptimizerConfig(...), a plugin's dataclass) as the mappings the converter structures."""
+    return {k: to_dict(v) if is_config_class(type(v)) else v for k, v in values.items()}
