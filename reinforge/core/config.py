@@ -630,6 +630,11 @@ def _dataclass_fields(cls: type) -> dict[str, _DataclassField]:
     return out
 
 
+def field_names(cls: type) -> list[str]:
+    """The settings a config class (attrs or dataclass) takes, in declaration order."""
+    return list(_fields(cls))
+
+
 def is_config_class(tp: Any) -> bool:
     """Whether `tp` is a class the config layer structures: an attrs class or a dataclass."""
     return isinstance(tp, type) and (attrs.has(tp) or dataclasses.is_dataclass(tp))
