@@ -82,6 +82,11 @@ _SCHEDULE_KEYS = {
 }
 
 
+def schedule_section_name(run_config_class: type, algorithm: str) -> str:
+    """The schedule section's name, unchecked: the class's `schedule_section`, else the algorithm's name."""
+    return getattr(run_config_class, "schedule_section", None) or algorithm
+
+
 def schedule_section(config: Any) -> str:
     """The section of a run config the loop reads the schedule from, checked.
 
@@ -92,7 +97,7 @@ def schedule_section(config: Any) -> str:
     dropped in silence (a run would train for the default 100 steps).
     """
     cls, algorithm = type(config), str(getattr(config, "algorithm", ""))
-    name = getattr(cls, "schedule_section", None) or algorithm
+    name = schedule_section_name(cls, algorithm)
     fields = {field.name for field in attrs.fields(cls)} if attrs.has(cls) else set(vars(config))
     schedule_like = sorted(
         field for field in fields if any(hasattr(getattr(config, field, None), key) for key in _SCHEDULE_KEYS.values() if key != "seed")
