@@ -1,6 +1,6 @@
 """`CalculatorStopGeneration`: any registered generation backend, stopping each turn after a calculator call.
 
-A wrapper, not an engine: it builds the backend its options name (hf by default) through the registry
+A wrapper, not an engine: it builds the backend its `engine` option names (hf by default) through the registry
 and adds `</calc>` to the stop strings of every call, so a turn ends where the environment answers.
 """
 
@@ -16,14 +16,14 @@ import reinforge as rf
 
 @dataclass(frozen=True)
 class CalculatorStopOptions:
-    backend: str = field(default="hf", metadata={"doc": "the generation backend that samples (any registered one)"})
+    engine: str = field(default="hf", metadata={"doc": "the generation backend that samples (any registered one)"})
     stop: str = field(default="</calc>", metadata={"doc": "the stop string added to every call"})
 
 
 class CalculatorStopGeneration:
     def __init__(self, model: Any, options: CalculatorStopOptions | None = None, *, generation: Any, seed: int) -> None:
         self.options = options or CalculatorStopOptions()
-        inner = rf.Registry.create().generation_backend(self.options.backend)
+        inner = rf.Registry.create().generation_backend(self.options.engine)
         self.inner = inner(model, None, generation=generation, seed=seed)
 
     def generate(self, batch: rf.Batch, sampling: rf.SamplingParams) -> rf.Batch:
