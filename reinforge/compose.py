@@ -5,9 +5,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from reinforge.core.env_guard import guard_environment
 from reinforge.core.errors import ReinforgeError, read_user_text
@@ -17,7 +20,7 @@ from reinforge.core.model_config import ModelConfig
 from reinforge.core.model_folder import check_model_folder, tokenizer_setting
 from reinforge.core.registry import Registry
 from reinforge.core.run import RunParts
-from reinforge.core.run_config import ClusterConfig, DataConfig, LoggerConfig
+from reinforge.core.run_config import ClusterConfig, DataConfig, GenerationConfig, LoggerConfig, PolicyConfig
 from reinforge.core.specs import DatasetSpec, EnvironmentSpec, GenerationSpec, TrainingSpec
 from reinforge.core.timer import Timer
 from reinforge.data.loader import PromptLoader
@@ -181,8 +184,10 @@ def build_run_parts(
     from reinforge.executors.local import make_executor
     from reinforge.loggers import MultiLogger
 
-    policy_config = policy.policy  # the training side: batch sizes, optimizer, the training backend's options
+    policy_config = _sized_policy(policy, algorithm, loop)  # the training side: batch sizes, optimizer, backend options
     model = policy_config.model  # what both backends load
+    if generation is None and algorithm.needs_generation:
+        generation = GenerationSpec(generation=GenerationConfig())  # hf, the embedded default, on the policy's model
     generation_config = generation.generation if generation is not None else None  # the generator's: engine, sampling
     if "console" in loggers.loggers:
         quiet_library_progress_bars()  # one progress bar: the run's, not each library's loading bars
@@ -223,12 +228,7 @@ def build_run_parts(
     need_reference = algorithm.needs_reference
     built_policy = policy.instance or executor.training(policy_config, need_reference=need_reference, seed=loop.seed)
     built_generation = None
-    if algorithm.needs_generation:
-        if generation is None:
-            raise ReinforgeError(
-                f"{type(algorithm).__name__} generates rollouts but no generation backend was given; pass "
-                "generation=reinforge.backends.HFGeneration(...) (or another generation backend)"
-            )
+    if generation is not None and algorithm.needs_generation:
         built_generation = generation.instance or executor.generation(model, generation_config, seed=loop.seed)
     built_environment = None
     if algorithm.needs_environment:
@@ -268,4 +268,17 @@ def build_run_parts(
         loop=loop,
         rollouts=rollouts,
         prompt_stats={"train": train_stats, "validation": val_stats},
+        data=data,
     )
+
+
+def _sized_policy(policy: TrainingSpec, algorithm: Algorithm, loop: LoopConfig) -> PolicyConfig:
+    """The policy's config, with `train_global_batch_size` set to what one step trains on when the caller left it
+    unset and the algorithm says (`samples_per_step`, GRPO: prompts x generations); the microbatch is reduced to a
+    divisor of it when it is not one already."""
+    config = policy.policy
+    samples_per_step = getattr(algorithm, "samples_per_step", None)  # optional: algorithms whose rows outnumber records
+    if policy.global_batch_size_given or samples_per_step is None:
+        return config
+    rows = int(samples_per_step(loop.prompts_per_step or algorithm.records_per_step(config)))
+    return attrs.evolve(config, train_global_batch_size=rows, train_micro_batch_size=math.gcd(rows, config.train_micro_batch_size))

@@ -37,7 +37,8 @@ class Trainer(TrainingLoop):
         algorithm: e.g. `GRPO(GRPOConfig(...))`, `SFT()`, `DPO()`, or any object with the `Algorithm` protocol.
         policy: the trained model and its training backend, e.g. `backends.DTensorTraining("model/", lr=1e-5)`.
         generation: the rollout generator, e.g. `backends.HFGeneration(max_new_tokens=64)` or
-            `backends.VLLMGeneration(...)`, or a built `GenerationBackend` object (algorithms that generate).
+            `backends.VLLMGeneration(...)`, or a built `GenerationBackend` object (algorithms that generate);
+            `backends.HFGeneration()` on the policy's model when omitted.
         environment: a reward function `(prompt, response, **metadata) -> float`, an `Environment`
             object, or `environments.Math(...)` (algorithms that need rewards).
         train_data, val_data: a list of dicts, a `datasets.Dataset`, or `data.Reader("name", options)`.
@@ -66,6 +67,7 @@ class Trainer(TrainingLoop):
         registry: Registry | None = None,
         config: Any = None,
     ) -> None:
+        _check_algorithm(algorithm)
         registry = registry or Registry.create()
         loop = loop or LoopConfig()
         logger_config, logger_objects = _loggers(loggers, log_dir)
@@ -120,6 +122,22 @@ class Trainer(TrainingLoop):
             registry=registry,
             config=config,
         )
+
+
+def _check_algorithm(algorithm: Any) -> None:
+    """An algorithm object, not its settings or its class: say which was passed and how to build one."""
+    if all(callable(getattr(algorithm, method, None)) for method in ("setup", "train_step")) and not isinstance(algorithm, type):
+        return
+    name = algorithm.__name__ if isinstance(algorithm, type) else type(algorithm).__name__
+    if isinstance(algorithm, type):
+        got = f"the class {name} itself; pass an instance, e.g. algorithm=rf.{name}()"
+    elif name.endswith("Config"):
+        owner = {"GRPOConfig": "GRPO", "SFTConfig": "SFT", "DPOLossConfig": "DPO"}.get(name)
+        example = f"rf.{owner}(rf.{name}(...))" if owner else "rf.GRPO(rf.GRPOConfig(...))"
+        got = f"a {name}: a config was passed where an algorithm goes; wrap it in its algorithm: algorithm={example}"
+    else:
+        got = f"a {name}, which has no setup()/train_step(); pass e.g. algorithm=rf.GRPO(rf.GRPOConfig(...)), rf.SFT() or rf.DPO()"
+    raise ReinforgeError(f"algorithm= must be an algorithm object (the Algorithm protocol); got {got}")
 
 
 def _training_spec(policy: Any) -> TrainingSpec:

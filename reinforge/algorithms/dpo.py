@@ -7,7 +7,7 @@ splits across microbatches (policy.train_micro_batch_size counts rows, so it mus
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -51,7 +51,11 @@ class DPOPolicyConfig(PolicyConfig):
 
 @attrs.define(kw_only=True, frozen=True)
 class DPORunConfig:
-    algorithm: str = doc("the algorithm this config is for", default="dpo", validator=v.in_(("dpo",)))
+    schedule_section: ClassVar[str] = "dpo"  # where the loop reads max_num_steps, val_period, ...
+
+    algorithm: str = doc(
+        "the registered algorithm this config is for: dpo, or one registered with run_config='dpo'", default="dpo"
+    )
     dpo: DPOConfig = doc("DPO settings", factory=DPOConfig)
     loss_fn: DPOLossConfig = doc("the preference loss (β = reference_policy_kl_penalty)", factory=DPOLossConfig)
     policy: DPOPolicyConfig = doc("the trained policy (train_global_batch_size counts pairs, train_micro_batch_size rows)")

@@ -26,10 +26,15 @@ from reinforge.core.errors import ReinforgeError
 from reinforge.core.records import RecordFormat
 from reinforge.core.run import RunParts
 from reinforge.core.run_config import PolicyConfig
+from reinforge.core.run_guard import warn
 from reinforge.core.sampling import SamplingParams, sampling_params
 from reinforge.rollouts.evaluation import evaluate
 from reinforge.rollouts.groups import collect_groups, select_rows
 from reinforge.rollouts.turns import RolloutResult
+
+
+# Leading steps with every reward 0 after which the run says that nothing is being learned.
+ZERO_REWARD_STEPS = 3
 
 
 class GRPO:
@@ -54,6 +59,7 @@ class GRPO:
         self.run: Any = None
         self.policy_version = 0  # bumped by every optimizer step
         self._advantage_estimator: AdvantageEstimator | None = None  # resolved by name in setup (or on first use)
+        self._zero_reward_steps = 0  # leading steps in which every reward was 0 (see _warn_if_nothing_is_rewarded)
 
     @classmethod
     def from_run_config(cls, config: GRPORunConfig) -> GRPO:
@@ -66,6 +72,10 @@ class GRPO:
 
     def records_per_step(self, policy: PolicyConfig) -> int:
         return self.config.num_prompts_per_step
+
+    def samples_per_step(self, records: int) -> int:
+        """Rollouts one step trains on: the policy's global batch size when the user leaves it unset."""
+        return records * self.config.num_generations_per_prompt
 
     @property
     def validation_metrics(self) -> tuple[str, ...]:
@@ -102,6 +112,7 @@ class GRPO:
         metrics: dict[str, float] = {}
         metrics.update(self.refit_if_stale())
         rollouts, rewards, extra = self._collect(step, prompts)
+        self._warn_if_nothing_is_rewarded(rollouts.rewards)
         metrics.update(extra)
         if len(rollouts.rewards) == 0:
             metrics["train/skipped"] = 1.0
@@ -134,6 +145,28 @@ class GRPO:
         metrics.update(rollout_metrics(rollouts, rewards, batch, advantages, prefix="train/"))
         run.logger.log_samples(sample_records(rollouts, rewards, advantages, self.samples_to_log), step)
         return metrics
+
+    def _warn_if_nothing_is_rewarded(self, rewards: torch.Tensor) -> None:
+        """Say so when every reward of the first steps is 0: equal rewards teach nothing, and the usual cause is a
+        prompt that asks for another answer format than the reward accepts (or than the model knows)."""
+        if self._zero_reward_steps < 0:
+            return
+        if len(rewards) == 0 or bool((rewards != 0).any()):
+            self._zero_reward_steps = -1  # something was rewarded: never check again
+            return
+        self._zero_reward_steps += 1
+        if self._zero_reward_steps < ZERO_REWARD_STEPS:
+            return
+        self._zero_reward_steps = -1
+        data = self.run.data
+        template = "none" if data is None else repr(data.prompt_file)
+        warn(
+            f"every reward of the first {ZERO_REWARD_STEPS} steps was 0, so nothing is learned (equal rewards give zero "
+            f"advantages). The prompts use the template data.prompt_file={template}, system_prompt="
+            f"{None if data is None else data.system_prompt!r}: check that it asks for the answer format your reward "
+            "accepts and the model knows (a sample is in the run's samples log), e.g. "
+            "data=rf.DataConfig(prompt_file=None, system_prompt='Put your final answer within \\boxed{}.')"
+        )
 
     def _step_loss(self, optimizer_steps: int) -> tuple[Any, bool]:
         """The loss for this step's optimizer steps, and whether it needs the previous-policy logprob pass.

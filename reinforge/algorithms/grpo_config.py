@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import attrs
 from attrs import validators as v
@@ -91,7 +91,14 @@ class GRPOConfig:
 
 @attrs.define(kw_only=True, frozen=True)
 class GRPORunConfig:
-    algorithm: Literal["grpo"] = doc("the algorithm this config is for", default="grpo")
+    # The section the loop reads the schedule from (max_num_steps, val_period, ...), whichever algorithm
+    # registered with run_config="grpo" this config is for.
+    schedule_section: ClassVar[str] = "grpo"
+
+    algorithm: str = doc(
+        "the registered algorithm this config is for: grpo, or one registered with run_config='grpo' (a GRPO variant)",
+        default="grpo",
+    )
     grpo: GRPOConfig = doc("GRPO settings", factory=GRPOConfig)
     loss_fn: ClippedPGLossConfig = doc("clipped policy-gradient loss", factory=ClippedPGLossConfig)
     policy: PolicyConfig = doc("the trained policy and its generator")

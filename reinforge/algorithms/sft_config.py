@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar
 
 import attrs
 from attrs import validators as v
@@ -23,7 +23,11 @@ class SFTConfig:
 
 @attrs.define(kw_only=True, frozen=True)
 class SFTRunConfig:
-    algorithm: Literal["sft"] = doc("the algorithm this config is for", default="sft")
+    schedule_section: ClassVar[str] = "sft"  # where the loop reads max_num_steps, val_period, ...
+
+    algorithm: str = doc(
+        "the registered algorithm this config is for: sft, or one registered with run_config='sft'", default="sft"
+    )
     sft: SFTConfig = doc("SFT settings", factory=SFTConfig)
     policy: PolicyConfig = doc("the trained policy")
     data: DataConfig = doc("conversations: data.dataset names a reader of SFT records", factory=DataConfig)

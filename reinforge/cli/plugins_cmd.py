@@ -108,10 +108,11 @@ def run_show(args: argparse.Namespace) -> int:
             kinds = ", ".join(s.kind for s in specs)
             raise PluginError(f"several plugins are called '{args.name}' ({kinds}); add --kind KIND to pick one")
     spec = specs[0]
-    config_cls = spec.load_config_class()
+    config_cls = registry.config_class(spec.kind, spec.name)  # an algorithm variant's: the run config it takes
     fields = describe_fields(config_cls) if config_cls is not None else []
     if args.json:
-        print_json({**spec_record(spec), "config": getattr(config_cls, "__qualname__", None), "fields": fields})
+        record = {**spec_record(spec), "run_config": spec.run_config}
+        print_json({**record, "config": getattr(config_cls, "__qualname__", None), "fields": fields})
         return 0
     console.print(f"[bold]{spec.kind.replace('_', ' ')} '{spec.name}'[/] from {escape(str(spec.source))}")
     if spec.description:
@@ -119,6 +120,8 @@ def run_show(args: argparse.Namespace) -> int:
     summary = capability_summary(spec_record(spec))
     if summary:
         console.print(f"can: {escape(summary)}")
+    if spec.run_config:
+        console.print(f"takes the run config of the algorithm '{escape(spec.run_config)}' (its schedule included)")
     if not spec.available:
         console.print(f"[yellow]not available here; install with: {escape(spec.install_hint())}[/]")
     if config_cls is None:

@@ -14,6 +14,7 @@ only known once plugins are loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import re
@@ -28,6 +29,7 @@ import cattrs
 import yaml
 
 from reinforge.core.errors import ConfigError, ReinforgeError
+from reinforge.core.suggest import closest
 
 ConfigLookup = Callable[[str, str], "type | None"]  # (kind, name) -> options class
 Origins = dict[tuple[str, ...], str]  # key path -> the file (or "command line") that set it
@@ -392,7 +394,7 @@ def structure(
     origins: Origins | None = None,
     source: str | None = None,
 ) -> Any:
-    """Build an instance of the attrs class `cls` from `data`, reporting every problem at once."""
+    """Build an instance of the config class `cls` (attrs, or a dataclass) from `data`, reporting every problem at once."""
     try:
         return _structure_attrs(data, cls, (), lookup)
     except _Problems as exc:
@@ -576,10 +578,8 @@ def _describe(value: Any) -> str:
 
 
 def _closest(name: str, known: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+    close = closest(name, known, cutoff=0.6)
+    return f"; did you mean '{close}'?" if close else f"; known keys: {', '.join(known)}"
 
 
 def _default_of(field: attrs.Attribute) -> Any:
@@ -593,18 +593,59 @@ def _is_optional(tp: Any) -> bool:
     return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
 
 
-def _fields(cls: type) -> dict[str, attrs.Attribute]:
-    """attrs fields with their annotations resolved (modules use `from __future__ import annotations`)."""
+def _fields(cls: type) -> dict[str, Any]:
+    """The fields of a config class with their annotations resolved (modules use `from __future__ import
+    annotations`): attrs' own `Attribute`s, or the same view of a dataclass's fields."""
+    if dataclasses.is_dataclass(cls) and not attrs.has(cls):
+        return _dataclass_fields(cls)
     attrs.resolve_types(cls)
     return attrs.fields_dict(cls)
 
 
+@attrs.frozen
+class _DataclassField:
+    """A dataclass field as the structuring code reads an attrs field (dataclasses have no validators)."""
+
+    name: str
+    type: Any
+    default: Any
+    metadata: Mapping[str, Any]
+    validator: Any = None
+    converter: Any = None
+
+
+def _dataclass_fields(cls: type) -> dict[str, _DataclassField]:
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for field in dataclasses.fields(cls):
+        if not field.init:
+            continue
+        if field.default is not dataclasses.MISSING:
+            default: Any = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = attrs.Factory(field.default_factory)
+        else:
+            default = attrs.NOTHING
+        out[field.name] = _DataclassField(name=field.name, type=hints.get(field.name, Any), default=default, metadata=field.metadata)
+    return out
+
+
+def field_names(cls: type) -> list[str]:
+    """The settings a config class (attrs or dataclass) takes, in declaration order."""
+    return list(_fields(cls))
+
+
+def is_config_class(tp: Any) -> bool:
+    """Whether `tp` is a class the config layer structures: an attrs class or a dataclass."""
+    return isinstance(tp, type) and (attrs.has(tp) or dataclasses.is_dataclass(tp))
+
+
 def _attrs_class_of(tp: Any) -> type | None:
-    """The attrs class `tp` denotes (also through `X | None`), or None."""
-    if isinstance(tp, type) and attrs.has(tp):
+    """The config class (attrs or dataclass) `tp` denotes (also through `X | None`), or None."""
+    if is_config_class(tp):
         return tp
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        classes = [a for a in typing.get_args(tp) if isinstance(a, type) and attrs.has(a)]
+        classes = [a for a in typing.get_args(tp) if is_config_class(a)]
         if len(classes) == 1:
             return classes[0]
     return None
@@ -623,7 +664,7 @@ def dump_yaml(config: Any) -> str:
 
 # --------------------------------------------------------------------------- schema description
 def describe_fields(cls: type, prefix: str = "") -> list[dict[str, str]]:
-    """Every field of an attrs config class, flattened: name, type, default, doc (for `plugins show`)."""
+    """Every field of a config class (attrs or dataclass; a field's doc is its `metadata["doc"]`), flattened: name, type, default, doc (for `plugins show`)."""
     rows = []
     for field in _fields(cls).values():
         name = f"{prefix}{field.name}"
@@ -636,7 +677,7 @@ def describe_fields(cls: type, prefix: str = "") -> list[dict[str, str]]:
             {
                 "name": name,
                 "type": _type_name(field.type),
-                "default": "(required)" if default is attrs.NOTHING else repr(to_dict(default) if attrs.has(type(default)) else default),
+                "default": "(required)" if default is attrs.NOTHING else repr(to_dict(default) if is_config_class(type(default)) else default),
                 "doc": field.metadata.get("doc", ""),
             }
         )

@@ -101,7 +101,8 @@ class AlgorithmClass(Protocol):
     """`cls(run_config) -> Algorithm`: built from the whole run config its plugin registered.
 
     The built-ins register a `from_run_config` classmethod here; their constructors take only
-    their own settings (`GRPO(GRPOConfig(...), loss=...)`), for use from Python.
+    their own settings (`GRPO(GRPOConfig(...), loss=...)`), for use from Python. A variant registered
+    with `run_config="grpo"` is called with GRPO's run config (`config.algorithm` is its own name).
     """
 
     def __call__(self, run_config: Any) -> Algorithm: ...

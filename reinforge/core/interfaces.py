@@ -243,7 +243,11 @@ class Algorithm(Protocol):
     record_format: RecordFormat
 
     def records_per_step(self, policy: PolicyConfig) -> int:
-        """Items one step consumes when the loop config does not say (e.g. prompts per step, or the global batch)."""
+        """Items one step consumes when the loop config does not say (e.g. prompts per step, or the global batch).
+
+        Optional beside it: `samples_per_step(records) -> int`, the rows one step trains on when they outnumber
+        the records (GRPO: records x generations); a policy built without `train_global_batch_size` takes it.
+        """
         ...
 
     def setup(self, run: RunParts) -> None:

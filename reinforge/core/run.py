@@ -15,7 +15,7 @@ import attrs
 from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBackend
 from reinforge.core.loop import LoopConfig
 from reinforge.core.model_config import ModelConfig
-from reinforge.core.run_config import EnvConfig, GenerationConfig, PolicyConfig
+from reinforge.core.run_config import DataConfig, EnvConfig, GenerationConfig, PolicyConfig
 from reinforge.core.sampling import SamplingParams
 from reinforge.core.timer import Timer
 
@@ -106,6 +106,8 @@ class RunParts:
     rollouts: Rollouts | None = None  # built when the algorithm generates
     prompt_stats: dict[str, Any] = attrs.field(factory=dict)
     config: Any = None  # the YAML run config, when the run was built from one (saved with checkpoints)
+    # The prompt options the records were prepared with (template, system prompt), for messages that name them.
+    data: DataConfig | None = None
     # The plugin registry the run was built with: an algorithm resolves the named parts it uses itself
     # (GRPO's advantage estimator) through it, so project plugins are found and nothing is loaded twice.
     registry: Registry | None = None

@@ -13,7 +13,9 @@ from typing import Any
 
 import attrs
 
-from reinforge.core.config import structure, to_dict
+from reinforge.core.config import field_names, is_config_class, structure, to_dict
+from reinforge.core.errors import ConfigError
+from reinforge.core.suggest import closest
 from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBackend
 from reinforge.core.registry import Registry
 from reinforge.core.run_config import EnvConfig, GenerationConfig, PolicyConfig
@@ -25,6 +27,9 @@ class TrainingSpec:
 
     policy: PolicyConfig
     instance: TrainingBackend | None = None  # already built: used instead of building `policy.backend`
+    # False when the caller left policy.train_global_batch_size at its default: the run then sizes it to
+    # what one step trains on (GRPO: prompts x generations), so any GRPOConfig works with the default policy.
+    global_batch_size_given: bool = True
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -67,10 +72,11 @@ def training_spec(backend: str, model_name: str, *, instance: Any = None, regist
     if "lr" in settings:  # the one optimizer setting everybody changes
         raw["optimizer"] = {**raw.get("optimizer", {}), "lr": settings["lr"]}
     options = {k: v for k, v in settings.items() if k not in shared and k != "lr"}
+    registry = _check_keywords("training_backend", backend, options, [*sorted(shared), "lr"], registry)
     if options:
         raw["backend_cfg"] = _plain(options)
     policy = structure(raw, PolicyConfig, lookup=_lookup(registry, options), source=f"training backend '{backend}'")
-    return TrainingSpec(policy=policy, instance=instance)
+    return TrainingSpec(policy=policy, instance=instance, global_batch_size_given="train_global_batch_size" in settings)
 
 
 def generation_spec(backend: str, *, instance: Any = None, registry: Registry | None = None, **settings: Any) -> GenerationSpec:
@@ -78,6 +84,7 @@ def generation_spec(backend: str, *, instance: Any = None, registry: Registry | 
     shared = {f.name for f in attrs.fields(GenerationConfig)} - {"backend", "backend_cfg"}
     raw: dict[str, Any] = {"backend": backend, **_plain({k: v for k, v in settings.items() if k in shared})}
     options = {k: v for k, v in settings.items() if k not in shared}
+    registry = _check_keywords("generation_backend", backend, options, sorted(shared), registry)
     if options:
         raw["backend_cfg"] = _plain(options)
     generation = structure(raw, GenerationConfig, lookup=_lookup(registry, options), source=f"generation backend '{backend}'")
@@ -97,6 +104,27 @@ def plugin_config(kind: str, name: str, options: dict[str, Any], registry: Regis
     return structure(_plain(options), cls, lookup=registry.config_class, source=f"{kind.replace('_', ' ')} '{name}'")
 
 
+def _check_keywords(kind: str, backend: str, options: dict[str, Any], shared: list[str], registry: Registry | None) -> Registry | None:
+    """Keywords that are neither shared settings nor the backend's options fail here, with the closest of both
+    as the suggestion (a misspelt `max_new_tokens` must not be matched against the backend's options only)."""
+    if not options:
+        return registry
+    registry = registry or Registry.create()
+    config_class = registry.config_class(kind, backend)
+    own = field_names(config_class) if config_class is not None else []
+    unknown = [key for key in options if key not in own]
+    if not unknown:
+        return registry
+    what = kind.replace("_", " ")
+    section = "sampling settings" if kind == "generation_backend" else "policy settings"
+    known = f"{section}: {', '.join(shared)}; " + (f"options of '{backend}': {', '.join(own)}" if own else f"'{backend}' takes no options")
+    lines = []
+    for key in unknown:
+        close = closest(key, [*shared, *own])
+        lines.append(f"unknown key '{key}'{f'; did you mean {close!r}?' if close else ''} ({known}) @ {key}")
+    raise ConfigError(lines, source=f"{what} '{backend}'")
+
+
 def _lookup(registry: Registry | None, options: dict[str, Any]) -> Any:
     # The plugin's config class is looked up only when it has options (building a registry reads entry points).
     if not options:
@@ -105,5 +133,5 @@ def _lookup(registry: Registry | None, options: dict[str, Any]) -> Any:
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
-    """attrs instances (e.g. optimizer=OptimizerConfig(...)) as the mappings the converter structures."""
-    return {k: to_dict(v) if attrs.has(type(v)) else v for k, v in values.items()}
+    """Config instances (e.g. optimizer=OptimizerConfig(...), a plugin's dataclass) as the mappings the converter structures."""
+    return {k: to_dict(v) if is_config_class(type(v)) else v for k, v in values.items()}

@@ -23,7 +23,7 @@ def prepare_records(
 ) -> tuple[list[Any], dict[str, Any]]:
     """(items, stats) for `record_format`; `source` names the data in error messages."""
     if record_format.kind == "prompts":
-        return _prompts(records, tokenizer, data)
+        return _prompts(records, tokenizer, data, source)
     if record_format.kind == "conversations":
         return _conversations(records, tokenizer, model.max_total_sequence_length, only_final=record_format.only_final_assistant_turn)
     if record_format.kind == "preference_pairs":
@@ -31,11 +31,11 @@ def prepare_records(
     raise ValueError(f"unknown record format {record_format.kind!r}")
 
 
-def _prompts(records: list[dict[str, Any]], tokenizer: Any, data: DataConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _prompts(records: list[dict[str, Any]], tokenizer: Any, data: DataConfig, source: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Tokenized prompts (chat template, prompt template, system prompt; overlong ones dropped or truncated)."""
     if not records:
         return [], {}
-    return build_prompt_set(data, tokenizer, records)
+    return build_prompt_set(data, tokenizer, records, source=source)
 
 
 def _conversations(

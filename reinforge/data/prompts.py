@@ -20,6 +20,7 @@ import attrs
 from reinforge.core.config import doc
 from reinforge.core.errors import ReinforgeError, read_user_text
 from reinforge.core.run_config import ChatTurn, check_example_turns, check_tools, tool_schemas
+from reinforge.data.messages import RowLocation, as_messages
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +116,16 @@ def ensure_chat_template(tokenizer: Any, use_default: bool = False) -> None:
 
 
 def build_prompts(
-    records: Iterable[Mapping[str, Any]], tokenizer: Any, config: PromptConfig
+    records: Iterable[Mapping[str, Any]], tokenizer: Any, config: PromptConfig, *, source: str = "the records"
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Build `{"messages", "input_ids", "metadata"}` prompts; returns them and counts of what happened.
 
-    `metadata` holds every field of the record (`problem`, `answer`, `index`, ...) plus
-    `prompt_truncated`. Stats: `records`, `prompts`, `dropped_overlong`, `truncated_overlong`,
-    `max_prompt_tokens` (after truncation).
+    A record holds its question as `problem` (a string, put through the prompt template) or, as TRL's
+    datasets write it, `prompt`: a string (the same as `problem`) or a list of `{role, content}` messages,
+    used as the conversation as it is (the system prompt and worked examples are put first when it has no
+    system message of its own). `metadata` holds every field of the record (`problem` or `prompt`,
+    `answer`, `index`, ...) plus `prompt_truncated`. Stats: `records`, `prompts`, `dropped_overlong`,
+    `truncated_overlong`, `max_prompt_tokens` (after truncation). `source` names the data in errors.
     """
     ensure_chat_template(tokenizer)
     tools = [dict(t) for t in config.tools] or None
@@ -129,13 +133,16 @@ def build_prompts(
         check_tool_support(tokenizer, tools)
     template = load_prompt_template(config.prompt_file)
     records = list(records)
+    system = [{"role": "system", "content": config.system_prompt}] if config.system_prompt is not None else []
+    examples = [{"role": turn.role, "content": turn.content} for turn in config.example_turns]
     conversations = []
     for row, record in enumerate(records):
-        if "problem" not in record:
-            raise ReinforgeError(f"record {row} has no 'problem' (keys: {sorted(record)}); dataset readers must return one.")
-        user = str(record["problem"]) if template is None else template.format(record["problem"])
-        system = [{"role": "system", "content": config.system_prompt}] if config.system_prompt is not None else []
-        examples = [{"role": turn.role, "content": turn.content} for turn in config.example_turns]
+        question = _question(record, row, source)
+        if isinstance(question, list):  # a conversation already: its own system message wins
+            own_system = bool(question) and question[0]["role"] == "system"
+            conversations.append(question[:1] + examples + question[1:] if own_system else [*system, *examples, *question])
+            continue
+        user = question if template is None else template.format(question)
         conversations.append([*system, *examples, {"role": "user", "content": user}])
 
     token_ids = _tokenize(tokenizer, conversations, tools=tools)
@@ -162,7 +169,25 @@ def build_prompts(
     return prompts, stats
 
 
-def build_prompt_set(data: Any, tokenizer: Any, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _question(record: Mapping[str, Any], row: int, source: str) -> str | list[dict[str, str]]:
+    """The record's `problem` (a string), else its `prompt` (a string, or checked messages)."""
+    if "problem" in record:
+        return str(record["problem"])
+    if "prompt" in record:
+        value = record["prompt"]
+        if isinstance(value, str):
+            return value
+        return as_messages(value, RowLocation(source, row), "prompt", role="user")
+    raise ReinforgeError(
+        f"{source}, record {row} (counting from 0) has neither 'problem' nor 'prompt' (its keys: {sorted(record)}); a "
+        "prompt record is {'problem': 'What is 2 + 3?', 'answer': '5'} or, as TRL writes it, {'prompt': 'What is 2 + 3?' "
+        "or [{'role': 'user', 'content': ...}], 'answer': '5'}, with any other fields for the reward"
+    )
+
+
+def build_prompt_set(
+    data: Any, tokenizer: Any, records: list[dict[str, Any]], *, source: str = "the records"
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """`build_prompts` with the prompt options of a `DataConfig` (template, system prompt, longest prompt)."""
     prompt_config = PromptConfig(
         prompt_file=data.prompt_file,
@@ -172,7 +197,7 @@ def build_prompt_set(data: Any, tokenizer: Any, records: list[dict[str, Any]]) -
         max_prompt_length=data.max_input_seq_length,
         on_overlong=data.on_overlong_prompt,
     )
-    return build_prompts(records, tokenizer, prompt_config)
+    return build_prompts(records, tokenizer, prompt_config, source=source)
 
 
 def check_tool_support(tokenizer: Any, tools: list[dict[str, Any]]) -> None:

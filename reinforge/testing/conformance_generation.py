@@ -73,30 +73,36 @@ class GenerationBackendConformance:
         return build_generation_backend(self.backend_class, model, self.backend_options, generation=GenerationConfig(), seed=0)
 
     # ------------------------------------------------------------------ fixtures
+    # Class-scoped fixtures are classmethods: pytest runs them once per class, before any test instance exists.
     @pytest.fixture(scope="class")
-    def gen_model_dir(self, tmp_path_factory: pytest.TempPathFactory) -> Path:
-        return build_model(tmp_path_factory.mktemp("conformance") / "model", size=self.model_size, seed=0)
+    @classmethod
+    def gen_model_dir(cls, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        return build_model(tmp_path_factory.mktemp("conformance") / "model", size=cls.model_size, seed=0)
 
     @pytest.fixture(scope="class")
-    def gen_model(self, gen_model_dir: Path) -> ModelConfig:
+    @classmethod
+    def gen_model(cls, gen_model_dir: Path) -> ModelConfig:
         return ModelConfig(
-            model_name=str(gen_model_dir), precision="float32", max_total_sequence_length=self.max_total_sequence_length
+            model_name=str(gen_model_dir), precision="float32", max_total_sequence_length=cls.max_total_sequence_length
         )
 
     @pytest.fixture(scope="class")
-    def gen_backend(self, gen_model: ModelConfig) -> Iterator[GenerationBackend]:
-        backend = self.make_backend(gen_model)
+    @classmethod
+    def gen_backend(cls, gen_model: ModelConfig) -> Iterator[GenerationBackend]:
+        backend = cls().make_backend(gen_model)
         yield backend
         backend.shutdown()
 
     @pytest.fixture(scope="class")
-    def gen_tokenizer(self, gen_model_dir: Path) -> PreTrainedTokenizerBase:
+    @classmethod
+    def gen_tokenizer(cls, gen_model_dir: Path) -> PreTrainedTokenizerBase:
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(gen_model_dir)
 
     @pytest.fixture(scope="class")
-    def gen_prompts(self, gen_tokenizer: PreTrainedTokenizerBase) -> Batch:
+    @classmethod
+    def gen_prompts(cls, gen_tokenizer: PreTrainedTokenizerBase) -> Batch:
         """Three chat prompts of different lengths, right-padded, with a list and a tensor column to carry."""
         texts = [
             gen_tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)

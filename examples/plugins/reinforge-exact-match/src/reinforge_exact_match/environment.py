@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
-import attrs
-
-from reinforge.core.config import doc
-from reinforge.core.interfaces import EnvironmentStep
+import reinforge as rf
 
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
 
-@attrs.define(kw_only=True, frozen=True)
+@dataclass(frozen=True)
 class ExactMatchConfig:
-    case_sensitive: bool = doc("compare answers with case", default=False)
-    answer_key: str = doc("metadata key holding the gold answer", default="answer")
+    case_sensitive: bool = field(default=False, metadata={"doc": "compare answers with case"})
+    answer_key: str = field(default="answer", metadata={"doc": "metadata key holding the gold answer"})
 
 
 class ExactMatchEnvironment:
@@ -30,7 +28,7 @@ class ExactMatchEnvironment:
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         return lines[-1] if lines else ""
 
-    def step(self, conversations: list[list[dict[str, str]]], metadata: list[dict[str, Any]]) -> EnvironmentStep:
+    def step(self, conversations: list[list[dict[str, str]]], metadata: list[dict[str, Any]]) -> rf.EnvironmentStep:
         rewards, info = [], []
         for conversation, meta in zip(conversations, metadata, strict=True):
             response = "".join(m["content"] for m in conversation if m["role"] == "assistant")
@@ -40,7 +38,7 @@ class ExactMatchEnvironment:
             rewards.append(1.0 if predicted == gold else 0.0)
             info.append({"prediction": predicted, "extracted_answer": predicted})  # what cons@k votes on
         accuracy = sum(rewards) / len(rewards) if rewards else 0.0
-        return EnvironmentStep(
+        return rf.EnvironmentStep(
             rewards=rewards,
             observations=[None] * len(rewards),
             done=[True] * len(rewards),
