@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import attrs
 import torch
 
 from reinforge.algorithms.advantage_estimators import estimate_advantages, make_advantage_estimator
@@ -20,7 +19,6 @@ from reinforge.algorithms.advantages import group_has_variance
 from reinforge.algorithms.grpo_config import GRPOConfig, GRPORunConfig
 from reinforge.algorithms.grpo_metrics import mean_metrics, rollout_metrics, sample_records
 from reinforge.algorithms.losses_pg import ClippedPGLoss, ClippedPGLossConfig
-from reinforge.core.batch import Batch
 from reinforge.core.constructors import AdvantageEstimator
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.records import RecordFormat

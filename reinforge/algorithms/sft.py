@@ -16,10 +16,9 @@ import torch
 from reinforge.algorithms.losses import NLLLoss
 from reinforge.algorithms.sft_config import SFTConfig, SFTRunConfig
 from reinforge.core.batch import Batch
-from reinforge.core.errors import ReinforgeError
 from reinforge.core.records import RecordFormat
 from reinforge.core.run import RunParts
-from reinforge.core.run_config import DataConfig, PolicyConfig
+from reinforge.core.run_config import PolicyConfig
 
 
 class SFT:

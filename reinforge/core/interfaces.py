@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from reinforge.core.batch import Batch
     from reinforge.core.run import RunParts
     from reinforge.core.records import RecordFormat
-    from reinforge.core.run_config import DataConfig, PolicyConfig
+    from reinforge.core.run_config import PolicyConfig
     from reinforge.core.sampling import SamplingParams
 
 NamedTensors = Iterable[tuple[str, "torch.Tensor"]]

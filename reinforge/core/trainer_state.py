@@ -65,15 +65,18 @@ def read_trainer_state(folder: Path) -> dict[str, Any]:
 _SCHEDULE_KEYS = ("max_num_steps", "max_num_epochs", "val_period", "val_at_start", "val_at_end", "max_val_samples")
 
 
-def run_fingerprint(config: dict[str, Any], *, weights: str | None = None) -> dict[str, Any]:
+def run_fingerprint(config: dict[str, Any], *, weights: str | None = None, section_name: str | None = None) -> dict[str, Any]:
     """What a checkpoint belongs to, from the run's config as plain data (`to_dict(config)`).
 
     `weights` is the digest of the model folder's weights (`weights_fingerprint`), when the caller
-    already has it (the training loop computes it once per run); None reads the folder now."""
+    already has it (the training loop computes it once per run); None reads the folder now.
+    `section_name` is the section holding the algorithm's settings when it is not named after the
+    algorithm (a variant registered with `run_config="grpo"` keeps its settings in `grpo:`)."""
     algorithm = config.get("algorithm")
     policy = config.get("policy") or {}
     data = config.get("data") or {}
-    section = {k: v for k, v in (config.get(algorithm) or {}).items() if k not in _SCHEDULE_KEYS and not k.startswith("val_")}
+    settings = config.get(section_name or algorithm) or {}
+    section = {k: v for k, v in settings.items() if k not in _SCHEDULE_KEYS and not k.startswith("val_")}
     model = policy.get("model_name")
     tokenizer = policy.get("tokenizer_name") or model
     return {

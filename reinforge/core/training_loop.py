@@ -22,7 +22,7 @@ from reinforge.core.checkpoint import CheckpointManager, check_writable
 from reinforge.core.config import dump_yaml
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.interfaces import Algorithm
-from reinforge.core.loop import ComposedRunConfig
+from reinforge.core.loop import ComposedRunConfig, schedule_section_name
 from reinforge.core.run import RunParts
 from reinforge.core.run_guard import StopRequests, ZeroSignalWatch, check_logged_metric, check_metric_name, warn
 from reinforge.core.timer import idle_times
@@ -137,6 +137,12 @@ class TrainingLoop:
             policy = attrs.evolve(policy, generation=self.run.generation_config)
         return _plain(ComposedRunConfig(policy=policy, loop=self.loop))
 
+    def _settings_section(self) -> str | None:
+        """The YAML section holding the algorithm's settings (`grpo:` for a variant that takes GRPO's run config)."""
+        if self.config is None:
+            return None
+        return schedule_section_name(type(self.config), str(getattr(self.config, "algorithm", "")))
+
     def _log(self, metrics: dict[str, float], step: int) -> None:
         check_logged_metric(self.checkpoints.config, metrics)
         self.last_metrics = metrics
@@ -159,7 +165,7 @@ class TrainingLoop:
             training_info={
                 "step": step,
                 "consumed_prompts": step * self.run.loader.batch_size,
-                "fingerprint": run_fingerprint(plain, weights=self._weights(plain).digest),
+                "fingerprint": run_fingerprint(plain, weights=self._weights(plain).digest, section_name=self._settings_section()),
                 "model_name": (plain.get("policy") or {}).get("model_name"),  # named when another run resumes from it
                 "weights": self._weights(plain).as_dict(),  # digest + stamp: a resume of the same folder need not re-read it
             },
@@ -180,7 +186,9 @@ class TrainingLoop:
         info = self.checkpoints.load_training_info(path)
         plain = self._plain_config()
         weights = self._weights(plain, known=info.get("weights"))
-        differences = fingerprint_differences(info.get("fingerprint") or {}, run_fingerprint(plain, weights=weights.digest))
+        differences = fingerprint_differences(
+            info.get("fingerprint") or {}, run_fingerprint(plain, weights=weights.digest, section_name=self._settings_section())
+        )
         if differences and self.loop.resume != "force":
             models = ""
             if any(d.startswith(("model:", "weights:")) for d in differences):

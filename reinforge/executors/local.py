@@ -19,7 +19,6 @@ from reinforge.core.errors import ReinforgeError
 from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBackend
 from reinforge.core.registry import Registry
 from reinforge.core.model_config import ModelConfig
-from reinforge.core.run import Executor
 from reinforge.core.run_config import ClusterConfig, EnvConfig, GenerationConfig, PolicyConfig
 from reinforge.executors.checks import check_training_layout
 

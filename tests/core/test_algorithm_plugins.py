@@ -118,3 +118,12 @@ def test_load_config_refuses_an_unread_schedule_before_anything_is_built(tmp_pat
     recipe.write_text(RECIPE.replace("counting_grpo", "legacy"))
     with pytest.raises(ReinforgeError, match="no `legacy:` section"):
         rf.load_config(recipe, registry=registry_with(Legacy()))
+
+
+def test_the_fingerprint_reads_a_variants_settings_from_the_section_it_takes():
+    from reinforge.core.trainer_state import run_fingerprint
+
+    plain = {"algorithm": "moving_baseline", "grpo": {"normalize_rewards": False, "max_num_steps": 3}, "policy": {}}
+    print_free = run_fingerprint(plain, weights="w", section_name="grpo")
+    assert print_free["algorithm_settings"] == {"normalize_rewards": False}  # the schedule keys are left out
+    assert run_fingerprint(plain, weights="w")["algorithm_settings"] == {}  # what it read before: nothing

@@ -43,7 +43,7 @@ def test_the_calculator_answers_one_call_then_scores_the_answer(monkeypatch, tmp
 def test_the_packages_plugins_are_listed_with_their_package(monkeypatch, tmp_path):
     install_in_process(monkeypatch, tmp_path)
     registry = rf.Registry.create()
-    for kind, name in (("algorithm", "moving_baseline"), ("environment", "calculator"), ("generation_backend", "calculator_stop")):
+    for kind, name in (("algorithm", "moving_baseline"), ("environment", "calc_tag"), ("generation_backend", "calculator_stop")):
         assert str(registry.get(kind, name).source) == "reinforge-calculator==0.1.0"
     assert registry.config_class("algorithm", "moving_baseline").__name__ == "GRPORunConfig"
 
@@ -72,7 +72,7 @@ def test_the_package_trains_from_python(monkeypatch, tiny_model_dir, tmp_path):
         algorithm=MovingBaselineGRPO(rf.GRPOConfig(num_prompts_per_step=2, num_generations_per_prompt=4, max_rollout_turns=2)),
         policy=rf.backends.DTensorTraining(str(tiny_model_dir), max_total_sequence_length=160),
         generation=rf.backends.Generation("calculator_stop", max_new_tokens=12, engine="hf"),
-        environment=rf.environments.Registered("calculator", max_calls=1),
+        environment=rf.environments.Registered("calc_tag", max_calls=1),
         train_data=rf.data.arithmetic_problems(num_samples=16, max_operand=10),
         data=rf.DataConfig(prompt_file=None, system_prompt="Use <calc>EXPRESSION</calc>, then answer within \\boxed{}."),
         loop=rf.LoopConfig(max_steps=2, checkpoint_dir=str(tmp_path / "ckpt")),
@@ -91,11 +91,11 @@ def check(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.integration
 def test_plugins_check_runs_the_environment_suite_with_a_reply_that_calls(tmp_path):
-    done = check(tmp_path, "calculator", "--reply", "<calc>2 + 3</calc>")
+    done = check(tmp_path, "calc_tag", "--reply", "<calc>2 + 3</calc>")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "7 passed" in done.stdout and "skipped" not in done.stdout  # the multi-turn test ran: the reply made it go on
     assert "warning" not in done.stdout.lower()
-    single = check(tmp_path, "calculator")
+    single = check(tmp_path, "calc_tag")
     assert single.returncode == 0 and "6 passed, 1 skipped" in single.stdout
 
 

@@ -20,7 +20,7 @@ def reinforge_register_algorithms(register):  # noqa: ANN001, ANN201 - the hook'
 @rf.hookimpl
 def reinforge_register_environments(register):  # noqa: ANN001, ANN201
     register(
-        "calculator",
+        "calc_tag",
         f"{_PKG}.environment:CalculatorEnvironment",
         config=f"{_PKG}.environment:CalculatorConfig",
         description="arithmetic with a calculator: <calc>2 + 3</calc> is answered once, then \\boxed{answer} is scored",
