@@ -1,4 +1,4 @@
-"""The multi-turn plugin shown in docs/multi-turn.md (and the README) works as printed, in under 40 lines."""
+"""The multi-turn plugin shown in docs/multi-turn.md works as printed, in under 40 lines."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ DOC = REPO / "docs" / "multi-turn.md"
 def test_the_documented_plugin_registers_and_plays(tmp_path):
     code = re.search(r"```python\n(.*?)```", DOC.read_text(), re.S).group(1)
     assert len(code.strip().splitlines()) < 40
-    assert code in (REPO / "README.md").read_text(), "the README shows the same plugin"
     (tmp_path / "count_down.py").write_text(code)
     (tmp_path / "plugins.toml").write_text('[plugins]\nlocal = ["count_down.py"]\n')
     registry = Registry.create(RegistrySettings(project_file=str(tmp_path / "plugins.toml"), load_entry_points=False))

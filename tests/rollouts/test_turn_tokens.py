@@ -293,6 +293,7 @@ def test_the_run_refuses_at_start_a_template_that_cannot_bridge_the_environments
             train_global_batch_size = 8
 
         rollouts = RolloutService(ScriptedGeneration([]), UserGame(), think_tok, max_total_length=64)
+        registry = None  # GRPO then builds the default registry for its advantage estimator
 
     with pytest.raises(ReinforgeError, match=r"when a 'user' message is appended"):
         GRPO(GRPOConfig(num_generations_per_prompt=4, max_rollout_turns=2)).setup(FakeRun())
