@@ -10,8 +10,7 @@ from typing import Any, Literal
 import attrs
 from attrs import validators as v
 
-from reinforge.core.config import doc
-from reinforge.core.interfaces import EnvironmentStep
+import reinforge as rf
 
 WORDS = (
     "apple beach bread brick chair chess cloud crane dance dream earth field flame fruit ghost grape green heart "
@@ -43,9 +42,9 @@ def read_guess(text: str) -> str | None:
 
 @attrs.define(kw_only=True, frozen=True)
 class WordGuessConfig:
-    solve_reward: float = doc("reward on the turn that guesses the word", default=1.0)
-    letter_credit: float = doc("reward per turn for the share of green letters (0 = solve or nothing)", default=0.2, validator=v.ge(0))
-    invalid_penalty: float = doc("subtracted on a turn without a readable five-letter guess", default=0.1, validator=v.ge(0))
+    solve_reward: float = attrs.field(default=1.0, metadata={"doc": "reward on the turn that guesses the word"})
+    letter_credit: float = attrs.field(default=0.2, validator=v.ge(0), metadata={"doc": "reward per turn for the share of green letters (0 = solve or nothing)"})
+    invalid_penalty: float = attrs.field(default=0.1, validator=v.ge(0), metadata={"doc": "subtracted on a turn without a readable five-letter guess"})
 
 
 class WordGuessEnvironment:
@@ -57,7 +56,7 @@ class WordGuessEnvironment:
     def __init__(self, config: WordGuessConfig | None = None) -> None:
         self.config = config or WordGuessConfig()
 
-    def step(self, conversations: list[list[dict[str, str]]], metadata: list[dict[str, Any]]) -> EnvironmentStep:
+    def step(self, conversations: list[list[dict[str, str]]], metadata: list[dict[str, Any]]) -> rf.EnvironmentStep:
         cfg = self.config
         rewards, observations, done, correct, components, info = [], [], [], [], [], []
         invalid = solved_count = 0
@@ -86,7 +85,7 @@ class WordGuessEnvironment:
                 observations.append({"role": "user", "content": f"{guess}: {feedback(guess, secret)}\nNext guess?"})
             else:
                 observations.append({"role": "user", "content": f"Guess one {len(secret)}-letter word in \\boxed{{}}."})
-        return EnvironmentStep(
+        return rf.EnvironmentStep(
             rewards=rewards, observations=observations, done=done, correct=correct, info=info, reward_components=components,
             metrics={"guesses": float(len(conversations)), "invalid_guesses": float(invalid), "solved": float(solved_count)},
         )
@@ -103,9 +102,9 @@ def _episode_replies(conversation: list[dict[str, str]], problem: str) -> list[s
 
 @attrs.define(kw_only=True, frozen=True)
 class WordGuessDatasetConfig:
-    split: Literal["train", "validation"] = doc("validation holds out every fifth word", default="train")
-    num_samples: int = doc("games in this split (words repeat when it exceeds the word list)", default=200, validator=v.gt(0))
-    seed: int = doc("shuffle seed", default=0)
+    split: Literal["train", "validation"] = attrs.field(default="train", metadata={"doc": "validation holds out every fifth word"})
+    num_samples: int = attrs.field(default=200, validator=v.gt(0), metadata={"doc": "games in this split (words repeat when it exceeds the word list)"})
+    seed: int = attrs.field(default=0, metadata={"doc": "shuffle seed"})
 
 
 def word_guess_records(options: WordGuessDatasetConfig | None = None) -> list[dict[str, Any]]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from reinforge.core.hookspecs import hookimpl
+import reinforge as rf
 
 
-@hookimpl
+@rf.hookimpl
 def reinforge_register_environments(register) -> None:
     register(
         "word_guess",
@@ -15,7 +15,7 @@ def reinforge_register_environments(register) -> None:
     )
 
 
-@hookimpl
+@rf.hookimpl
 def reinforge_register_datasets(register) -> None:
     register(
         "word_guess",
