@@ -255,7 +255,6 @@ def build_run_parts(
         tokenizer=tokenizer,
         policy=built_policy,
         policy_config=policy_config,
-        model=model,
         generation_config=generation_config,
         generation=built_generation,
         environment=built_environment,

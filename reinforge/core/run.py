@@ -90,8 +90,6 @@ class RunParts:
     policy: TrainingBackend
     # The training side's settings: batch sizes, sequence length, optimizer.
     policy_config: PolicyConfig
-    # The model both backends load (name, tokenizer, precision, longest sequence).
-    model: ModelConfig
     # The generator's settings: engine and sampling defaults (None when the algorithm does not generate).
     generation_config: GenerationConfig | None
     generation: GenerationBackend | None
