@@ -266,29 +266,35 @@ def reference_pg(cfg: ClippedPGLossConfig, data: dict, has_prev: bool) -> tuple[
     return metrics, grad
 
 
+def assert_matches_reference(config: Any, data: dict[str, Any], has_prev: bool, where: str) -> tuple[torch.Tensor, dict[str, float], dict[str, float]]:
+    """Run ClippedPGLoss on `data` in float64; every reference metric and the gradient must match. Returns
+    (loss, expected metrics, metrics) for the caller's own checks."""
+    tensors = {key: torch.tensor(value, dtype=torch.float64) for key, value in data.items() if key != "current"}
+    if not has_prev:
+        del tensors["prev_logprobs"]
+    logprobs = torch.tensor(data["current"], dtype=torch.float64, requires_grad=True)
+    tokens = (tensors["token_mask"] * tensors["sample_mask"][:, None]).sum()
+    loss, metrics = ClippedPGLoss(config)(logprobs, tensors, tokens, tensors["sample_mask"].sum())
+    loss.backward()
+    expected, expected_grad = reference_pg(config, data, has_prev)
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, abs=TOLERANCE, rel=TOLERANCE), f"{key} in {where}"
+    torch.testing.assert_close(
+        logprobs.grad, torch.tensor(expected_grad, dtype=torch.float64), atol=TOLERANCE, rtol=TOLERANCE, msg=where
+    )
+    return loss, expected, metrics
+
+
 def test_clipped_pg_loss_matches_reference_on_random_batches_and_configs() -> None:
     rng = random.Random(2024)
     seen: set[str] = set()
     for case in range(600):
         config, has_prev = random_pg_config(rng)
-        data = random_pg_batch(rng)
-        tensors = {key: torch.tensor(value, dtype=torch.float64) for key, value in data.items() if key != "current"}
-        if not has_prev:
-            del tensors["prev_logprobs"]
-        logprobs = torch.tensor(data["current"], dtype=torch.float64, requires_grad=True)
-        tokens = (tensors["token_mask"] * tensors["sample_mask"][:, None]).sum()
-        loss, metrics = ClippedPGLoss(config)(logprobs, tensors, tokens, tensors["sample_mask"].sum())
-        loss.backward()
-        expected, expected_grad = reference_pg(config, data, has_prev)
         where = f"case {case}: {config}"
+        loss, expected, metrics = assert_matches_reference(config, random_pg_batch(rng), has_prev, where)
         assert loss.item() == pytest.approx(expected["loss"], abs=TOLERANCE, rel=TOLERANCE), where
-        for key, value in expected.items():
-            assert metrics[key] == pytest.approx(value, abs=TOLERANCE, rel=TOLERANCE), f"{key} in {where}"
         if config.disable_ppo_ratio:
             assert "probs_ratio" not in metrics
-        torch.testing.assert_close(
-            logprobs.grad, torch.tensor(expected_grad, dtype=torch.float64), atol=TOLERANCE, rtol=TOLERANCE, msg=where
-        )
         seen.update(
             name
             for name in ("use_cispo", "disable_ppo_ratio", "force_on_policy_ratio", "sequence_level_importance_ratios",
@@ -320,21 +326,7 @@ def test_every_loss_reduction_matches_reference_on_random_batches_and_configs() 
             config, token_level_loss=not spelled_out, loss_reduction=reduction, loss_reduction_constant=constant
         )
         seen.add(reduction)
-        data = random_pg_batch(rng)
-        tensors = {key: torch.tensor(value, dtype=torch.float64) for key, value in data.items() if key != "current"}
-        if not has_prev:
-            del tensors["prev_logprobs"]
-        logprobs = torch.tensor(data["current"], dtype=torch.float64, requires_grad=True)
-        tokens = (tensors["token_mask"] * tensors["sample_mask"][:, None]).sum()
-        loss, metrics = ClippedPGLoss(config)(logprobs, tensors, tokens, tensors["sample_mask"].sum())
-        loss.backward()
-        expected, expected_grad = reference_pg(config, data, has_prev)
-        where = f"case {case}: {config}"
-        for key, value in expected.items():
-            assert metrics[key] == pytest.approx(value, abs=TOLERANCE, rel=TOLERANCE), f"{key} in {where}"
-        torch.testing.assert_close(
-            logprobs.grad, torch.tensor(expected_grad, dtype=torch.float64), atol=TOLERANCE, rtol=TOLERANCE, msg=where
-        )
+        assert_matches_reference(config, random_pg_batch(rng), has_prev, f"case {case}: {config}")
     assert seen == {"token_mean", "seq_mean_token_mean", "seq_sum_constant"}
 
 
