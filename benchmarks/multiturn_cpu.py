@@ -89,11 +89,16 @@ def run_recipe(section: str, model: Path, scratch: Path, extra: list[str]) -> di
 
 
 def calculator_baseline(model: Path, smoke: bool) -> dict[str, Any]:
-    """The same model and held-out problems without the tool: `reinforge eval` with the math verifier, avg@2 at T=1."""
+    """The same model and held-out problems without the tool: `reinforge eval`, avg@2 at T=1.
+
+    Scored by the `calculator` environment with one turn, so the rule is the recipe's (a number in the
+    last \\boxed{}; math-verify alone would also accept the question's expression boxed). The prompt
+    shows one worked answer without a tool, as the recipe shows worked answers with it.
+    """
     config = {
         "eval": {"metric": "avg@k", "num_tests_per_prompt": 2, "k_value": 2, "batch_size": 16, "seed": 42, "max_turns": 1},
         "generation": {"model_name": str(model), "precision": "float32", "backend": "hf", "temperature": 1.0,
-                       "max_new_tokens": 12 if smoke else 48, "max_total_sequence_length": 384},
+                       "max_new_tokens": 12 if smoke else 48, "max_total_sequence_length": 448},
         "data": {
             "dataset": "arithmetic",
             "dataset_cfg": {"split": "validation", "num_samples": 2 if smoke else 32, "num_validation_samples": 32,
@@ -102,9 +107,9 @@ def calculator_baseline(model: Path, smoke: bool) -> dict[str, Any]:
             "system_prompt": "You are a helpful assistant. Solve the problem and put the final answer in \\boxed{}.",
             "example_turns": [{"role": "user", "content": "What is 123 * 45? Put the final answer in \\boxed{}."},
                               {"role": "assistant", "content": "123 * 45 = 5535. The answer is \\boxed{5535}."}],
-            "max_input_seq_length": 224,
+            "max_input_seq_length": 288,
         },
-        "env": {"name": "math", "env_cfg": {"num_workers": 1, "require_boxed": True}},
+        "env": {"name": "calculator", "env_cfg": {"format": "tagged", "verifier": {"num_workers": 1, "require_boxed": True}}},
         "cluster": {"executor": "local"},
     }
     with tempfile.TemporaryDirectory() as scratch:

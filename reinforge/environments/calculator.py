@@ -5,7 +5,11 @@ Each turn the environment reads the last assistant message. A tool call (in the 
 `reinforge.environments.safe_arithmetic` and answered as a tool message; the conversation goes on,
 and the next turn stops at the end of the next call (`next_stop_strings`). A reply without a call is
 the final answer: its last `\\boxed{}` is scored by the `math` environment (`MathEnvironment`,
-reused as it is), which sets the reward, `correct` and `info["extracted_answer"]`.
+reused as it is), which sets the reward, `correct` and `info["extracted_answer"]`. With
+`numeric_answer` (the default) that `\\boxed{}` must hold a number: math-verify evaluates what it
+parses, so `\\boxed{964 * 404}` would otherwise score as right, and a model learns to restate the
+question instead of calling the tool. Such answers score 0 and are counted in
+`env/non_numeric_answers`.
 
 A malformed or rejected call (unknown tool, bad arguments, a name, attribute or call in the
 expression, a huge power, too deep or too long) is answered with an error message the model can
@@ -15,6 +19,7 @@ answers from the last message alone, so any worker can take any turn.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import attrs
@@ -22,7 +27,7 @@ from attrs import validators as v
 
 from reinforge.core.config import doc
 from reinforge.core.interfaces import EnvironmentStep
-from reinforge.environments.math import MathEnvironment, MathEnvironmentConfig
+from reinforge.environments.math import MathEnvironment, MathEnvironmentConfig, extract_boxed_answer
 from reinforge.environments.safe_arithmetic import ArithmeticLimits, CalculatorError, evaluate_expression, format_number
 from reinforge.environments.tools import ToolCall, ToolCallError, parse_tool_calls, stop_strings, tool_message
 
@@ -50,6 +55,11 @@ class CalculatorConfig:
         validator=v.ge(0.0),
     )
     limits: ArithmeticLimits = doc("what one expression may cost (length, depth, exponent, result size)", factory=ArithmeticLimits)
+    numeric_answer: bool = doc(
+        "the final \\boxed{} must hold a number (sign, digits, thousands commas, decimals); anything else scores 0 "
+        "(math-verify would evaluate \\boxed{964 * 404} and call it right)",
+        default=True,
+    )
     verifier: MathEnvironmentConfig = doc("the math environment that scores the final \\boxed{} answer", factory=_verifier)
 
 
@@ -65,7 +75,7 @@ class _Turn:
 class CalculatorEnvironment:
     """See the module docstring."""
 
-    summed_metrics = ("tool_calls", "invalid_tool_calls", "final_answers", "correct_answers")
+    summed_metrics = ("tool_calls", "invalid_tool_calls", "final_answers", "correct_answers", "non_numeric_answers")
 
     def __init__(self, config: CalculatorConfig | None = None) -> None:
         self.config = config if config is not None else CalculatorConfig()
@@ -80,9 +90,16 @@ class CalculatorEnvironment:
         n = len(conversations)
         turns = [self.answer(_last_reply(c)) for c in conversations]
         final = [i for i, t in enumerate(turns) if t.answer is None]
+        rewards, info, correct = [0.0] * n, [{} for _ in range(n)], [False] * n
+        non_numeric = []
+        if self.config.numeric_answer:
+            boxed = {i: extract_boxed_answer(_last_reply(conversations[i])) for i in final}
+            non_numeric = [i for i in final if boxed[i] is not None and not is_number(boxed[i])]
+            for i in non_numeric:
+                info[i] = {"extracted_answer": boxed[i], "non_numeric_answer": True}
+            final = [i for i in final if i not in non_numeric]
         scored = self.verifier.step([[_question(metadata[i]), {"role": "assistant", "content": _last_reply(conversations[i])}]
                                      for i in final], [metadata[i] for i in final]) if final else None
-        rewards, info, correct = [0.0] * n, [{} for _ in range(n)], [False] * n
         for k, i in enumerate(final):
             assert scored is not None
             rewards[i], info[i], correct[i] = scored.rewards[k], dict(scored.info[k]), bool(scored.correct[k]) if scored.correct else False
@@ -95,8 +112,9 @@ class CalculatorEnvironment:
             metrics={
                 "tool_calls": float(sum(t.calls for t in turns)),
                 "invalid_tool_calls": float(sum(t.invalid for t in turns)),
-                "final_answers": float(len(final)),
+                "final_answers": float(len(final) + len(non_numeric)),
                 "correct_answers": float(sum(correct)),
+                "non_numeric_answers": float(len(non_numeric)),
             },
             info=info,
             correct=correct,
@@ -141,6 +159,14 @@ class CalculatorEnvironment:
 
     def shutdown(self) -> None:
         self.verifier.shutdown()
+
+
+_NUMBER = re.compile(r"[-+−]?\s*(\d{1,3}(,\d{3})+|\d+)(\.\d+)?|[-+−]?\s*\.\d+")
+
+
+def is_number(answer: str) -> bool:
+    """Whether a boxed answer is a plain number: sign, digits (thousands commas allowed), decimals, nothing else."""
+    return _NUMBER.fullmatch(answer.strip().replace("\\!", "").replace("{,}", ",")) is not None
 
 
 def _last_reply(conversation: list[dict[str, str]]) -> str:

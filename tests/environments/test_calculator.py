@@ -7,7 +7,7 @@ import random
 import pytest
 
 from reinforge.core.env_guard import guard_environment
-from reinforge.environments.calculator import CalculatorConfig, CalculatorEnvironment
+from reinforge.environments.calculator import CalculatorConfig, CalculatorEnvironment, is_number
 from reinforge.environments.safe_arithmetic import ArithmeticLimits, CalculatorError, evaluate_expression, format_number
 from reinforge.environments.tools import ToolCall, format_tool_call
 
@@ -146,8 +146,32 @@ def test_a_tool_call_is_answered_and_the_final_answer_is_verified(calculator):
     assert step.rewards == [0.0, 1.0, 0.0] and step.correct == [False, True, False]
     assert step.info[1]["extracted_answer"] == "18944"
     assert step.next_stop_strings == [["</tool_call>"], None, None]
-    assert step.metrics == {"tool_calls": 1.0, "invalid_tool_calls": 0.0, "final_answers": 2.0, "correct_answers": 1.0}
+    assert step.metrics == {"tool_calls": 1.0, "invalid_tool_calls": 0.0, "final_answers": 2.0, "correct_answers": 1.0,
+                            "non_numeric_answers": 0.0}
     assert step.reward_components[1] == {"answer": 1.0, "invalid_call": 0.0}
+
+
+def test_a_boxed_expression_is_not_an_answer(calculator):
+    # math-verify evaluates what it parses: \boxed{512 * 37} would be "right" without any arithmetic done
+    meta = {"problem": "What is 512 * 37?", "answer": "18944"}
+    replies = ["\\boxed{512 * 37}", "\\boxed{512 \\times 37}", "\\boxed{18,944}", "\\boxed{18944}", "no box at all"]
+    step = calculator.step([conversation(r) for r in replies], [meta] * len(replies))
+    assert step.rewards == [0.0, 0.0, 1.0, 1.0, 0.0]
+    assert step.correct == [False, False, True, True, False]
+    assert step.info[0] == {"extracted_answer": "512 * 37", "non_numeric_answer": True}
+    assert step.metrics["non_numeric_answers"] == 2.0 and step.metrics["final_answers"] == 5.0
+    lenient = CalculatorEnvironment(CalculatorConfig(numeric_answer=False))
+    try:
+        assert lenient.step([conversation(replies[0])], [meta]).rewards == [1.0]  # the hole the default closes
+    finally:
+        lenient.shutdown()
+
+
+@pytest.mark.parametrize(("answer", "number"), [("5535", True), ("-12", True), ("1,234,567", True), ("3.25", True),
+                                                ("1{,}234", True), ("12,34", False), ("964 * 404", False),
+                                                ("\\frac{1}{2}", False), ("", False), ("x", False)])
+def test_what_counts_as_a_number(answer, number):
+    assert is_number(answer) is number
 
 
 @pytest.mark.parametrize(("text", "message"), MALICIOUS[:12] + MALICIOUS[17:31], ids=[m for _, m in MALICIOUS[:12] + MALICIOUS[17:31]])
