@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     # algorithms and their settings
     "GRPO": "reinforge.algorithms.grpo:GRPO",
     "GRPOConfig": "reinforge.algorithms.grpo_config:GRPOConfig",
+    "AsyncGRPOConfig": "reinforge.algorithms.grpo_config:AsyncGRPOConfig",
     "ClippedPGLossConfig": "reinforge.algorithms.losses_pg:ClippedPGLossConfig",
     "SFT": "reinforge.algorithms.sft:SFT",
     "SFTConfig": "reinforge.algorithms.sft_config:SFTConfig",

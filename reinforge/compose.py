@@ -24,6 +24,7 @@ from reinforge.core.run_config import ClusterConfig, DataConfig, GenerationConfi
 from reinforge.core.specs import DatasetSpec, EnvironmentSpec, GenerationSpec, TrainingSpec
 from reinforge.core.timer import Timer
 from reinforge.data.loader import PromptLoader
+from reinforge.rollouts.async_service import AsyncRolloutService
 from reinforge.rollouts.service import RolloutService
 from reinforge.data.preparation import prepare_records
 from reinforge.data.prompts import build_prompt_set, ensure_chat_template, report_overlong
@@ -191,6 +192,12 @@ def build_run_parts(
     generation_config = generation.generation if generation is not None else None  # the generator's: engine, sampling
     if "console" in loggers.loggers:
         quiet_library_progress_bars()  # one progress bar: the run's, not each library's loading bars
+    if algorithm.async_rollouts_max_age is not None and cluster.executor != "local":
+        raise ReinforgeError(
+            "grpo.async_grpo.enabled on the Ray executor is not implemented yet (only the local executor's producer "
+            "thread is); use cluster.executor=local, or grpo.async_grpo.enabled=false on Ray"
+            + (" (and on Ray it would also need cluster.colocated=false: colocated parts cannot overlap)" if cluster.colocated else "")
+        )
     executor = make_executor(cluster, registry)
     tokenizer = load_tokenizer(model)
     prepared = []
@@ -243,10 +250,11 @@ def build_run_parts(
     timer = Timer()
     rollouts = None
     if built_generation is not None and built_environment is not None:
-        rollouts = RolloutService(
-            built_generation, built_environment, tokenizer, max_total_length=policy_config.max_total_sequence_length, timer=timer,
-            tools=data.tools,
-        )
+        options = {"max_total_length": policy_config.max_total_sequence_length, "timer": timer, "tools": data.tools}
+        if algorithm.async_rollouts_max_age is None:
+            rollouts = RolloutService(built_generation, built_environment, tokenizer, **options)
+        else:  # a producer thread generates the next steps while one trains (asynchronous GRPO)
+            rollouts = AsyncRolloutService(built_generation, built_environment, tokenizer, **options)
     logger = MultiLogger.from_config(loggers, registry, run_name=run_name(loggers.log_dir), total_steps=loop.max_steps)
     logger.loggers.extend(extra_loggers)
     return RunParts(

@@ -69,6 +69,8 @@ class DPO:
     """Direct preference optimisation; `DPO(DPOLossConfig(reference_policy_kl_penalty=0.1))` from Python."""
 
     needs_generation = False
+
+    async_rollouts_max_age = None  # no rollouts
     needs_environment = False
     needs_reference = True
 

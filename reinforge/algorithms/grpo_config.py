@@ -35,6 +35,74 @@ def _check_group_size(config: GRPOConfig, attribute: attrs.Attribute, value: int
         )
 
 
+def _check_age(config: AsyncGRPOConfig, attribute: attrs.Attribute, value: int) -> None:
+    if value < 0:
+        raise ValueError(
+            f"grpo.async_grpo.max_trajectory_age_steps must be >= 0, got {value}: it is how many training steps "
+            "older than the trainer's weights a group's generating weights may be (0 = synchronous, 1 = one step off)"
+        )
+
+
+@attrs.define(kw_only=True, frozen=True)
+class AsyncGRPOConfig:
+    """Asynchronous GRPO (NeMo-RL's `grpo.async_grpo`): a producer generates the next steps' groups while a step trains.
+
+    Staleness is bounded by admission: the producer starts a step's groups only with weights at most
+    `max_trajectory_age_steps` training steps older than the weights that train them; nothing is discarded.
+    """
+
+    enabled: bool = doc("generate the next steps' rollouts while the current step trains (local executor)", default=False)
+    max_trajectory_age_steps: int = doc(
+        "how many training steps older than the trained weights a group's generating weights may be "
+        "(0 = synchronous: the same rollouts as grpo.async_grpo.enabled=false; 1 = one step off)",
+        default=1,
+        validator=_check_age,
+    )
+
+
+def async_grpo_refusals(grpo: GRPOConfig, loss: ClippedPGLossConfig, cluster: ClusterConfig | None = None) -> list[str]:
+    """Why `grpo.async_grpo` cannot run with these settings (one paragraph each; empty when it can).
+
+    Checked at config load (`GRPORunConfig`) and again by `GRPO(...)` for runs built in Python.
+    """
+    settings = grpo.async_grpo
+    if not settings.enabled:
+        return []
+    age = settings.max_trajectory_age_steps
+    found = []
+    if age >= 1 and not loss.use_importance_sampling_correction:
+        found.append(
+            f"grpo.async_grpo.enabled with grpo.async_grpo.max_trajectory_age_steps={age} trains on groups generated "
+            "by older weights, which needs the importance-sampling correction (training collapses without it, "
+            "NeMo-RL PR #1098); set loss_fn.use_importance_sampling_correction=true (e.g. with "
+            "loss_fn.truncated_importance_sampling_type=tis), or max_trajectory_age_steps=0"
+        )
+    if grpo.use_dynamic_sampling:
+        found.append(
+            "grpo.async_grpo.enabled with grpo.use_dynamic_sampling is not supported yet: dynamic sampling draws "
+            "extra prompts from the loader mid-step, while the asynchronous producer reads prompts ahead of it; "
+            "turn one of them off"
+        )
+    if loss.force_on_policy_ratio:
+        found.append(
+            "grpo.async_grpo.enabled with loss_fn.force_on_policy_ratio: a forced ratio asserts that the samples are "
+            "on-policy, which asynchronous groups are not; turn loss_fn.force_on_policy_ratio off"
+        )
+    if cluster is not None and cluster.executor == "ray":
+        if cluster.colocated:
+            found.append(
+                "grpo.async_grpo.enabled with cluster.executor=ray and cluster.colocated=true: colocated training and "
+                "generation share devices, so nothing can overlap; set cluster.colocated=false (and note that "
+                "asynchronous GRPO on Ray is not implemented yet: use cluster.executor=local for now)"
+            )
+        else:
+            found.append(
+                "grpo.async_grpo.enabled on the Ray executor is not implemented yet (only the local executor's producer "
+                "thread is); use cluster.executor=local, or grpo.async_grpo.enabled=false on Ray"
+            )
+    return found
+
+
 @attrs.define(kw_only=True, frozen=True)
 class GRPOConfig:
     num_prompts_per_step: int = doc("prompts per step", default=8, validator=_positive)
@@ -82,6 +150,10 @@ class GRPOConfig:
     )
     refit_buffer_size_mb: float = doc("bucket size of trainer -> generator weight transfers", default=256.0, validator=_positive)
     seed: int = doc("seed for data order, sampling and initialisation", default=42, validator=check_seed)
+    async_grpo: AsyncGRPOConfig = doc(
+        "asynchronous GRPO: generation of the next steps overlaps training, staleness bounded by admission",
+        factory=AsyncGRPOConfig,
+    )
 
     def __attrs_post_init__(self) -> None:
         low, high = self.advantage_clip_low, self.advantage_clip_high
@@ -124,3 +196,6 @@ class GRPORunConfig:
                 "the second one on the samples are off-policy; set policy.train_global_batch_size to "
                 f"{rollouts} or turn force_on_policy_ratio off"
             )
+        refusals = async_grpo_refusals(self.grpo, self.loss_fn, self.cluster)
+        if refusals:
+            raise ValueError(refusals[0])

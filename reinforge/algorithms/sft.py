@@ -25,6 +25,8 @@ class SFT:
     """Supervised fine-tuning; `SFT(SFTConfig(only_unmask_final=True))` from Python."""
 
     needs_generation = False
+
+    async_rollouts_max_age = None  # no rollouts
     needs_environment = False
     needs_reference = False
 

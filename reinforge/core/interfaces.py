@@ -241,6 +241,9 @@ class Algorithm(Protocol):
     # encoded conversations or preference pairs. An algorithm that needs other items defines instead
     # `prepare_data(records, tokenizer, *, data, policy, source) -> (items, stats)`, which then takes over.
     record_format: RecordFormat
+    # Rollouts generated ahead by a producer thread (asynchronous GRPO): the most training steps a group's
+    # generating weights may lag the weights that train it. None = synchronous rollouts (and no producer).
+    async_rollouts_max_age: int | None
 
     def records_per_step(self, policy: PolicyConfig) -> int:
         """Items one step consumes when the loop config does not say (e.g. prompts per step, or the global batch).

@@ -8,6 +8,7 @@ algorithm's `setup` and to the loop. Nothing here knows which plugin made a part
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -51,8 +52,42 @@ class RunLogger(Protocol):
     def close(self) -> None: ...
 
 
+@attrs.frozen
+class StepWork:
+    """One training step's rollouts, as an algorithm asks for them ahead of time (asynchronous GRPO).
+
+    The groups are generated with exactly these prompts and this sampling (its seed is the step's), so a
+    step trains what the synchronous run would; `min_version` is the admission bound: weights older than
+    that policy version may not start it.
+    """
+
+    step: int  # the training step that will train these groups
+    prompts: list[Any]  # that step's prompts, each rolled out `group_size` times (its samples adjacent)
+    group_size: int
+    sampling: SamplingParams
+    max_turns: int = 1
+    min_version: int = 0  # the oldest generator weights (policy version) allowed to start this work
+
+
+@attrs.frozen
+class StepGroups:
+    """A step's scored groups (a `reinforge.rollouts.RolloutResult`) and what the rollout service knows about them."""
+
+    step: int
+    result: Any
+    version: int  # the policy version of the weights that generated them
+    # How the producer spent its time since the last take, and its queue (async/... metrics); {} when synchronous.
+    stats: dict[str, float] = attrs.field(factory=dict)
+
+
 class Rollouts(Protocol):
-    """The rollout service (`reinforge.rollouts.RolloutService`): collect scored rollouts, keep the generator fresh."""
+    """The rollout service (`reinforge.rollouts.RolloutService`): collect scored rollouts, keep the generator fresh.
+
+    `submit` / `take` let an algorithm ask for a future step's groups ahead of time; the asynchronous
+    service (`reinforge.rollouts.async_service`) generates them on a producer thread while the current
+    step trains, the synchronous one simply generates on `take`. `paused()` holds the producer between
+    its batches (refit, validation, checkpoints); `shutdown()` stops it before the generator is shut down.
+    """
 
     def collect(self, prompts: list[dict[str, Any]], sampling: SamplingParams, *, max_turns: int = 1) -> Any: ...
 
@@ -62,6 +97,22 @@ class Rollouts(Protocol):
 
     def check_turns(self) -> None:
         """Raise now if the chat template cannot bridge the environment's observations between turns."""
+        ...
+
+    def submit(self, work: StepWork) -> None:
+        """Ask for `work.step`'s groups ahead of time (a no-op where nothing runs ahead)."""
+        ...
+
+    def take(self, work: StepWork) -> StepGroups:
+        """`work.step`'s groups, generated for exactly `work.prompts` (waiting for them, or generating them now)."""
+        ...
+
+    def paused(self) -> AbstractContextManager[None]:
+        """Within it nothing generates in the background: the generator is the caller's (refit, validation, saves)."""
+        ...
+
+    def shutdown(self) -> None:
+        """Stop generating in the background (the generator itself is shut down by `RunParts.shutdown`)."""
         ...
 
 
@@ -111,6 +162,8 @@ class RunParts:
     registry: Registry | None = None
 
     def shutdown(self) -> None:
+        if self.rollouts is not None:  # the producer first: it may be using the generator and the environment
+            self.rollouts.shutdown()
         for part in (self.generation, self.environment, self.policy):
             if part is not None:
                 part.shutdown()

@@ -150,7 +150,17 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, step: int, metrics: dict[str, float]) -> Path:
-        """Write checkpoint `step`: policy, dataloader, trainer state (JSON + safetensors, no pickle), manifest."""
+        """Write checkpoint `step`: policy, dataloader, trainer state (JSON + safetensors, no pickle), manifest.
+
+        An asynchronous rollout producer is held meanwhile; the loader state is the trained frontier (the
+        producer only reads ahead), so groups generated for later steps are simply generated again on resume.
+        """
+        if self.run.rollouts is None:
+            return self._save(step, metrics)
+        with self.run.rollouts.paused():
+            return self._save(step, metrics)
+
+    def _save(self, step: int, metrics: dict[str, float]) -> Path:
         run = self.run
 
         def write(directory: Path) -> None:

@@ -9,10 +9,12 @@ step with the trained policy (`sync`: refit only when stale, in buckets). GRPO, 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from reinforge.core.interfaces import Environment, GenerationBackend, TrainingBackend
+from reinforge.core.run import StepGroups, StepWork
 from reinforge.core.sampling import SamplingParams
 from reinforge.core.timer import Timer
 from reinforge.rollouts.bridge import TurnBridge
@@ -50,6 +52,9 @@ class RolloutService:
 
         Generation and environment time go to the timer's "generation" and "reward" phases.
         """
+        return self._roll_out(prompts, sampling, max_turns=max_turns, timer=self.timer)
+
+    def _roll_out(self, prompts: list[dict[str, Any]], sampling: SamplingParams, *, max_turns: int, timer: Timer) -> RolloutResult:
         if self.sleep_between:
             self.generation.wake()
         try:
@@ -61,7 +66,7 @@ class RolloutService:
                 sampling=sampling,
                 max_total_length=self.max_total_length,
                 max_turns=max_turns,
-                timer=self.timer,
+                timer=timer,
                 bridge=self.bridge,
             )
         finally:
@@ -92,3 +97,21 @@ class RolloutService:
     def mark_stale(self) -> None:
         """The generator no longer holds any known version (e.g. it was rebuilt from the base model on resume)."""
         self.generator_version = -1
+
+    # ------------------------------------------------------------------ ahead-of-time work (see core.run.Rollouts)
+    def submit(self, work: StepWork) -> None:
+        """Nothing runs ahead here: `take` generates."""
+
+    def take(self, work: StepWork) -> StepGroups:
+        """Generate `work`'s groups now, with the weights the generator holds."""
+        prompts = [p for p in work.prompts for _ in range(work.group_size)]
+        result = self.collect(prompts, work.sampling, max_turns=work.max_turns)
+        return StepGroups(step=work.step, result=result, version=self.generator_version)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Nothing generates in the background here."""
+        yield
+
+    def shutdown(self) -> None:
+        """No producer to stop (the generator is shut down by `RunParts.shutdown`)."""

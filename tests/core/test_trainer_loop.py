@@ -16,6 +16,7 @@ import reinforge as rf
 
 class FakeAlgorithm:
     needs_generation = False
+    async_rollouts_max_age = None  # no rollouts
     needs_environment = False
     needs_reference = False
 
