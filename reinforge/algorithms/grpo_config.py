@@ -75,7 +75,8 @@ def async_grpo_refusals(grpo: GRPOConfig, loss: ClippedPGLossConfig, cluster: Cl
             f"grpo.async_grpo.enabled with grpo.async_grpo.max_trajectory_age_steps={age} trains on groups generated "
             "by older weights, which needs the importance-sampling correction (training collapses without it, "
             "NeMo-RL PR #1098); set loss_fn.use_importance_sampling_correction=true (e.g. with "
-            "loss_fn.truncated_importance_sampling_type=tis), or max_trajectory_age_steps=0"
+            "loss_fn.truncated_importance_sampling_type=tis and loss_fn.truncated_importance_sampling_ratio_max=2.0), "
+            "or grpo.async_grpo.max_trajectory_age_steps=0"
         )
     if grpo.use_dynamic_sampling:
         found.append(

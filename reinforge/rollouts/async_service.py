@@ -111,6 +111,8 @@ class AsyncRolloutService(RolloutService):
                 elif self._running is None or self._running.step != work.step:
                     self._queue[work.step] = work  # never submitted: generate it now, first
                     self._cond.notify_all()
+                if self._pauses:  # the caller holds the producer: waiting here would never end
+                    raise RuntimeError(f"take(step {work.step}) inside paused(): the producer cannot generate it")
                 self._cond.wait()
             self._stats["trainer_wait_s"] += time.perf_counter() - start
             stats = {f"async/{name}": value for name, value in self._stats.items()}

@@ -295,3 +295,13 @@ def test_the_synchronous_service_takes_by_generating_now(tok):
     assert groups.step == 2 and groups.version == 0 and groups.stats == {}
     assert generation.batches == [(0, 0, 1002, PROMPTS_PER_STEP * GROUP)]
     rollouts.shutdown()
+
+
+def test_taking_groups_that_are_not_ready_while_holding_the_producer_fails_instead_of_hanging(tok):
+    rollouts = service(tok, PacedGeneration())
+    try:
+        with rollouts.paused(), pytest.raises(RuntimeError, match="inside paused"):
+            rollouts.take(work(1, prompts_of(tok, 1), age=0))
+        assert rollouts.take(work(1, prompts_of(tok, 1), age=0)).step == 1  # held no more: it is generated
+    finally:
+        rollouts.shutdown()
