@@ -249,6 +249,8 @@ class GRPO:
             run.rollouts.submit(self._work(target, batch, age, per_step))
             self._submitted = target
         groups: StepGroups = run.rollouts.take(self._work(step, prompts, age, per_step))
+        for phase, seconds in groups.phases.items():  # the generator's time, so timing/generation_idle keeps its meaning
+            run.timer.add(phase, seconds)
         lag = self.policy_version - groups.version  # optimizer steps between the generating and the training weights
         extra = {
             **groups.stats,

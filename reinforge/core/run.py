@@ -78,6 +78,10 @@ class StepGroups:
     version: int  # the policy version of the weights that generated them
     # How the producer spent its time since the last take, and its queue (async/... metrics); {} when synchronous.
     stats: dict[str, float] = attrs.field(factory=dict)
+    # The generator's own phases since the last take ("generation", "reward" seconds), measured on the producer
+    # thread, for the trainer's Timer (so `timing/generation_idle` means what it means synchronously); {} when
+    # synchronous (the rollout service timed them on the trainer's Timer already).
+    phases: dict[str, float] = attrs.field(factory=dict)
 
 
 class Rollouts(Protocol):

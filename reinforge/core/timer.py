@@ -45,6 +45,8 @@ def idle_times(phases: dict[str, float], prefix: str = "timing/") -> dict[str, f
     (colocated) each side waits while the other works, and on Ray worker groups (disaggregated) the
     generator group waits through logprobs and training, the trainer group through generation and
     rewards. Steps without a generator (SFT, DPO) get no `generation_idle`; without `total`, nothing.
+    Asynchronous GRPO adds the producer thread's generation and reward seconds to the step's phases (from the
+    trainer thread, when it takes the step's groups): they overlap the trainer's, and the formula keeps its meaning.
     """
     total = phases.get(f"{prefix}total")
     if total is None:

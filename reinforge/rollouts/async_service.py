@@ -76,6 +76,7 @@ class AsyncRolloutService(RolloutService):
         self._error_raised = False
         self._producer_timer = Timer()  # only the producer thread uses it
         self._stats = {"regenerated_groups": 0.0, "trainer_wait_s": 0.0, "producer_busy_s": 0.0, "producer_wait_s": 0.0}
+        self._phases: dict[str, float] = {}  # the producer's generation / reward seconds since the last take
         self._thread = threading.Thread(target=self._produce, name="reinforge-rollout-producer", daemon=True)
         self._thread.start()
 
@@ -119,7 +120,8 @@ class AsyncRolloutService(RolloutService):
             stats["async/groups_ready"] = float(sum(len(r.work.prompts) for r in self._ready.values()))
             for name in self._stats:
                 self._stats[name] = 0.0
-        return StepGroups(step=work.step, result=ready.result, version=ready.version, stats=stats)
+            phases, self._phases = self._phases, {}
+        return StepGroups(step=work.step, result=ready.result, version=ready.version, stats=stats, phases=phases)
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -211,7 +213,7 @@ class AsyncRolloutService(RolloutService):
             try:
                 prompts = [p for p in work.prompts for _ in range(work.group_size)]
                 result = self._roll_out(prompts, work.sampling, max_turns=work.max_turns, timer=self._producer_timer)
-                self._producer_timer.pop()
+                phases = self._producer_timer.pop(prefix="")
             except BaseException as exc:  # the trainer re-raises it; nothing more is generated
                 with self._cond:
                     self._error = exc
@@ -220,6 +222,8 @@ class AsyncRolloutService(RolloutService):
                 return
             with self._cond:
                 self._stats["producer_busy_s"] += time.perf_counter() - start
+                for name, seconds in phases.items():
+                    self._phases[name] = self._phases.get(name, 0.0) + seconds
                 self._ready[work.step] = _Ready(work=work, result=result, version=version)
                 self._running = None
                 self._cond.notify_all()

@@ -179,6 +179,9 @@ def test_a_slow_generator_keeps_the_bound_and_the_trainer_waits(tok, age):
     check_run(taken, generation, age)
     assert sum(e["groups"].stats["async/trainer_wait_s"] for e in taken) > 0.05 * 3
     assert sum(e["groups"].stats["async/producer_busy_s"] for e in taken) >= 0.05 * 5
+    # the generator's own phases, measured on the producer thread, for the trainer's Timer
+    generation = [e["groups"].phases["generation"] for e in taken]
+    assert all(g >= 0.05 for g in generation) and all("reward" in e["groups"].phases for e in taken)
 
 
 def test_admission_holds_work_until_the_weights_are_recent_enough(tok):
