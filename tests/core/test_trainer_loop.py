@@ -6,6 +6,7 @@ through the public constructor `reinforge.Trainer(...)`.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,30 @@ def test_the_run_is_named_after_its_folder_not_logs():
 
     assert run_name("results/grpo-arith-cpu/logs") == "grpo-arith-cpu"  # the bar was titled "logs"
     assert run_name("results/exp7") == "exp7" and run_name("logs") == "logs"
+
+
+class SpyRollouts:
+    """A rollout service that records when the loop holds its producer and when it is shut down."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    @contextlib.contextmanager
+    def paused(self):
+        self.events.append("pause")
+        yield
+        self.events.append("resume")
+
+    def shutdown(self) -> None:
+        self.events.append("rollouts shut down")
+
+
+def test_saves_hold_the_rollout_producer_and_shutdown_stops_it_before_the_other_parts(tiny_model_dir, tmp_path):
+    loop = rf.LoopConfig(max_steps=2, val_period=0, checkpoint_dir=str(tmp_path / "ckpt"), save_period=1)
+    trainer, _, policy, _ = make(tiny_model_dir, loop, val=False)
+    events: list[str] = []
+    trainer.run.rollouts = SpyRollouts(events)
+    policy.save = lambda directory, save=policy.save: (events.append("save"), save(directory))[1]
+    policy.shutdown = lambda shutdown=policy.shutdown: (events.append("policy shut down"), shutdown())[1]
+    trainer.fit()
+    assert events == ["pause", "save", "resume", "pause", "save", "resume", "rollouts shut down", "policy shut down"]

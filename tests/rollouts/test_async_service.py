@@ -118,8 +118,11 @@ def work(step: int, prompts: list[dict], age: int) -> StepWork:
     )
 
 
-def drive(tok, rollouts, steps: int, age: int, train_s: float) -> list[dict]:
-    """GRPO's side of the protocol, one optimizer step per training step; returns what each step took."""
+def drive(tok, rollouts, steps: int, age: int, train_s: float, generation: PacedGeneration | None = None) -> list[dict]:
+    """GRPO's side of the protocol, one optimizer step per training step; returns what each step took.
+
+    With `generation`, each "training" step lasts until the producer has generated everything submitted
+    (a generator faster than the trainer, without depending on how the machine schedules threads)."""
     policy, plan, taken = Policy(), {k: prompts_of(tok, k) for k in range(1, steps + age + 2)}, []
     submitted = 0
     for step in range(1, steps + 1):
@@ -130,6 +133,9 @@ def drive(tok, rollouts, steps: int, age: int, train_s: float) -> list[dict]:
         groups = rollouts.take(work(step, plan[step], age))
         taken.append({"step": step, "age": policy.version - groups.version, "groups": groups, "prompts": plan[step]})
         time.sleep(train_s)
+        deadline = time.monotonic() + DEADLINE_S
+        while generation is not None and len(generation.batches) < submitted and time.monotonic() < deadline:
+            time.sleep(0.005)
         policy.version += 1  # the optimizer step
     return taken
 
@@ -159,7 +165,7 @@ def test_a_fast_generator_runs_ahead_by_at_most_the_age(tok, age):
     generation = PacedGeneration(delay=0.0)
     rollouts = service(tok, generation)
     try:
-        taken = drive(tok, rollouts, steps=6, age=age, train_s=0.05)
+        taken = drive(tok, rollouts, steps=6, age=age, train_s=0.0, generation=generation)
     finally:
         rollouts.shutdown()
     check_run(taken, generation, age)
@@ -193,7 +199,10 @@ def test_admission_holds_work_until_the_weights_are_recent_enough(tok):
         plan = {k: prompts_of(tok, k) for k in range(1, 7)}
         for step in range(1, 7):
             rollouts.submit(work(step, plan[step], age=1))
-        time.sleep(0.5)
+        deadline = time.monotonic() + DEADLINE_S
+        while len(generation.batches) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.3)  # time enough to start step 3, were it admitted
         assert [seed for _, _, seed, _ in generation.batches] == [1001, 1002]
         policy.version = 2
         rollouts.sync(policy, 2, bucket_bytes=1)  # weights after 2 steps: steps 3 (needs 1) and 4 (needs 2) may start
@@ -201,7 +210,7 @@ def test_admission_holds_work_until_the_weights_are_recent_enough(tok):
         assert groups.version == 2
         assert [seed for _, _, seed, _ in generation.batches] == [1001, 1002, 1003, 1004]
         assert groups.stats["async/groups_ready"] == 3 * PROMPTS_PER_STEP  # steps 1-3 still wait for the trainer
-        assert groups.stats["async/producer_wait_s"] > 0.3
+        assert groups.stats["async/producer_wait_s"] > 0.25
     finally:
         rollouts.shutdown()
 
