@@ -244,7 +244,8 @@ class GRPO:
         run = self.run
         age = self.config.async_grpo.max_trajectory_age_steps
         per_step = self._optimizer_steps_per_step()
-        for target in range(max(step, self._submitted + 1), step + age + 1):
+        last = min(step + age, run.loop.max_steps)  # nothing past the run's last step
+        for target in range(max(step, self._submitted + 1), last + 1):
             batch = prompts if target == step else run.loader.peek(target - step - 1)
             run.rollouts.submit(self._work(target, batch, age, per_step))
             self._submitted = target

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -32,14 +33,18 @@ UNTRAINED = ("timing/", "async/", "refit/", "train/memory_")
 
 
 class RecordingPolicy:
-    """The run's training backend, recording every batch it trains on (a copy of the ids and the prompt lengths)."""
+    """The run's training backend, recording every batch it trains on (a copy of the ids and the prompt lengths);
+    `before_train(k)` runs before the k-th optimizer step (1-based)."""
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: Any, before_train: Any = None) -> None:
         self._backend = backend
+        self._before_train = before_train
         self.trained: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.batches: list[Any] = []
 
     def train(self, batch, loss_fn, **kwargs):
+        if self._before_train is not None:
+            self._before_train(len(self.trained) + 1)
         self.trained.append((batch["input_ids"].clone(), batch["prompt_lengths"].clone(), batch["generation_logprobs"].clone()))
         self.batches.append(batch)
         return self._backend.train(batch, loss_fn, **kwargs)
@@ -99,6 +104,27 @@ def test_age_0_with_a_multi_turn_environment_trains_the_same_groups(tiny_model_d
     check_identical(sync, asynchronous, tmp_path / "sync" / "logs", tmp_path / "async" / "logs")
 
 
+class CountingGeneration:
+    """The hf generator, counting its calls (one per step's batch here: single turn, no validation)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.calls = real, 0
+        self._changed = threading.Condition()
+
+    def generate(self, batch, sampling):
+        with self._changed:
+            self.calls += 1
+            self._changed.notify_all()
+        return self.real.generate(batch, sampling)
+
+    def wait_for_calls(self, count: int) -> None:
+        with self._changed:
+            assert self._changed.wait_for(lambda: self.calls >= count, timeout=60), (self.calls, count)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
 class LengthParity:
     """Reward 1 for an odd-length response: rewards differ within groups, so even the untrained model learns something."""
 
@@ -114,12 +140,17 @@ def test_age_1_trains_one_step_old_groups_against_their_generating_weights(tiny_
     from reinforge.backends.training.dtensor.backend import DTensorBackend
     from reinforge.backends.training.dtensor.config import DTensorConfig
 
-    extra = ("policy.optimizer.lr=5.0e-2", "policy.generation.max_new_tokens=8")
+    from reinforge.backends.generation.hf.backend import HFGenerationBackend
+
+    extra = ("policy.optimizer.lr=5.0e-2", "policy.generation.max_new_tokens=8", "grpo.val_at_end=false")
     config = load_config(CPU_RECIPE, tiny_overrides(tiny_model_dir, tmp_path / "age1", steps=3, extra=(*extra, *AGE_1)))
-    trainer = Trainer.from_config(config, environment=LengthParity())
-    recording = RecordingPolicy(trainer.run.policy)
+    generation = CountingGeneration(HFGenerationBackend(config.policy.model, generation=config.policy.generation, seed=0))
+    trainer = Trainer.from_config(config, environment=LengthParity(), generation=generation)
+    # A trainer slower than the generator, whatever the machine's load: step k trains once step k + 1 started generating.
+    recording = RecordingPolicy(trainer.run.policy, before_train=lambda k: generation.wait_for_calls(min(k + 1, 3)))
     trainer.run.policy = recording
     trainer.fit()
+    assert generation.calls == 3  # nothing generated past the last step
     rows = read_metrics(tmp_path / "age1" / "logs")
     assert [r["async/age_max"] for r in rows] == [0.0, 1.0, 1.0]  # step 1 has nothing older; then one step off
     assert [r["async/age_optimizer_steps_max"] for r in rows] == [0.0, 1.0, 1.0]
