@@ -114,6 +114,12 @@ class AsyncRolloutService(RolloutService):
                     self._cond.notify_all()
                 if self._pauses:  # the caller holds the producer: waiting here would never end
                     raise RuntimeError(f"take(step {work.step}) inside paused(): the producer cannot generate it")
+                queued = self._queue.get(work.step)
+                if queued is not None and self.generator_version < queued.min_version:  # only a refit could admit it
+                    raise RuntimeError(
+                        f"take(step {work.step}) needs generator weights of policy version >= {queued.min_version}, but the "
+                        f"generator holds {self.generator_version}: sync() the generator before taking the step's groups"
+                    )
                 self._cond.wait()
             self._stats["trainer_wait_s"] += time.perf_counter() - start
             stats = {f"async/{name}": value for name, value in self._stats.items()}
@@ -153,10 +159,7 @@ class AsyncRolloutService(RolloutService):
     def sync(self, policy: TrainingBackend, version: int, *, bucket_bytes: int) -> dict[str, float]:
         """Refit between producer batches: the producer's batch in flight ends with the weights it started with."""
         with self.paused():
-            metrics = super().sync(policy, version, bucket_bytes=bucket_bytes)
-            with self._cond:
-                self._cond.notify_all()  # work waiting for these weights may start
-            return metrics
+            return super().sync(policy, version, bucket_bytes=bucket_bytes)  # leaving the pause wakes the producer
 
     def mark_stale(self) -> None:
         """The generator holds unknown weights: groups already generated are regenerated (and counted), none trained."""

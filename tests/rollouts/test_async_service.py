@@ -317,3 +317,12 @@ def test_taking_groups_that_are_not_ready_while_holding_the_producer_fails_inste
         assert rollouts.take(work(1, prompts_of(tok, 1), age=0)).step == 1  # held no more: it is generated
     finally:
         rollouts.shutdown()
+
+
+def test_taking_a_step_whose_weights_were_never_delivered_fails_instead_of_hanging(tok):
+    rollouts = service(tok, PacedGeneration())
+    try:
+        with pytest.raises(RuntimeError, match=r"needs generator weights of policy version >= 2, but the generator holds 0"):
+            rollouts.take(work(5, prompts_of(tok, 5), age=2))  # step 5 at age 2 needs the weights after 2 steps
+    finally:
+        rollouts.shutdown()
