@@ -66,3 +66,18 @@ def test_vllm_engine_without_vllm_exits_with_one_line(monkeypatch, tmp_path):
     monkeypatch.setattr(async_grpo, "REPO", tmp_path)  # no .venv-vllm there
     with pytest.raises(SystemExit, match="vllm is not importable"):
         async_grpo.engine_python("vllm")
+
+
+def test_a_completed_run_is_read_not_run_again_and_other_settings_are_refused(monkeypatch, tmp_path):
+    args = async_grpo.parse_args(["--runs", str(tmp_path), "--smoke"])
+    folder = tmp_path / "hf" / "train" / "async_seed0"
+    (folder / "logs").mkdir(parents=True)
+    (folder / "logs" / "metrics.jsonl").write_text('{"step": 1, "train/reward_mean": 0.25}\n')
+    settings = {"overrides": async_grpo.overrides(args, "async", 0, tmp_path / "m", folder),
+                "recipe": "examples/configs/grpo-arith-cpu.yaml"}  # fmt: skip
+    (folder / "done.json").write_text(async_grpo.json.dumps({"settings": settings}))
+    monkeypatch.setattr(async_grpo.subprocess, "run", lambda *a, **k: pytest.fail("ran a completed run again"))
+    assert async_grpo.run_one(args, "python", "async", 0, tmp_path / "m") == [{"step": 1, "train/reward_mean": 0.25}]
+    longer = async_grpo.parse_args(["--runs", str(tmp_path), "--seeds", "1", "--steps", "4", "--last", "3"])
+    with pytest.raises(SystemExit, match="was run with other settings"):
+        async_grpo.run_one(longer, "python", "async", 0, tmp_path / "m")

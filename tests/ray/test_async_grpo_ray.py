@@ -6,12 +6,15 @@ the training group:
   pauses the producer and calls the generation group from the trainer thread);
 - at age 1, with the trainer held until the next step's generation has started (so the two groups really run at
   once, whatever the machine's load), every step's groups are at most one step old (`async/age_max <= 1`),
-  steps 2 and 3 exactly one, and the generation calls came from the producer thread.
+  steps 2 and 3 exactly one, and the generation calls came from the producer thread;
+- a generation worker killed while the producer waits on it ends `fit()` in the trainer thread with the error
+  naming that worker, quickly, and the producer stops.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import pytest
 
 from reinforge.core.load import load_config
 from reinforge.core.registry import Registry, RegistrySettings
+from reinforge.executors.ray.worker_group import WorkerDiedError
 from reinforge.models.tiny_model import build_model
 from reinforge.trainer import Trainer
 from tests.integration.grpo_helpers import CPU_RECIPE, read_metrics, tiny_overrides
@@ -123,3 +127,26 @@ def test_age_1_on_ray_overlaps_the_groups_and_bounds_the_age(ray_session, model_
     assert all(r["async/regenerated_groups"] == 0 for r in rows)
     assert generation.calls == 3 and set(generation.threads) == {"reinforge-rollout-producer"}
     assert abs(rows[1]["train/token_mult_prob_error"] - 1.0) > 1e-3  # trained by weights a step newer than sampled
+
+
+def test_a_generation_worker_killed_under_the_producer_ends_fit_with_its_error(ray_session, model_dir, registry, tmp_path):
+    import ray
+
+    trainer = Trainer.from_config(config(model_dir, tmp_path / "killed", registry, "grpo.val_at_end=false", *AGE_1), registry)
+    real = trainer.run.rollouts.generation
+
+    class KilledOnStep2(CountingGeneration):
+        def generate(self, batch, sampling):
+            if self.calls == 1:  # the producer's second batch (step 2): its engine dies under it
+                ray.kill(real.group.actors[0], no_restart=True)
+            return super().generate(batch, sampling)
+
+    generation = KilledOnStep2(real)
+    trainer.run.rollouts.generation = generation
+    start = time.monotonic()
+    with pytest.raises(WorkerDiedError, match="generation worker 0 .* died during generate"):
+        trainer.fit()
+    assert time.monotonic() - start < 120
+    assert not trainer.run.rollouts._thread.is_alive()  # the producer stopped; nothing left running
+    assert generation.calls == 2 and set(generation.threads) == {"reinforge-rollout-producer"}
+    assert [r["step"] for r in read_metrics(tmp_path / "killed" / "logs")] in ([], [1])  # step 2 never trained
