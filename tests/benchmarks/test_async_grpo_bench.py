@@ -23,6 +23,16 @@ def test_age0_comparison_ignores_timings_and_names_the_first_difference():
     assert async_grpo.first_difference(sync, sync[:1]).startswith("logged steps [1, 2] vs [1]")
 
 
+def test_age0_verdict_is_inconclusive_when_two_synchronous_runs_differ_already():
+    sync = [_row(1, train__loss=0.5)]
+    other = [_row(1, train__loss=0.5000001)]
+    assert async_grpo.age0_verdict(sync, sync, sync)["verdict"] == "equal"
+    assert async_grpo.age0_verdict(sync, sync, other) == {
+        "verdict": "differs", "age0": "step 1: train/loss sync 0.5 async 0.5000001", "control": "equal, 1 values in 1 rows"}
+    assert async_grpo.age0_verdict(sync, other, other)["verdict"] == "inconclusive"
+    assert async_grpo.age0_verdict(sync, other, sync)["verdict"] == "equal"
+
+
 def test_overlap_figures_by_hand():
     rows = [
         _row(1, timing__total=4.0, async__producer_busy_s=2.0, timing__generation=9.0, async__age_max=0.0,
@@ -74,7 +84,7 @@ def test_a_completed_run_is_read_not_run_again_and_other_settings_are_refused(mo
     (folder / "logs").mkdir(parents=True)
     (folder / "logs" / "metrics.jsonl").write_text('{"step": 1, "train/reward_mean": 0.25}\n')
     settings = {"overrides": async_grpo.overrides(args, "async", 0, tmp_path / "m", folder),
-                "recipe": "examples/configs/grpo-arith-cpu.yaml"}  # fmt: skip
+                "recipe": "examples/configs/grpo-arith-cpu.yaml", "threads": None}  # fmt: skip
     (folder / "done.json").write_text(async_grpo.json.dumps({"settings": settings}))
     monkeypatch.setattr(async_grpo.subprocess, "run", lambda *a, **k: pytest.fail("ran a completed run again"))
     assert async_grpo.run_one(args, "python", "async", 0, tmp_path / "m") == [{"step": 1, "train/reward_mean": 0.25}]
