@@ -244,7 +244,8 @@ def print_tables(doc: dict[str, Any]) -> None:
         table.add_column("result")
         table.add_column("control: sync again")
         for seed, result in doc["per_seed"].items():
-            table.add_row(seed, f"{result['verdict']}: {result['age0']}", result["control"])
+            shown = result["age0"] if result["verdict"] == "equal" else f"{result['verdict']}: {result['age0']}"
+            table.add_row(seed, shown, result["control"])
         console.print(table)
         return
     window = f"last_{doc['last']}"
