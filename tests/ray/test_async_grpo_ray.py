@@ -7,6 +7,8 @@ the training group:
 - at age 1, with the trainer held until the next step's generation has started (so the two groups really run at
   once, whatever the machine's load), every step's groups are at most one step old (`async/age_max <= 1`),
   steps 2 and 3 exactly one, and the generation calls came from the producer thread;
+- a run stopped after step 2 and resumed from its checkpoint trains the same multiset of prompts as an
+  uninterrupted run (groups buffered at the stop are generated again, none skipped or trained twice);
 - a generation worker killed while the producer waits on it ends `fit()` in the trainer thread with the error
   naming that worker, quickly, and the producer stops.
 """
@@ -26,6 +28,7 @@ from reinforge.executors.ray.worker_group import WorkerDiedError
 from reinforge.models.tiny_model import build_model
 from reinforge.trainer import Trainer
 from tests.integration.grpo_helpers import CPU_RECIPE, read_metrics, tiny_overrides
+from tests.integration.test_async_grpo import RecordingPolicy
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -97,8 +100,8 @@ class HeldPolicy:
         return getattr(self.real, name)
 
 
-def config(model_dir: Path, out: Path, registry: Registry, *extra: str):
-    return load_config(CPU_RECIPE, tiny_overrides(model_dir, out, steps=3, extra=(*COMMON, *extra)), registry)
+def config(model_dir: Path, out: Path, registry: Registry, *extra: str, steps: int = 3):
+    return load_config(CPU_RECIPE, tiny_overrides(model_dir, out, steps=steps, extra=(*COMMON, *extra)), registry)
 
 
 def test_age_0_on_ray_logs_exactly_the_synchronous_ray_runs_metrics(ray_session, model_dir, registry, tmp_path):
@@ -127,6 +130,20 @@ def test_age_1_on_ray_overlaps_the_groups_and_bounds_the_age(ray_session, model_
     assert all(r["async/regenerated_groups"] == 0 for r in rows)
     assert generation.calls == 3 and set(generation.threads) == {"reinforge-rollout-producer"}
     assert abs(rows[1]["train/token_mult_prob_error"] - 1.0) > 1e-3  # trained by weights a step newer than sampled
+
+
+def test_a_resumed_async_run_on_ray_trains_the_same_prompts_as_an_uninterrupted_one(ray_session, model_dir, registry, tmp_path):
+    saves = ("checkpointing.enabled=true", "checkpointing.save_period=2", "grpo.val_at_end=false", *AGE_1)
+    trained = {}
+    for name, out, steps in (("full", "full", 4), ("first", "split", 2), ("second", "split", 4)):
+        trainer = Trainer.from_config(config(model_dir, tmp_path / out, registry, *saves, steps=steps), registry)
+        trainer.run.policy = recording = RecordingPolicy(trainer.run.policy)
+        trainer.fit()
+        trained[name] = recording
+    assert len(trained["first"].trained) == len(trained["second"].trained) == 2  # the second run resumed at step 3
+    assert trained["first"].prompts() + trained["second"].prompts() == trained["full"].prompts()
+    info = (tmp_path / "split" / "ckpt" / "step_2" / "dataloader.json").read_text()
+    assert '"batch_in_epoch": 2' in info  # the saved cursor is the trained frontier, not the producer's read-ahead
 
 
 def test_a_generation_worker_killed_under_the_producer_ends_fit_with_its_error(ray_session, model_dir, registry, tmp_path):
