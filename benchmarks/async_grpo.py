@@ -8,7 +8,7 @@
 Every run is `reinforge train --config examples/configs/grpo-arith-cpu.yaml` with dotted overrides, in a
 subprocess, on the demo model (`reinforge model build --demo`, cached after the first build), one folder per
 (engine, mode, seed) under RUNS. A run whose folder holds `done.json` with the same settings is read, not run
-again, so an interrupted sweep resumes; a folder with other settings is an error that names what differs.
+again, so an interrupted sweep resumes; a folder made with other settings is an error that shows them.
 
 - `--check-age0`: the recipe as it is (validation at the start, every 10 steps and at the end; checkpoints)
   synchronously, synchronously again (the control), and with `grpo.async_grpo.enabled=true,
@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -127,7 +128,7 @@ def run_one(args: argparse.Namespace, python: str, mode: str, seed: int, model: 
             raise SystemExit(f"{folder} was run with other settings ({have.get('settings')}); use another --runs folder, "
                              "or delete it so that this run starts again")  # fmt: skip
     else:
-        subprocess.run(["rm", "-rf", str(folder)], check=True)  # an interrupted run would resume from its checkpoint
+        shutil.rmtree(folder, ignore_errors=True)  # an interrupted run would resume from its checkpoint
         command = [python, "-m", "reinforge", "train", "--config", str(RECIPE), *wanted["overrides"]]
         print(f"{args.engine} {mode} seed {seed}: reinforge train ... {' '.join(mode_overrides(args, mode))}", flush=True)
         started = time.perf_counter()
