@@ -20,7 +20,14 @@ from reinforge.core.model_config import ModelConfig
 from reinforge.core.model_folder import check_model_folder, tokenizer_setting
 from reinforge.core.registry import Registry
 from reinforge.core.run import RunParts
-from reinforge.core.run_config import ClusterConfig, DataConfig, GenerationConfig, LoggerConfig, PolicyConfig
+from reinforge.core.run_config import (
+    ClusterConfig,
+    DataConfig,
+    GenerationConfig,
+    LoggerConfig,
+    PolicyConfig,
+    async_grpo_cluster_refusal,
+)
 from reinforge.core.specs import DatasetSpec, EnvironmentSpec, GenerationSpec, TrainingSpec
 from reinforge.core.timer import Timer
 from reinforge.data.loader import PromptLoader
@@ -192,12 +199,8 @@ def build_run_parts(
     generation_config = generation.generation if generation is not None else None  # the generator's: engine, sampling
     if "console" in loggers.loggers:
         quiet_library_progress_bars()  # one progress bar: the run's, not each library's loading bars
-    if algorithm.async_rollouts_max_age is not None and cluster.executor != "local":
-        raise ReinforgeError(
-            "grpo.async_grpo.enabled on the Ray executor is not implemented yet (only the local executor's producer "
-            "thread is); use cluster.executor=local, or grpo.async_grpo.enabled=false on Ray"
-            + (" (and on Ray it would also need cluster.colocated=false: colocated parts cannot overlap)" if cluster.colocated else "")
-        )
+    if algorithm.async_rollouts_max_age is not None and (refusal := async_grpo_cluster_refusal(cluster)):
+        raise ReinforgeError(refusal)  # runs built in Python: config load refused it already (GRPORunConfig)
     executor = make_executor(cluster, registry)
     tokenizer = load_tokenizer(model)
     prepared = []

@@ -17,6 +17,7 @@ from reinforge.core.run_config import (
     EnvConfig,
     LoggerConfig,
     PolicyConfig,
+    async_grpo_cluster_refusal,
     check_seed,
 )
 
@@ -89,18 +90,8 @@ def async_grpo_refusals(grpo: GRPOConfig, loss: ClippedPGLossConfig, cluster: Cl
             "grpo.async_grpo.enabled with loss_fn.force_on_policy_ratio: a forced ratio asserts that the samples are "
             "on-policy, which asynchronous groups are not; turn loss_fn.force_on_policy_ratio off"
         )
-    if cluster is not None and cluster.executor == "ray":
-        if cluster.colocated:
-            found.append(
-                "grpo.async_grpo.enabled with cluster.executor=ray and cluster.colocated=true: colocated training and "
-                "generation share devices, so nothing can overlap; set cluster.colocated=false (and note that "
-                "asynchronous GRPO on Ray is not implemented yet: use cluster.executor=local for now)"
-            )
-        else:
-            found.append(
-                "grpo.async_grpo.enabled on the Ray executor is not implemented yet (only the local executor's producer "
-                "thread is); use cluster.executor=local, or grpo.async_grpo.enabled=false on Ray"
-            )
+    if cluster is not None and (refusal := async_grpo_cluster_refusal(cluster)):
+        found.append(refusal)
     return found
 
 

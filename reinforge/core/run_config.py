@@ -257,6 +257,19 @@ class ClusterConfig:
         return self.training_gpus if self.generation_gpus_per_worker is None else self.generation_gpus_per_worker
 
 
+def async_grpo_cluster_refusal(cluster: ClusterConfig) -> str | None:
+    """Why asynchronous rollouts (`grpo.async_grpo`) cannot run on this cluster (None when they can): colocated Ray
+    groups share devices and take turns. Here, not in the algorithm, so that the composition root refuses Python-built
+    runs with the same words as config load (GRPORunConfig)."""
+    if cluster.executor == "ray" and cluster.colocated:
+        return (
+            "grpo.async_grpo.enabled with cluster.executor=ray and cluster.colocated=true: colocated training and "
+            "generation share devices and take turns on them, so nothing can overlap; set cluster.colocated=false "
+            "(the generation and training groups on devices of their own), or use cluster.executor=local"
+        )
+    return None
+
+
 @attrs.define(kw_only=True, frozen=True)
 class CheckpointingConfig:
     enabled: bool = doc("write checkpoints", default=True)

@@ -55,17 +55,25 @@ def test_grpo_built_in_python_refuses_what_config_load_refuses(config, loss, sai
     assert "\n" not in str(raised.value)  # one paragraph
 
 
-def test_ray_is_refused_before_anything_is_built():
-    """The Ray executor has no producer yet: a Python-built run says so before loading a model (the folder is missing)."""
-    for colocated, said in ((True, "also need cluster.colocated=false"), (False, "not implemented yet")):
-        with pytest.raises(ReinforgeError, match=said) as raised:
-            rf.Trainer(
-                algorithm=rf.GRPO(grpo(age=1), IS),
-                policy=rf.backends.DTensorTraining("no-such-model/"),
-                train_data=[{"problem": "1 + 1", "answer": "2"}],
-                environment=lambda prompt, response, **_: 0.0,
-                cluster=ClusterConfig(executor="ray", colocated=colocated),
-            )
-        assert "grpo.async_grpo.enabled on the Ray executor is not implemented yet" in str(raised.value)
+def test_colocated_ray_is_refused_before_anything_is_built_and_disaggregated_ray_is_not():
+    """Colocated groups take turns on shared devices: a Python-built run says so before loading a model (the folder
+    is missing). With cluster.colocated=false the run gets past the refusal to the missing model folder."""
+    def build(colocated: bool):
+        return rf.Trainer(
+            algorithm=rf.GRPO(grpo(age=1), IS),
+            policy=rf.backends.DTensorTraining("no-such-model/"),
+            train_data=[{"problem": "1 + 1", "answer": "2"}],
+            environment=lambda prompt, response, **_: 0.0,
+            cluster=ClusterConfig(executor="ray", colocated=colocated),
+        )
+
+    with pytest.raises(ReinforgeError, match="cluster.colocated=true") as raised:
+        build(colocated=True)
+    assert "nothing can overlap; set cluster.colocated=false" in str(raised.value) and "\n" not in str(raised.value)
+    with pytest.raises(ReinforgeError) as raised:
+        build(colocated=False)
+    assert "no-such-model" in str(raised.value) and "async_grpo" not in str(raised.value)
     refusals = async_grpo_refusals(grpo(age=0), ClippedPGLossConfig(), ClusterConfig(executor="ray", colocated=True))
     assert refusals == [refusals[0]] and "nothing can overlap; set cluster.colocated=false" in refusals[0]
+    assert async_grpo_refusals(grpo(age=0), ClippedPGLossConfig(), ClusterConfig(executor="ray", colocated=False)) == []
+    assert async_grpo_refusals(grpo(age=1), IS, ClusterConfig(executor="local", colocated=True)) == []

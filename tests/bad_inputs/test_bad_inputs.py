@@ -104,8 +104,6 @@ CASES = [
          "grpo.async_grpo.enabled with loss_fn.force_on_policy_ratio", "turn loss_fn.force_on_policy_ratio off"),
     case("async-on-colocated-ray", (*SHOW, "grpo.async_grpo.enabled=true", "grpo.async_grpo.max_trajectory_age_steps=0", "cluster.executor=ray"),
          "cluster.colocated=true", "nothing can overlap; set cluster.colocated=false"),
-    case("async-on-ray-not-yet", (*SHOW, "grpo.async_grpo.enabled=true", "grpo.async_grpo.max_trajectory_age_steps=0", "cluster.executor=ray", "cluster.colocated=false"),
-         "grpo.async_grpo.enabled on the Ray executor is not implemented yet", "use cluster.executor=local"),
     case("micro-not-dividing-global", (*SHOW, "policy.train_micro_batch_size=3"), "train_global_batch_size (8) must be a multiple of train_micro_batch_size (3)"),
     case("dpo-micro-odd", ("config", "show", DPO_RECIPE, "policy.train_micro_batch_size=3"), "train_micro_batch_size (3) counts rows and must be even"),
     case(

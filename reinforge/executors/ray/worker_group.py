@@ -14,6 +14,7 @@ Dispatch helpers for a data-parallel x tensor-parallel group (`shard_for_ranks`,
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,13 @@ class WorkerGroup:
 
     Start-up work (importing torch, loading a model) can be `defer`red: it runs while the driver
     builds the other groups, and the group's first use waits for it (and reports its errors).
+
+    Calls may come from two driver threads (asynchronous GRPO: the rollout producer calls the generation and
+    environment groups while the trainer thread calls the training group, and refit or validation call the
+    generation group from the trainer thread while the producer is paused). Each call keeps its state in its own
+    frame (refs, pending results, retries). The group's own state: the deferred start-up is guarded by `_lock`
+    (a second caller waits until the first has finished it, instead of reaching workers whose `then` has not run
+    yet); `broken` is only ever assigned once a worker died, and read.
     """
 
     def __init__(self, name: str, actors: list[Any], infos: list[WorkerInfo]) -> None:
@@ -64,6 +72,7 @@ class WorkerGroup:
         self.infos = infos
         self.broken: str | None = None  # why the group is unusable, once a worker died
         self._deferred: list[tuple[list[Any], str, Callable[[list[Any]], None], float | None]] = []
+        self._lock = threading.RLock()  # the deferred start-up, shared by the driver threads that call the group
 
     def __len__(self) -> int:
         return len(self.actors)
@@ -72,19 +81,24 @@ class WorkerGroup:
         self, refs: Sequence[Any], what: str, then: Callable[[list[Any]], None], *, timeout_s: float | None = None
     ) -> None:
         """Await `refs` (one per worker) at the group's first use, then pass their results to `then`."""
-        self._deferred.append((list(refs), what, then, timeout_s))
+        with self._lock:
+            self._deferred.append((list(refs), what, then, timeout_s))
 
     def ready(self) -> None:
-        """Finish deferred start-up work; a failure stops the group."""
-        while self._deferred:
-            refs, what, then, timeout_s = self._deferred.pop(0)
-            try:
-                then(self.gather(refs, list(range(len(refs))), what=what, timeout_s=timeout_s))
-            except BaseException:
-                self.broken = self.broken or f"{self.name} workers failed during {what}"
-                self._deferred.clear()
-                self.kill()
-                raise
+        """Finish deferred start-up work; a failure stops the group. A caller from another thread waits until the
+        work is finished (its `then` included), so no call reaches workers that have not been set up."""
+        with self._lock:
+            while self._deferred:
+                refs, what, then, timeout_s = self._deferred.pop(0)
+                try:
+                    then(self.gather(refs, list(range(len(refs))), what=what, timeout_s=timeout_s))
+                except BaseException:
+                    self.broken = self.broken or f"{self.name} workers failed during {what}"
+                    self._deferred.clear()
+                    self.kill()
+                    raise
+            if self.broken:  # start-up failed in another thread while this one waited
+                raise WorkerDiedError(f"the {self.name} workers are gone: {self.broken}")
 
     def check_usable(self) -> None:
         """Raise if a worker died; otherwise make sure start-up has finished."""
