@@ -56,7 +56,11 @@ def run_recipe(side: str, model: str, steps: int | None, overrides: list[str], s
     command = [sys.executable, "-m", "reinforge.cli.main", "train", "--config", str(RECIPES[side]), *args, *overrides]
     started = time.perf_counter()
     subprocess.run(command, check=True)
-    wall = time.perf_counter() - started
+    return read_recipe_run(side, logs, ckpt, time.perf_counter() - started)
+
+
+def read_recipe_run(side: str, logs: Path, ckpt: Path, wall: float | None) -> dict[str, Any]:
+    """One recipe run's figures, from its metrics.jsonl and its last checkpoint."""
     rows = [json.loads(line) for line in (logs / "metrics.jsonl").read_text().splitlines() if line.strip()]
     train = [r for r in rows if "train/loss" in r]
     val = {int(r["step"]): r["val/accuracy"] for r in rows if "val/accuracy" in r}
@@ -215,6 +219,19 @@ def run_recipes(args: argparse.Namespace) -> dict[str, Any]:
             "criteria": criteria(full, lora, time_key="median_training_seconds", rss_key="peak_rss_bytes")}  # fmt: skip
 
 
+def recipes_from_logs(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe comparison from two runs already made (each `reinforge train` of its recipe, unchanged but
+    for output folders): for when one side was run on its own, e.g. after the other was interrupted."""
+    sides = {}
+    for side, folder, wall in (("full", args.full, args.full_wall), ("lora", args.lora, args.lora_wall)):
+        sides[side] = read_recipe_run(side, folder / "logs", folder / "ckpt", wall)
+        sides[side]["run_folder"] = str(folder)
+    full, lora = sides["full"], sides["lora"]
+    return {"mode": "recipe", "model": "smollm2-135m-instruct", "overrides": [], "from_logs": True, "note": args.note,
+            "full": full, "lora": lora,
+            "criteria": criteria(full, lora, time_key="median_training_seconds", rss_key="peak_rss_bytes")}  # fmt: skip
+
+
 def print_table(result: dict[str, Any]) -> None:
     full, lora, crit = result["full"], result["lora"], result["criteria"]
     time_key = "median_training_seconds" if result["mode"] == "recipe" else "median_step_seconds"
@@ -242,6 +259,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     recipe.add_argument("--steps", type=int, default=None, help="grpo.max_num_steps (default: the recipes' 30)")
     recipe.add_argument("--out", type=Path, default=RESULTS / "lora_cpu.json")
     recipe.add_argument("overrides", nargs="*", help="key=value overrides for both runs")
+    logs = sub.add_parser("recipe-from-logs", help="the recipe comparison from two runs already made (folders with logs/ and ckpt/)")
+    logs.add_argument("--full", type=Path, required=True)
+    logs.add_argument("--lora", type=Path, required=True)
+    logs.add_argument("--full-wall", type=float, default=None, help="the full run's wall seconds, where known")
+    logs.add_argument("--lora-wall", type=float, default=None, help="the LoRA run's wall seconds, where known")
+    logs.add_argument("--note", default="", help="how and when the two runs were made (kept in the JSON)")
+    logs.add_argument("--out", type=Path, default=RESULTS / "lora_cpu.json")
     for name in ("train", "_side", "_pairs"):
         step = sub.add_parser(name, help="the training step alone" if name == "train" else argparse.SUPPRESS)
         if name == "_side":
@@ -261,7 +285,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if args.mode == "_pairs":
         print(json.dumps(interleaved_steps(args.model, args.pairs, args.rows, args.prompt, args.response, args.threads)))
         return None
-    result = run_recipes(args) if args.mode == "recipe" else run_train(args)
+    runners = {"recipe": run_recipes, "recipe-from-logs": recipes_from_logs, "train": run_train}
+    result = runners[args.mode](args)
     print_table(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
