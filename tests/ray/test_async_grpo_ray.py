@@ -23,16 +23,14 @@ from typing import Any
 import pytest
 
 from reinforge.core.load import load_config
-from reinforge.core.registry import Registry, RegistrySettings
+from reinforge.core.registry import Registry
 from reinforge.executors.ray.worker_group import WorkerDiedError
-from reinforge.models.tiny_model import build_model
 from reinforge.trainer import Trainer
 from tests.integration.grpo_helpers import CPU_RECIPE, read_metrics, tiny_overrides
 from tests.integration.test_async_grpo import RecordingPolicy
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("one_torch_thread")]
 
-HERE = Path(__file__).resolve().parent
 DISAGGREGATED = (
     "cluster.executor=ray", "cluster.cpus_per_worker=0.5", "cluster.colocated=false", "cluster.training_workers=1",
     "cluster.generation_workers=1", "cluster.environment_workers=1",
@@ -48,19 +46,6 @@ UNTRAINED = ("timing/", "async/", "refit/", "train/memory_")  # wall time, memor
 def trained(row: dict[str, float]) -> dict[str, float]:
     """A metrics row without what is not a function of what was trained (and the test environment actor's pid)."""
     return {k: v for k, v in row.items() if not k.startswith(UNTRAINED) and not k.endswith("env/pid_max")}
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_model(tmp_path_factory.mktemp("ray-async-tiny") / "model", size="tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    """The built-ins plus tests/ray's plugin module (the raytest_checksum environment), as the workers rebuild it."""
-    folder = tmp_path_factory.mktemp("project")
-    (folder / "plugins.toml").write_text(f'[plugins]\nlocal = ["{HERE / "raytest_plugins.py"}"]\n')
-    return Registry.create(RegistrySettings(project_file=str(folder / "plugins.toml"), load_entry_points=False))
 
 
 class CountingGeneration:

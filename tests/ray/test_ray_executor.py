@@ -24,12 +24,11 @@ from reinforge.backends.training.dtensor.config import DTensorConfig
 from reinforge.core.batch import Batch
 from reinforge.core.errors import ReinforgeError
 from reinforge.core.load import load_config
-from reinforge.core.registry import Registry, RegistrySettings
+from reinforge.core.registry import Registry
 from reinforge.core.run_config import ClusterConfig, EnvConfig, OptimizerConfig, PolicyConfig, WorkerRuntimeConfig
 from reinforge.core.sampling import SamplingParams
 from reinforge.trainer import Trainer
 from reinforge.testing.conformance_training import ConformanceNLLLoss, conformance_batch, weights
-from reinforge.models.tiny_model import build_model
 from tests.integration.grpo_helpers import CPU_RECIPE, read_metrics, tiny_overrides
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("one_torch_thread")]
@@ -37,19 +36,6 @@ pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("one_torch_thread")]
 HERE = Path(__file__).resolve().parent
 VOCAB = 704  # <= the tiny model's vocabulary
 RAY_OVERRIDES = ("cluster.executor=ray", "cluster.cpus_per_worker=0.5")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_model(tmp_path_factory.mktemp("ray-tiny") / "model", size="tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    """The built-ins plus a local plugin module, declared the way a user's project declares it."""
-    folder = tmp_path_factory.mktemp("project")
-    (folder / "plugins.toml").write_text(f'[plugins]\nlocal = ["{HERE / "raytest_plugins.py"}"]\n')
-    return Registry.create(RegistrySettings(project_file=str(folder / "plugins.toml"), load_entry_points=False))
 
 
 def cluster(**fields) -> ClusterConfig:

@@ -22,8 +22,6 @@ from tests.ray.test_ray_executor import (  # noqa: F401 - fixtures
     as_training_rows,
     cluster,
     generated_mask,
-    model_dir,
-    registry,
     sgd_policy,
 )
 
