@@ -94,7 +94,7 @@ def test_age_0_with_a_multi_turn_environment_trains_the_same_groups(tiny_model_d
     def config(out: Path, *extra: str):
         keep = [o for o in tiny_overrides(tiny_model_dir, out, steps=2) if not o.startswith(("data.", "env.", "policy.backend_cfg"))]
         # the recipe forces the on-policy ratio, which asynchronous GRPO refuses: both twins go without it
-        overrides = [*keep, "policy.max_total_sequence_length=384", "data.max_input_seq_length=256", "grpo.max_val_samples=2",
+        overrides = [*keep, "policy.max_total_sequence_length=640", "data.max_input_seq_length=512", "grpo.max_val_samples=2",
                      "loss_fn.force_on_policy_ratio=false", *extra]
         return load_config(REPO / "examples" / "configs" / "grpo-sliding-puzzle-cpu.yaml", overrides)
 

@@ -18,9 +18,11 @@ RECIPES = REPO / "examples" / "configs"
 
 
 def overrides(model_dir, out, *extra):
-    """The tiny shrink of grpo_helpers, keeping the recipe's data, environment and training-backend options."""
+    """The tiny shrink of grpo_helpers, keeping the recipe's data, environment and training-backend options.
+
+    The lengths are the recipes' own or more: the tiny tokenizer spells the worked examples out in ~350 tokens."""
     keep = [o for o in tiny_overrides(model_dir, out) if not o.startswith(("data.", "env.", "policy.backend_cfg"))]
-    return [*keep, "policy.max_total_sequence_length=384", "data.max_input_seq_length=256", "logger.num_samples_to_log=2",
+    return [*keep, "policy.max_total_sequence_length=640", "data.max_input_seq_length=512", "logger.num_samples_to_log=2",
             "grpo.max_val_samples=2", *extra]
 
 
