@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -201,7 +202,6 @@ def build_run_parts(
         quiet_library_progress_bars()  # one progress bar: the run's, not each library's loading bars
     if algorithm.async_rollouts_max_age is not None and (refusal := async_grpo_cluster_refusal(cluster)):
         raise ReinforgeError(refusal)  # runs built in Python: config load refused it already (GRPORunConfig)
-    executor = make_executor(cluster, registry)
     tokenizer = load_tokenizer(model)
     prepared = []
     for part, split, argument in ((train_data, "training", "train_data"), (val_data, "validation", "val_data")):
@@ -235,21 +235,32 @@ def build_run_parts(
     per_step = loop.prompts_per_step or algorithm.records_per_step(policy_config)
     loader = PromptLoader(train_prompts, per_step, seed=loop.seed, shuffle=loop.shuffle)
 
-    need_reference = algorithm.needs_reference
-    built_policy = policy.instance or executor.training(policy_config, need_reference=need_reference, seed=loop.seed)
-    built_generation = None
-    if generation is not None and algorithm.needs_generation:
-        built_generation = generation.instance or executor.generation(model, generation_config, seed=loop.seed)
-    built_environment = None
-    if algorithm.needs_environment:
-        if environment is None:
-            raise ReinforgeError(
-                f"{type(algorithm).__name__} needs rewards but no environment was given; pass environment= a "
-                "reward function (prompt, response, **metadata) -> float, or reinforge.environments.Math(...)"
-            )
-        built_environment = environment.instance or executor.environment(environment.env)
-        # Deadlines and a failure budget around every call, for plugins and plain reward functions alike.
-        built_environment = guard_environment(built_environment, name=environment.env.name, config=environment.env.guard)
+    if algorithm.needs_environment and environment is None:
+        raise ReinforgeError(
+            f"{type(algorithm).__name__} needs rewards but no environment was given; pass environment= a "
+            "reward function (prompt, response, **metadata) -> float, or reinforge.environments.Math(...)"
+        )
+    # The executor starts only now that the data is read (a Ray executor starts a cluster), and what it built is
+    # shut down again if a later part fails: a failed build in a notebook or a test leaves no cluster behind.
+    executor = make_executor(cluster, registry)
+    built: list[Any] = []  # the parts built here (not the caller's instances), for the clean-up
+    try:
+        need_reference = algorithm.needs_reference
+        built_policy = policy.instance or _owned(built, executor.training(policy_config, need_reference=need_reference, seed=loop.seed))
+        built_generation = None
+        if generation is not None and algorithm.needs_generation:
+            built_generation = generation.instance or _owned(built, executor.generation(model, generation_config, seed=loop.seed))
+        built_environment = None
+        if algorithm.needs_environment:
+            assert environment is not None  # checked before the executor started
+            built_environment = environment.instance or _owned(built, executor.environment(environment.env))
+            # Deadlines and a failure budget around every call, for plugins and plain reward functions alike.
+            built_environment = guard_environment(built_environment, name=environment.env.name, config=environment.env.guard)
+    except BaseException:
+        for part in [*reversed(built), executor]:
+            with contextlib.suppress(Exception):  # the build's own error is the one to report
+                part.shutdown()
+        raise
     timer = Timer()
     rollouts = None
     if built_generation is not None and built_environment is not None:
@@ -280,6 +291,12 @@ def build_run_parts(
         prompt_stats={"train": train_stats, "validation": val_stats},
         data=data,
     )
+
+
+def _owned(built: list[Any], part: Any) -> Any:
+    """`part`, noted in `built` (what build_run_parts shuts down if a later part fails)."""
+    built.append(part)
+    return part
 
 
 def _sized_policy(policy: TrainingSpec, algorithm: Algorithm, loop: LoopConfig) -> PolicyConfig:
