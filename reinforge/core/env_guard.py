@@ -125,13 +125,13 @@ class GuardedEnvironment:
         self.summed_metrics = frozenset((*inner, FAILURES, TIMEOUTS))
         # the roles its observations take, when it declares them (checked against the chat template at start)
         self.observation_roles = tuple(getattr(environment, "observation_roles", ()))
-        self._announced: set[int] = set()  # batch sizes whose deadline was printed
+        self._announced = False  # the deadline rule is printed once, on the first call
 
     def step(self, conversations: list[list[dict[str, str]]], metadata: list[dict[str, Any]]) -> EnvironmentStep:
         n = len(conversations)
         deadline = self.config.deadline_s(n)
-        if n not in self._announced:  # at start (and once per other batch size, e.g. validation's)
-            self._announced.add(n)
+        if not self._announced:  # once: a multi-turn run calls with a new batch size almost every turn
+            self._announced = True
             # stderr like run_guard.warn (not imported: run_guard -> checkpoint -> run_config imports this module)
             print(f"reinforge: environment '{self.name}': deadline {self.config.describe_deadline(n)}", file=sys.stderr, flush=True)
         outcome = call_with_deadline(lambda: self.environment.step(conversations, metadata), deadline, name=self.name)

@@ -76,11 +76,17 @@ def puzzle_text(board: Board) -> str:
     """The problem statement of a board (the dataset reader's `problem`)."""
     goal = render(solved_board(len(board)))
     return (
-        f"Solve this sliding puzzle. Slide tiles until the board reads:\n{goal}\n"
-        f"Board:\n{render(board)}\n"
+        f"Solve this sliding puzzle. Slide tiles until the board reads:\n{goal}\n{board_text(board)}\n"
         "Each turn, slide one tile that is next to the empty square (_) into it: answer with that tile's number "
         "in \\boxed{}, e.g. \\boxed{5}."
     )
+
+
+def board_text(board: Board) -> str:
+    """The board and its legal moves. The moves are listed because a 135M model rarely reads adjacency off
+    the grid (SmolLM2 named a movable tile in 12 of 48 first replies without the list): the game is then
+    about choosing among 2-4 moves, which is the planning the puzzle is meant to train."""
+    return f"Board:\n{render(board)}\nTiles next to the empty square: {', '.join(map(str, movable_tiles(board)))}."
 
 
 def read_move(text: str) -> int | None:
@@ -147,10 +153,10 @@ class SlidingPuzzleEnvironment:
 
     def feedback(self, board: Board, valid: bool, conversation: list[dict[str, str]]) -> str:
         if valid:
-            return f"Board:\n{render(board)}\nYour move?"
+            return f"{board_text(board)}\nYour move?"
         tile = read_move(next((m["content"] for m in reversed(conversation) if m["role"] == "assistant"), ""))
         why = "No move found: answer with a tile number in \\boxed{}." if tile is None else f"Tile {tile} cannot move."
-        return f"{why} Tiles next to the empty square: {', '.join(map(str, movable_tiles(board)))}.\nBoard:\n{render(board)}\nYour move?"
+        return f"{why}\n{board_text(board)}\nYour move?"
 
     def shutdown(self) -> None:
         pass

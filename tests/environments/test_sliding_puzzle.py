@@ -92,7 +92,7 @@ def test_rewards_of_a_hand_worked_episode():
         assert step.info[0]["board"] == board
         if not done:
             assert board in step.observations[0]["content"] and step.observations[0]["role"] == "user"
-    assert "Tile 3 cannot move. Tiles next to the empty square: 5, 7, 8." in env.step(*map(lambda x: [x], episode(*turns[:2]))).observations[0]["content"]
+    assert "Tile 3 cannot move.\nBoard:\n1 2 3\n4 5 6\n7 _ 8\nTiles next to the empty square: 5, 7, 8.\nYour move?" == env.step(*map(lambda x: [x], episode(*turns[:2]))).observations[0]["content"]
     assert sum(r for r, _, _ in expected) == pytest.approx(0.8)
 
 
