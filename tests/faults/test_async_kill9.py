@@ -61,3 +61,24 @@ def test_kill9_of_an_age_1_async_run_skips_and_repeats_no_prompt(tiny_model_dir,
     info = json.loads((out / "ckpt" / f"step_{STEPS}" / "training_info.json").read_text())
     want_info = json.loads((reference / "ckpt" / f"step_{STEPS}" / "training_info.json").read_text())
     assert info["consumed_prompts"] == want_info["consumed_prompts"]
+
+
+RAY = (  # the disaggregated layout async GRPO needs on Ray (cluster.colocated: true is refused)
+    "cluster.executor=ray", "cluster.cpus_per_worker=0.5", "cluster.colocated=false", "cluster.training_workers=1",
+    "cluster.generation_workers=1", "cluster.environment_workers=1",
+)  # fmt: skip
+
+
+@pytest.mark.ray
+def test_kill9_of_an_age_1_async_run_on_ray_skips_and_repeats_no_prompt(tiny_model_dir, reference, tmp_path):
+    # The driver dies with its producer thread and the Ray actors it started (Ray ties a local cluster's
+    # processes to the driver's life); the next command starts a fresh cluster and resumes from the last
+    # published checkpoint, regenerating what was buffered or in flight.
+    out = tmp_path / "run"
+    survived = run_with_kills(tiny_model_dir, out, ["after a logged step", "inside a save"], (*AGE_1, *RAY))
+    assert survived == ["after a logged step", "inside a save"]
+    rows = read_metrics(out / "logs")
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))  # every step logged exactly once
+    assert all(r["async/age_max"] <= 1 for r in rows)
+    want = json.loads((reference / "ckpt" / f"step_{STEPS}" / "dataloader.json").read_text())
+    assert json.loads((out / "ckpt" / f"step_{STEPS}" / "dataloader.json").read_text()) == want
