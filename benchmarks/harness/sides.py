@@ -4,6 +4,10 @@ Each run is a fresh process with its thread count pinned (OMP_NUM_THREADS / MKL_
 torch.set_num_threads), timed from its own step boundaries, with its peak RSS taken from the
 kernel (`os.wait4`). Phases are named alike on both sides: generation, reward, logprobs, training,
 refit, total (seconds per step).
+
+Allocator: reinforge's dtensor backend tunes glibc's malloc inside its process (`keep_freed_memory`, on by
+default; reinforge/backends/training/cpu_allocator.py). TRL's process gets the same settings through
+GLIBC_TUNABLES (`trl_env`, allocator "tuned"), spelled from the same list, unless the allocator is "default".
 """
 
 from __future__ import annotations
@@ -18,14 +22,28 @@ from typing import Any
 import yaml
 
 from benchmarks.harness.workload import Workload
+from reinforge.backends.training.cpu_allocator import glibc_tunables
 
 REPO = Path(__file__).resolve().parents[2]
 PHASES = ("generation", "reward", "logprobs", "training", "refit")
+# TRL's allocator: tuned = reinforge's malloc settings through GLIBC_TUNABLES; default = glibc's (the old harness)
+TRL_ALLOCATORS = ("tuned", "default")
 
 
 def thread_env(threads: int) -> dict[str, str]:
     pinned = {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     return {**os.environ, **pinned, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def trl_env(threads: int, allocator: str) -> dict[str, str]:
+    """thread_env, and with allocator "tuned" reinforge's malloc settings as GLIBC_TUNABLES (after any inherited
+    tunables, so ours win)."""
+    if allocator not in TRL_ALLOCATORS:
+        raise ValueError(f"unknown TRL allocator {allocator!r}; known: {', '.join(TRL_ALLOCATORS)}")
+    env = thread_env(threads)
+    if allocator == "tuned":
+        env["GLIBC_TUNABLES"] = ":".join(t for t in (env.get("GLIBC_TUNABLES"), glibc_tunables()) if t)
+    return env
 
 
 def run_child(command: list[str], env: dict[str, str], log: Path) -> int:
@@ -69,7 +87,7 @@ def reinforge_config(workload: Workload, scratch: Path, overrides: dict[str, Any
             "model_name": workload.model_dir,
             "precision": "float32",
             "train_global_batch_size": rows,
-            "train_micro_batch_size": rows,
+            "train_micro_batch_size": workload.micro_rows,  # TRL's per_device_train_batch_size
             "logprob_batch_size": rows,
             "max_total_sequence_length": workload.max_total_sequence_length,
             "max_grad_norm": 1.0,
@@ -99,6 +117,21 @@ def reinforge_config(workload: Workload, scratch: Path, overrides: dict[str, Any
             node = node.setdefault(key, {})
         node[leaf] = value
     return config
+
+
+def reinforge_allocator(policy: dict[str, Any]) -> str:
+    """How a reinforge config's `policy` leaves glibc's malloc: tuned by the dtensor backend (keep_freed_memory) or not."""
+    if policy["backend"] != "dtensor":
+        return "glibc defaults"
+    from reinforge.backends.training.dtensor.config import DTensorConfig
+
+    options = DTensorConfig(**policy.get("backend_cfg", {}))  # its own default where the config says nothing
+    return "mallopt (keep_freed_memory)" if options.keep_freed_memory else "glibc defaults"
+
+
+def trl_allocator(allocator: str) -> str:
+    """The same label for TRL's process under `trl_env(..., allocator)`."""
+    return "GLIBC_TUNABLES (reinforge's mallopt values)" if allocator == "tuned" else "glibc defaults"
 
 
 def reinforge_steps(metrics_path: Path) -> list[dict[str, float]]:
@@ -133,9 +166,9 @@ def run_reinforge(
 
 
 # ---------------------------------------------------------------------- TRL
-def run_trl(workload: Workload, scratch: Path, python: str) -> dict[str, Any]:
+def run_trl(workload: Workload, scratch: Path, python: str, allocator: str = "tuned") -> dict[str, Any]:
     scratch.mkdir(parents=True, exist_ok=True)
     out = scratch / "steps.json"
     command = [python, "-m", "benchmarks.harness.trl_side", str(Path(workload.records).parent / "workload.json"), str(out)]
-    rss = run_child(command, thread_env(workload.threads), scratch / "log.txt")
+    rss = run_child(command, trl_env(workload.threads, allocator), scratch / "log.txt")
     return {"steps": json.loads(out.read_text()), "peak_rss_bytes": rss}

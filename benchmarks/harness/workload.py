@@ -1,4 +1,4 @@
-"""The one workload both frameworks run: model folder, prompts in order, G, batch, exactly N new tokens.
+"""The one workload both frameworks run: model folder, prompts in order, G, batch, microbatch, exactly N new tokens.
 
 `prepare` writes everything a side needs into a folder: a copy of the model whose end-of-sequence
 token is one it never samples (its pad token, or a stand-in where the pad is the eos), so every
@@ -19,6 +19,18 @@ import attrs
 from reinforge.backends.kit import eos_token_ids
 
 SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+MICRO_BATCH = 16  # rows per training forward/backward pass on both sides: what examples/configs/grpo-arith-cpu.yaml uses
+
+
+def micro_rows(rows: int, micro_batch: int) -> int:
+    """Rows per training pass for a step of `rows`: `micro_batch`, or all rows when there are fewer; rows must be a
+    multiple of it (both sides accumulate whole microbatches into one optimizer step)."""
+    if micro_batch < 1:
+        raise ValueError(f"the microbatch must be at least 1 row, got {micro_batch}")
+    micro = min(micro_batch, rows)
+    if rows % micro:
+        raise ValueError(f"{rows} rows per step (prompts x generations) do not split into microbatches of {micro}")
+    return micro
 
 
 @attrs.define(kw_only=True, frozen=True)
@@ -33,11 +45,25 @@ class Workload:
     seed: int = 0
     threads: int = 2
     max_total_sequence_length: int = 256
+    micro_batch: int = MICRO_BATCH  # asked for; `micro_rows` is what both sides run
     system_prompt: str = SYSTEM_PROMPT
+
+    def __attrs_post_init__(self) -> None:
+        micro_rows(self.rows, self.micro_batch)  # raises for a step that does not split
 
     @property
     def rows(self) -> int:
         return self.prompts_per_step * self.generations
+
+    @property
+    def micro_rows(self) -> int:
+        """Rows per training forward/backward pass, on both sides."""
+        return micro_rows(self.rows, self.micro_batch)
+
+    @property
+    def accumulation(self) -> int:
+        """Microbatches accumulated into the one optimizer step of each step."""
+        return self.rows // self.micro_rows
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(attrs.asdict(self), indent=2))

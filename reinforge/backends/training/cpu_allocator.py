@@ -34,6 +34,20 @@ M_MMAP_MAX = -4
 _KEEP = 2**31 - 1  # mallopt takes an int: never trim the heap top back to the kernel
 _TOP_PAD = 64 * 2**20  # grow the heap 64 MiB at a time beyond what a request needs
 
+# (mallopt parameter, its GLIBC_TUNABLES name, value): what keep_freed_memory() applies and glibc_tunables() spells,
+# one list so the two cannot drift apart
+SETTINGS = (
+    (M_MMAP_MAX, "mmap_max", 0),
+    (M_TRIM_THRESHOLD, "trim_threshold", _KEEP),
+    (M_TOP_PAD, "top_pad", _TOP_PAD),
+)
+
+
+def glibc_tunables() -> str:
+    """SETTINGS as a GLIBC_TUNABLES value, for a process that glibc should start with them (it reads the variable at
+    start-up): the side-by-side harness gives TRL's process the allocator reinforge's training sets for itself."""
+    return ":".join(f"glibc.malloc.{name}={value}" for _, name, value in SETTINGS)
+
 
 def keep_freed_memory() -> bool:
     """Tell glibc to serve every allocation from its heap and never give the heap back; True when applied.
@@ -52,8 +66,7 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    applied = all(mallopt(param, value) == 1 for param, value in (
-        (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, _KEEP), (M_TOP_PAD, _TOP_PAD)))
+    applied = all(mallopt(param, value) == 1 for param, _, value in SETTINGS)
     if not applied:
         log.warning("glibc refused a mallopt setting; CPU training may spend time in page faults")
     return applied
