@@ -193,6 +193,7 @@ def build_run_parts(
     from reinforge.executors.local import make_executor
     from reinforge.loggers import MultiLogger
 
+    _check_algorithm_members(algorithm)
     policy_config = _sized_policy(policy, algorithm, loop)  # the training side: batch sizes, optimizer, backend options
     model = policy_config.model  # what both backends load
     if generation is None and algorithm.needs_generation:
@@ -291,6 +292,28 @@ def build_run_parts(
         prompt_stats={"train": train_stats, "validation": val_stats},
         data=data,
     )
+
+
+# The Algorithm protocol's data members, read before anything is built. A plugin written against an older
+# reinforge lacks the newer ones (async_rollouts_max_age came with asynchronous GRPO): say which, not AttributeError.
+_ALGORITHM_MEMBERS = {
+    "needs_generation": "True when it needs rollouts",
+    "needs_environment": "True when it needs rewards",
+    "needs_reference": "True when the backend keeps a frozen reference policy",
+    "record_format": "what train_step receives (reinforge.core.records.RecordFormat)",
+    "async_rollouts_max_age": "None for synchronous rollouts",
+}
+
+
+def _check_algorithm_members(algorithm: Any) -> None:
+    missing = [name for name in _ALGORITHM_MEMBERS if not hasattr(algorithm, name)]
+    if missing:
+        wanted = "; ".join(f"{name} ({_ALGORITHM_MEMBERS[name]})" for name in missing)
+        raise ReinforgeError(
+            f"The algorithm {type(algorithm).__module__}.{type(algorithm).__qualname__} lacks members of reinforge's "
+            f"Algorithm protocol (reinforge.core.interfaces.Algorithm): {wanted}. Add them to the class, e.g. "
+            "`async_rollouts_max_age = None` for an algorithm without asynchronous rollouts."
+        )
 
 
 def _owned(built: list[Any], part: Any) -> Any:

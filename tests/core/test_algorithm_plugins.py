@@ -127,3 +127,18 @@ def test_the_fingerprint_reads_a_variants_settings_from_the_section_it_takes():
     print_free = run_fingerprint(plain, weights="w", section_name="grpo")
     assert print_free["algorithm_settings"] == {"normalize_rewards": False}  # the schedule keys are left out
     assert run_fingerprint(plain, weights="w")["algorithm_settings"] == {}  # what it read before: nothing
+
+
+def test_an_algorithm_written_before_async_rollouts_is_told_the_member_it_lacks():
+    from reinforge.compose import _check_algorithm_members
+
+    class OldStyle:  # a third-party algorithm from before asynchronous GRPO: no async_rollouts_max_age
+        needs_generation, needs_environment, needs_reference = True, True, False
+        record_format = "prompts"
+
+    with pytest.raises(ReinforgeError, match=r"OldStyle lacks members .*: async_rollouts_max_age \(None for synchronous rollouts\)"):
+        _check_algorithm_members(OldStyle())
+    OldStyle.async_rollouts_max_age = None
+    _check_algorithm_members(OldStyle())  # complete now
+    for built_in in (rf.SFT, rf.DPO):
+        assert built_in.async_rollouts_max_age is None  # the built-ins declare it
