@@ -322,6 +322,7 @@ class GRPO:
                 chunk_size=max(run.loader.batch_size, 1),
                 max_turns=cfg.max_rollout_turns,
                 summed_metrics=getattr(run.rollouts.environment, "summed_metrics", ()),
+                episode_reward=cfg.multi_turn_reward,
             )
         metrics = {
             "val/accuracy": result.accuracy,

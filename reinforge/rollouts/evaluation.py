@@ -7,7 +7,7 @@ seed and score prompts the same way and agree on what a metric means.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -61,13 +61,15 @@ def evaluate(
     chunk_size: int,
     max_turns: int = 1,
     summed_metrics: Iterable[str] = (),
+    episode_reward: Literal["sum", "last"] = "sum",
 ) -> Evaluation:
     """Roll out `samples_per_prompt` samples of each prompt, `chunk_size` prompts per collection.
 
     `sampling(start)` gives the sampling of the chunk that begins at prompt `start` (its own seed, so
     a chunk samples the same whatever came before). Environment metrics are averaged over samples,
     except the counts the environment names in `summed_metrics` (e.g. answers without a box), which
-    add up over the chunks.
+    add up over the chunks. `episode_reward` is a multi-turn sample's reward: its turns' sum or its last
+    turn's (GRPO passes `grpo.multi_turn_reward`, so validation reports what training optimises).
     """
     if not prompts:
         raise ValueError("evaluate needs at least one prompt")
@@ -81,12 +83,13 @@ def evaluate(
     for start in range(0, len(prompts), chunk_size):
         part = [p for p in prompts[start : start + chunk_size] for _ in range(n)]
         result = rollouts.collect(part, sampling(start), max_turns=max_turns)
-        rewards.append(result.rewards)
+        episode = result.last_rewards if episode_reward == "last" else result.rewards
+        rewards.append(episode)
         lengths.append(result.batch["token_mask"].sum(dim=1))
         truncated.append(result.batch["truncated"].bool())
         for key, value in result.env_metrics.items():  # weighted by rows, averaged below (counts: summed)
             env_sums[key] = env_sums.get(key, 0.0) + (value if key in counts else value * len(part))
-        for i, reward in enumerate(result.rewards.tolist()):
+        for i, reward in enumerate(episode.tolist()):
             # the Environment contract: info["extracted_answer"] is what the vote compares
             answer = str(result.info[i].get("extracted_answer") or result.responses[i].strip()[-64:])
             correct.append(bool(result.correct[i]))  # the environment's verdict, else reward >= 1

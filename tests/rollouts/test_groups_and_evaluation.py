@@ -134,6 +134,22 @@ def test_evaluation_chunks_seeds_and_scores_by_hand():
     assert result.num_prompts == 3 and not math.isnan(result.rewards.mean())
 
 
+def test_evaluation_scores_a_multi_turn_sample_by_the_episode_reward_training_uses():
+    # grpo.multi_turn_reward: last trains on the last turn's reward; validation reports the same number
+    class TwoTurns(ScriptedCollector):
+        def collect(self, prompts, sampling, *, max_turns=1):
+            result = super().collect(prompts, sampling, max_turns=max_turns)
+            result.last_rewards = result.rewards - 0.25  # e.g. a -0.25 penalty on an earlier turn, not on the last
+            return result
+
+    collector = TwoTurns({"a": [1.25, 0.25]})
+    run = lambda how: evaluate(collector, [prompt("a")], 2, lambda start: SamplingParams(seed=start), chunk_size=1,
+                               max_turns=2, episode_reward=how)  # noqa: E731
+    assert run("sum").rewards.tolist() == [1.25, 0.25]
+    last = run("last")
+    assert last.rewards.tolist() == [1.0, 0.0] and [s["reward"] for s in last.samples] == [1.0, 0.0]
+
+
 def test_evaluation_needs_prompts():
     with pytest.raises(ValueError, match="at least one prompt"):
         evaluate(ScriptedCollector({}), [], 2, lambda start: SamplingParams(), chunk_size=2)
