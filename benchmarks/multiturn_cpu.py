@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/multiturn_cpu.py exactness [--rollouts 1000]   # hf on the tiny model, ~1-2 min
     .venv/bin/python benchmarks/multiturn_cpu.py safety                        # the calculator's malicious corpus
     .venv/bin/python benchmarks/multiturn_cpu.py calculator                    # recipe + no-tool baseline, <= 30 min
-    .venv/bin/python benchmarks/multiturn_cpu.py sliding_puzzle [--scramble-depth 1]
+    .venv/bin/python benchmarks/multiturn_cpu.py sliding_puzzle [--scramble-depth 1]  # + held-out boards one move deeper
+    .venv/bin/python benchmarks/multiturn_cpu.py puzzle_heldout --checkpoint RUN/ckpt/step_N   # that check alone
     .venv/bin/python benchmarks/multiturn_cpu.py word_guess                    # needs examples/plugins/reinforge-word-guess
     .venv/bin/python benchmarks/multiturn_cpu.py all
 
@@ -30,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 SMOLLM2 = REPO / "results" / "models" / "smollm2-135m-instruct"
@@ -44,8 +47,8 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALL
 SMOKE = [  # the tiny model, 2 steps, tiny batches: proves the pipeline runs, measures nothing
     "grpo.max_num_steps=2", "grpo.num_prompts_per_step=2", "grpo.num_generations_per_prompt=4", "grpo.val_period=2",
     "grpo.max_val_samples=2", "policy.train_global_batch_size=8", "policy.train_micro_batch_size=4",
-    "policy.logprob_batch_size=8", "policy.generation.max_new_tokens=12", "policy.max_total_sequence_length=512",
-    "data.max_input_seq_length=400",
+    "policy.logprob_batch_size=8", "policy.generation.max_new_tokens=12", "policy.max_total_sequence_length=640",
+    "data.max_input_seq_length=512",
 ]
 
 
@@ -118,6 +121,46 @@ def calculator_baseline(model: Path, smoke: bool) -> dict[str, Any]:
         done = subprocess.run([*CLI, "eval", "--config", str(path), "--json"], check=True, capture_output=True, text=True,
                               env={**os.environ, **OFFLINE})
     return json.loads(done.stdout)
+
+
+def puzzle_heldout(base: Path, checkpoint: Path, depth: int, smoke: bool) -> dict[str, Any]:
+    """The base model and a trained checkpoint on validation boards `depth` moves from solved, by `reinforge eval`.
+
+    At the recipe's depth 2 there are only 4 boards, so its validation boards are its training boards. A
+    board one move deeper is never a training board (a move changes the empty square's parity), so this
+    is the held-out check: the same prompt, worked move, turns and sampling (avg@2 at T = 1) as the recipe.
+    """
+    recipe = yaml.safe_load((REPO / "examples" / "configs" / RECIPES["sliding_puzzle"]).read_text())
+    result: dict[str, Any] = {"depth": depth, "checkpoint": checkpoint.name}
+    with tempfile.TemporaryDirectory() as scratch:
+        trained = Path(scratch) / "trained"
+        subprocess.run([*CLI, "convert", "--dcp-ckpt-path", str(checkpoint / "policy"), "--hf-ckpt-path", str(trained)],
+                       check=True, env={**os.environ, **OFFLINE})
+        for name, model in (("base", base), ("trained", trained)):
+            config = {
+                "eval": {"metric": "avg@k", "num_tests_per_prompt": 2, "k_value": 2, "batch_size": 16, "seed": 42,
+                         "max_turns": recipe["grpo"]["max_rollout_turns"]},
+                "generation": {"model_name": str(model), "precision": "float32", "backend": "hf", "temperature": 1.0,
+                               "max_new_tokens": recipe["policy"]["generation"]["max_new_tokens"],
+                               "max_total_sequence_length": 640 if smoke else recipe["policy"]["max_total_sequence_length"]},
+                "data": {"dataset": "sliding_puzzle",
+                         "dataset_cfg": {"split": "validation", "num_samples": 2 if smoke else 32, "scramble_depth": depth},
+                         "prompt_file": None, "system_prompt": recipe["data"]["system_prompt"],
+                         "example_turns": recipe["data"]["example_turns"],
+                         "max_input_seq_length": 512 if smoke else recipe["data"]["max_input_seq_length"]},  # the tiny kit's tokenizer spells more
+                "env": {"name": "sliding_puzzle", "env_cfg": recipe["env"]["env_cfg"]},
+                "cluster": {"executor": "local"},
+            }
+            path = Path(scratch) / f"{name}.yaml"
+            path.write_text(json.dumps(config))  # JSON is YAML
+            done = subprocess.run([*CLI, "eval", "--config", str(path), "--json"], check=True, stdout=subprocess.PIPE, text=True,
+                                  env={**os.environ, **OFFLINE})  # its errors go to our stderr
+            result[name] = json.loads(done.stdout)
+    from reinforge.data.readers import SlidingPuzzleDatasetConfig, sliding_puzzle
+
+    boards = sliding_puzzle(SlidingPuzzleDatasetConfig(split="validation", num_samples=32, scramble_depth=depth))
+    result["distinct_boards"] = len({json.dumps(b["board"]) for b in boards})
+    return result
 
 
 # --------------------------------------------------------------------------- token exactness
@@ -213,7 +256,8 @@ def safety() -> dict[str, Any]:
 # --------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("section", choices=["exactness", "safety", *RECIPES, "all"])
+    parser.add_argument("section", choices=["exactness", "safety", *RECIPES, "puzzle_heldout", "all"])
+    parser.add_argument("--checkpoint", type=Path, help="puzzle_heldout: a sliding-puzzle run's step_N folder")
     parser.add_argument("--rollouts", type=int, default=1000, help="token exactness: rollouts to check")
     parser.add_argument("--engine", choices=["hf", "vllm"], default="hf", help="token exactness: the generation backend")
     parser.add_argument("--model", type=Path, default=None, help="the model folder (default: SmolLM2-135M-Instruct; exactness: the tiny kit model)")
@@ -229,6 +273,10 @@ def main() -> None:
             result = exactness(args.rollouts, args.model, args.engine)
         elif section == "safety":
             result = safety()
+        elif section == "puzzle_heldout":  # the held-out check of a finished run's checkpoint
+            if args.checkpoint is None:
+                parser.error("puzzle_heldout needs --checkpoint RUN/ckpt/step_N")
+            result = puzzle_heldout(args.model or SMOLLM2, args.checkpoint, (args.scramble_depth or 2) + 1, args.smoke)
         else:
             result = recipe_section(section, args)
         name = f"multiturn_{section}" + (f"_depth{args.scramble_depth}" if section == "sliding_puzzle" and args.scramble_depth else "")
@@ -254,6 +302,11 @@ def recipe_section(section: str, args: argparse.Namespace) -> dict[str, Any]:
             depth = args.scramble_depth
             extra += [f"data.dataset_cfg.scramble_depth={depth}", f"data.val_dataset_cfg.scramble_depth={depth}"]
         result = run_recipe(section, Path(model), Path(scratch), extra)
+        if section == "sliding_puzzle":
+            depth = args.scramble_depth or 2
+            saved = sorted((Path(scratch) / section / "ckpt").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+            if saved:
+                result["heldout"] = puzzle_heldout(Path(model), saved[-1], depth + 1, args.smoke)
         if section == "calculator":
             result["no_tool_baseline"] = calculator_baseline(Path(model), args.smoke)
             steps = sorted(result["val_accuracy"])
