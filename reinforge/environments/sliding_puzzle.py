@@ -3,7 +3,8 @@
 Every turn the model names one tile next to the empty square, in `\\boxed{}`, and the tile slides
 into it. The environment keeps no state: it replays every move of the conversation from the
 starting board in `metadata["board"]` (the `sliding_puzzle` dataset reader's boards), so the same
-conversation gives the same answer on any worker and on a retry. Solving the board ends the
+conversation gives the same answer on any worker and on a retry. Every board it shows comes with
+the tiles next to the empty square (`board_text`). Solving the board ends the
 episode with `solve_reward`; a move that is unreadable or illegal costs `invalid_move_penalty` and
 the board stays as it was. `correct` means solved.
 
