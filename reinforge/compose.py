@@ -300,15 +300,18 @@ _ALGORITHM_MEMBERS = {
     "needs_generation": "True when it needs rollouts",
     "needs_environment": "True when it needs rewards",
     "needs_reference": "True when the backend keeps a frozen reference policy",
-    "record_format": "what train_step receives (reinforge.core.records.RecordFormat)",
     "async_rollouts_max_age": "None for synchronous rollouts",
 }
 
 
 def _check_algorithm_members(algorithm: Any) -> None:
     missing = [name for name in _ALGORITHM_MEMBERS if not hasattr(algorithm, name)]
+    if not hasattr(algorithm, "record_format") and not hasattr(algorithm, "prepare_data"):  # one of the two makes its items
+        missing.append("record_format")
     if missing:
-        wanted = "; ".join(f"{name} ({_ALGORITHM_MEMBERS[name]})" for name in missing)
+        meaning = {**_ALGORITHM_MEMBERS, "record_format": "what train_step receives (reinforge.core.records.RecordFormat), "
+                   "unless a prepare_data hook makes the items"}
+        wanted = "; ".join(f"{name} ({meaning[name]})" for name in missing)
         raise ReinforgeError(
             f"The algorithm {type(algorithm).__module__}.{type(algorithm).__qualname__} lacks members of reinforge's "
             f"Algorithm protocol (reinforge.core.interfaces.Algorithm): {wanted}. Add them to the class, e.g. "
