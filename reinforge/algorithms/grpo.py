@@ -276,7 +276,7 @@ class GRPO:
 
     def _episode_rewards(self, rollouts: RolloutResult) -> torch.Tensor:
         """Each rollout's reward `# [N]`: its turns' sum, or its last turn's (grpo.multi_turn_reward)."""
-        return rollouts.last_rewards if self.config.multi_turn_reward == "last" else rollouts.rewards
+        return rollouts.episode_rewards(self.config.multi_turn_reward)
 
     def _shape_rewards(self, rollouts: RolloutResult) -> torch.Tensor:
         cfg = self.config

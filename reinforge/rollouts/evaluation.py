@@ -83,7 +83,7 @@ def evaluate(
     for start in range(0, len(prompts), chunk_size):
         part = [p for p in prompts[start : start + chunk_size] for _ in range(n)]
         result = rollouts.collect(part, sampling(start), max_turns=max_turns)
-        episode = result.last_rewards if episode_reward == "last" else result.rewards
+        episode = result.episode_rewards(episode_reward)
         rewards.append(episode)
         lengths.append(result.batch["token_mask"].sum(dim=1))
         truncated.append(result.batch["truncated"].bool())

@@ -28,7 +28,7 @@ others' turns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -83,6 +83,10 @@ class RolloutResult:
     max_turns_reached: torch.Tensor = attrs.field(default=None)  # [N] bool: max_turns ran out before `done`
     reward_components: list[dict[str, float]] = attrs.field(factory=list)  # per conversation, summed over turns
     prompt_messages: list[int] = attrs.field(factory=list)  # per conversation: how many messages were the prompt's
+
+    def episode_rewards(self, how: Literal["sum", "last"]) -> torch.Tensor:
+        """Each conversation's reward `# [N]`: its turns' sum, or its last turn's (grpo.multi_turn_reward)."""
+        return self.last_rewards if how == "last" else self.rewards
 
     def __attrs_post_init__(self) -> None:
         if self.correct is None:
