@@ -115,10 +115,15 @@ def calculator_baseline(model: Path, smoke: bool) -> dict[str, Any]:
         "env": {"name": "calculator", "env_cfg": {"format": "tagged", "verifier": {"num_workers": 1, "require_boxed": True}}},
         "cluster": {"executor": "local"},
     }
+    return run_eval(config)
+
+
+def run_eval(config: dict[str, Any]) -> dict[str, Any]:
+    """`reinforge eval --json` on a config; its metrics. Its errors go to our stderr."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "eval.yaml"
         path.write_text(json.dumps(config))  # JSON is YAML
-        done = subprocess.run([*CLI, "eval", "--config", str(path), "--json"], check=True, capture_output=True, text=True,
+        done = subprocess.run([*CLI, "eval", "--config", str(path), "--json"], check=True, stdout=subprocess.PIPE, text=True,
                               env={**os.environ, **OFFLINE})
     return json.loads(done.stdout)
 
@@ -151,11 +156,7 @@ def puzzle_heldout(base: Path, checkpoint: Path, depth: int, smoke: bool) -> dic
                 "env": {"name": "sliding_puzzle", "env_cfg": recipe["env"]["env_cfg"]},
                 "cluster": {"executor": "local"},
             }
-            path = Path(scratch) / f"{name}.yaml"
-            path.write_text(json.dumps(config))  # JSON is YAML
-            done = subprocess.run([*CLI, "eval", "--config", str(path), "--json"], check=True, stdout=subprocess.PIPE, text=True,
-                                  env={**os.environ, **OFFLINE})  # its errors go to our stderr
-            result[name] = json.loads(done.stdout)
+            result[name] = run_eval(config)
     from reinforge.data.readers import SlidingPuzzleDatasetConfig, sliding_puzzle
 
     boards = sliding_puzzle(SlidingPuzzleDatasetConfig(split="validation", num_samples=32, scramble_depth=depth))
@@ -304,9 +305,12 @@ def recipe_section(section: str, args: argparse.Namespace) -> dict[str, Any]:
         result = run_recipe(section, Path(model), Path(scratch), extra)
         if section == "sliding_puzzle":
             depth = args.scramble_depth or 2
-            saved = sorted((Path(scratch) / section / "ckpt").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
-            if saved:
-                result["heldout"] = puzzle_heldout(Path(model), saved[-1], depth + 1, args.smoke)
+            from reinforge.core.checkpoint import CheckpointManager
+            from reinforge.core.run_config import CheckpointingConfig
+
+            saved = CheckpointManager(CheckpointingConfig(checkpoint_dir=str(Path(scratch) / section / "ckpt"))).latest_path()
+            if saved is not None:
+                result["heldout"] = puzzle_heldout(Path(model), saved, depth + 1, args.smoke)
         if section == "calculator":
             result["no_tool_baseline"] = calculator_baseline(Path(model), args.smoke)
             steps = sorted(result["val_accuracy"])
