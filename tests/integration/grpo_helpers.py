@@ -13,6 +13,11 @@ REPO = Path(__file__).resolve().parents[2]
 CPU_RECIPE = REPO / "examples" / "configs" / "grpo-arith-cpu.yaml"
 REINFORGE = str(Path(sys.executable).with_name("reinforge"))  # the console script of this environment
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+# Ray with one worker per group, not colocated: the layout asynchronous GRPO needs there (colocated is refused)
+RAY_DISAGGREGATED = (
+    "cluster.executor=ray", "cluster.cpus_per_worker=0.5", "cluster.colocated=false", "cluster.training_workers=1",
+    "cluster.generation_workers=1", "cluster.environment_workers=1",
+)  # fmt: skip
 
 
 def run_reinforge(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:

@@ -26,16 +26,12 @@ from reinforge.core.load import load_config
 from reinforge.core.registry import Registry
 from reinforge.executors.ray.worker_group import WorkerDiedError
 from reinforge.trainer import Trainer
-from tests.integration.grpo_helpers import CPU_RECIPE, read_metrics, tiny_overrides
+from tests.integration.grpo_helpers import CPU_RECIPE, RAY_DISAGGREGATED, read_metrics, tiny_overrides
 from tests.integration.test_async_grpo import RecordingPolicy
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("one_torch_thread")]
 
-DISAGGREGATED = (
-    "cluster.executor=ray", "cluster.cpus_per_worker=0.5", "cluster.colocated=false", "cluster.training_workers=1",
-    "cluster.generation_workers=1", "cluster.environment_workers=1",
-)  # fmt: skip
-COMMON = ("env.name=raytest_checksum", "env.env_cfg=null", "checkpointing.enabled=false", *DISAGGREGATED)
+COMMON = ("env.name=raytest_checksum", "env.env_cfg=null", "checkpointing.enabled=false", *RAY_DISAGGREGATED)
 AGE_0 = ("grpo.async_grpo.enabled=true", "grpo.async_grpo.max_trajectory_age_steps=0")
 AGE_1 = ("grpo.async_grpo.enabled=true", "grpo.async_grpo.max_trajectory_age_steps=1",
          "loss_fn.use_importance_sampling_correction=true", "loss_fn.truncated_importance_sampling_type=tis",
